@@ -1,0 +1,1 @@
+"""Looking back at data: reports, threshold tuning and detector evaluation."""

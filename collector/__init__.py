@@ -1,0 +1,1 @@
+"""The collector: MQTT to InfluxDB, validated, batched, acknowledged only once stored."""

@@ -1,0 +1,1 @@
+"""The edge: signal pipeline, detectors, recording/replay, MQTT publishing and its spool."""

@@ -1,0 +1,5 @@
+import sys
+
+from spinesense.cli import main
+
+sys.exit(main())
