@@ -24,7 +24,9 @@ from spinesense.config import Config, ConfigError, load
 COMMAND_MODULES = (
     "spinesense.config_cli",
     "spinesense.firmware.cli",
+    "spinesense.firmware.sim_cli",
     "spinesense.edge.cli",
+    "spinesense.edge.service_cli",
     "spinesense.collector.cli",
     "spinesense.analysis.cli",
     "spinesense.demo",

@@ -66,3 +66,20 @@ def make_message(device: str, seq: int, ts_ms: int, type_: str,
 def encode(msg: dict[str, Any]) -> bytes:
     """Compact JSON; NaN/inf are not JSON, so they are refused here rather than on the wire."""
     return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+
+
+def kind_of(type_: str) -> str:
+    """The topic kind a pipeline record is published on."""
+    return "metrics" if type_ == "metric" else "events"
+
+
+def record_to_message(record: dict[str, Any], device: str, seq: int,
+                      to_ms: Any, *, synced: bool = True) -> dict[str, Any]:
+    """Turn a pipeline record ({"type", "t", ...fields}, times in pipeline seconds) into a
+    wire message; ``to_ms`` maps a pipeline time to UTC milliseconds."""
+    fields = dict(record)
+    type_ = fields.pop("type")
+    t = fields.pop("t")
+    data = {k: (int(to_ms(v)) if k in TIME_KEYS and v is not None else v)
+            for k, v in fields.items()}
+    return make_message(device, seq, int(to_ms(t)), type_, data, synced=synced)
