@@ -14,8 +14,8 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
-                yield path + (name,), sub, helps.get(name)
-                yield from _walk(sub, path + (name,))
+                yield (*path, name), sub, helps.get(name)
+                yield from _walk(sub, (*path, name))
 
 
 def test_every_component_registers_commands() -> None:
