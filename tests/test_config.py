@@ -102,3 +102,11 @@ def test_show_output_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "shown.toml"
     out.write_text(to_toml(Config(), redact=False))
     assert load(out) == Config()
+
+
+def test_config_reference_is_in_sync() -> None:
+    """docs/config.md is generated from the schema; regenerate it when a key changes."""
+    from spinesense.config import to_markdown
+    doc = Path(__file__).parent.parent / "docs" / "config.md"
+    assert doc.read_text() == to_markdown(), \
+        "docs/config.md is stale: run `python -m spinesense.config > docs/config.md`"
