@@ -115,6 +115,8 @@ class MqttConfig:
     keepalive_s: int = opt(30, "MQTT keepalive in seconds.", lo=5, hi=3600)
     topic_prefix: str = opt("spinesense", "First topic level: <prefix>/<device>/<kind>.")
     protocol: str = opt("v5", "MQTT protocol version.", choices=("v5", "v311"))
+    reconnect_max_s: float = opt(30.0, "Longest wait between reconnect attempts (exponential "
+                                 "backoff with jitter).", lo=1.0, hi=3600.0)
 
 
 @dataclass
@@ -126,6 +128,8 @@ class SpoolConfig:
                              lo=0.1, hi=100000.0)
     replay_rate: float = opt(500.0, "Messages per second when draining a backlog.",
                              lo=1.0, hi=1e6)
+    inflight: int = opt(64, "Messages handed to MQTT and not yet acknowledged, at most.",
+                        lo=1, hi=10000)
 
 
 @dataclass
