@@ -165,6 +165,9 @@ class CollectorConfig:
                                  "Topic for rejected messages; empty: none.")
     stats_interval_s: float = opt(10.0, "How often self-metrics are logged and written.",
                                   lo=0.5, hi=3600.0)
+    session_expiry_s: int = opt(86400, "MQTT v5 session expiry: how long the broker keeps "
+                                "unacknowledged messages for a stopped collector.",
+                                lo=0, hi=4294967295)
 
 
 @dataclass
