@@ -1,0 +1,285 @@
+"""Simulated upper-back IMU recordings with ground truth.
+
+`simulate(scenario, seed)` builds a day of trunk motion from a scenario program
+(`spinesense.firmware.scenarios`), turns it into what a sensor mounted at a random
+rotation on the back would read (specific force in g, angular rate in deg/s, with noise,
+bias, scale error and quantisation), and labels it: slouch episodes by the DESIGN A3
+definition on the noiseless flexion, sitting bouts, alerts and breaks from the activity
+segments. Everything is a pure function of the seed (and the options), and the motion
+itself does not depend on the sample rate.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+from spinesense.firmware import kinematics as kin
+from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_truth
+from spinesense.firmware.motion import ArrayMotion
+from spinesense.firmware.scenarios import SCENARIOS
+from spinesense.firmware.timeline import Segment, Timeline
+
+POSTURES = ("sitting", "standing", "walking", "lying")
+CSV_HEADER = "t,ax,ay,az,gx,gy,gz"
+
+__all__ = ["DEFAULT_LABELS", "POSTURES", "SCENARIOS", "LabelParams", "SensorModel",
+           "Simulation", "mounting_matrix", "simulate"]
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """Sensor imperfections, roughly an MPU-6050 at ±4 g / ±500 °/s with a 44 Hz DLPF.
+
+    Biases and scale errors are drawn per axis, uniformly within ± the given value.
+    """
+
+    accel_noise_g: float = 0.0035
+    gyro_noise_dps: float = 0.07
+    accel_bias_g: float = 0.03
+    gyro_bias_dps: float = 2.0
+    gyro_drift_dps: float = 0.2  # slow (minutes) wander of the gyro bias, 1-σ
+    scale_error: float = 0.02
+    accel_lsb_g: float = 1.0 / 8192.0
+    gyro_lsb_dps: float = 1.0 / 65.5
+    accel_range_g: float = 4.0
+    gyro_range_dps: float = 500.0
+
+    @classmethod
+    def ideal(cls) -> SensorModel:
+        """No noise, bias, scale error or quantisation: output equals the true motion."""
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, np.inf, np.inf)
+
+
+def _rot(axis: str, deg: float) -> np.ndarray:
+    return Rotation.from_euler(axis, deg, degrees=True).as_matrix()
+
+
+def mounting_matrix(rng: np.random.Generator, kind: str = "random") -> np.ndarray:
+    """Sensor→body rotation M (columns: the sensor's axes in body coordinates).
+
+    The chip lies on the back with its z axis along the back's outward normal (−x body),
+    or inward when ``flipped``; it is spun by any angle about that normal (axes pointing
+    any way in the plane of the back) and tilted a few degrees by the back's curvature.
+    ``kind``: "random" (a quarter of seeds are flipped), "normal", "flipped", or
+    "aligned" (sensor axes = body axes, for debugging).
+    """
+    if kind == "aligned":
+        return np.eye(3)
+    if kind not in ("random", "normal", "flipped"):
+        raise ValueError(f"unknown mounting {kind!r}: use random, normal, flipped or aligned")
+    flipped = kind == "flipped" or (kind == "random" and rng.random() < 0.25)
+    base = _rot("y", 90.0 if flipped else -90.0)
+    spin = _rot("z", rng.uniform(0.0, 360.0))
+    tilt = _rot("y", rng.uniform(-10.0, 10.0)) @ _rot("z", rng.uniform(-5.0, 5.0))
+    return tilt @ base @ spin
+
+
+@dataclass
+class Simulation:
+    """A simulated recording and its truth (see `simulate`)."""
+
+    t: np.ndarray
+    acc: np.ndarray
+    gyro: np.ndarray | None
+    flexion_true: np.ndarray
+    truth: dict[str, Any]
+    mounting: np.ndarray
+    euler_deg: np.ndarray  # (n,3) yaw, flexion, lean: body→world = Rz·Ry·Rx
+    acc_true: np.ndarray  # noiseless sensor-frame specific force (g)
+    gyro_true: np.ndarray  # noiseless sensor-frame angular rate (deg/s)
+    segments: list[Segment] = field(repr=False)
+    saturated: np.ndarray | None = None
+
+    @property
+    def rate_hz(self) -> float:
+        return float(self.truth["rate_hz"])
+
+    @property
+    def up_sensor(self) -> np.ndarray:
+        """The true upright "up" (gravity's specific force direction) in the sensor frame."""
+        return self.mounting.T @ np.array([0.0, 0.0, 1.0])
+
+    @property
+    def forward_sensor(self) -> np.ndarray:
+        """The body's anterior (forward) axis in the sensor frame."""
+        return self.mounting.T @ np.array([1.0, 0.0, 0.0])
+
+    def orientation(self) -> Rotation:
+        """Trunk orientation body→world per sample (noiseless)."""
+        return Rotation.from_euler("ZYX", self.euler_deg, degrees=True)
+
+    def posture_index(self) -> np.ndarray:
+        """Per-sample true posture as indices into `POSTURES`."""
+        starts = np.array([s.start for s in self.segments]) + self.truth["t0"]
+        codes = np.array([POSTURES.index(s.posture) for s in self.segments], dtype=np.int8)
+        return codes[np.clip(np.searchsorted(starts, self.t, side="right") - 1, 0, None)]
+
+    def motion(self, *, sensor_errors: bool = True) -> ArrayMotion:
+        """An interpolating motion source for the emulators (times relative to ``t[0]``).
+
+        With ``sensor_errors`` it carries this simulation's noise, bias and scale error
+        (the emulated chip adds its own quantisation); without, the true motion.
+        """
+        if sensor_errors:
+            return ArrayMotion(self.t, self.acc, self.gyro)
+        return ArrayMotion(self.t, self.acc_true, self.gyro_true)
+
+    def chunk(self):  # -> SampleChunk, imported lazily to keep this module light
+        from spinesense.samples import SampleChunk
+        return SampleChunk(self.t, self.acc, self.gyro, self.saturated)
+
+    def write(self, path: str | Path) -> tuple[Path, Path]:
+        """Write the DESIGN A1 CSV (gzip if the name ends in .gz) and the truth JSON beside
+        it (``day.csv`` → ``day.truth.json``). Returns both paths."""
+        path = Path(path)
+        name = path.name
+        for suffix in (".csv.gz", ".csv", ".gz"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        truth_path = path.with_name(name + ".truth.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(path, self.t, self.acc, self.gyro)
+        truth_path.write_text(json.dumps(self.truth, indent=1) + "\n")
+        return path, truth_path
+
+
+def write_csv(path: Path, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None) -> None:
+    """DESIGN A1 CSV: ``t`` in s, acc in g, gyro in deg/s (empty columns without a gyro)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    data = np.column_stack([t, acc] if gyro is None else [t, acc, gyro])
+    fmt = "%.5f,%.6f,%.6f,%.6f" + (",,," if gyro is None else ",%.4f,%.4f,%.4f")
+    with opener(path, "wt", newline="") as out:
+        out.write(CSV_HEADER + "\n")
+        np.savetxt(out, data, fmt=fmt)
+
+
+def _angles(tl: Timeline, seqs: list[np.random.SeedSequence], duration: float,
+            tq: np.ndarray) -> tuple[kin.Sig, kin.Sig, kin.Sig, np.ndarray, np.ndarray]:
+    """Trunk yaw/flexion/lean (degrees, with derivatives), heading and hip acceleration."""
+    rng = np.random.default_rng(seqs[0])
+    amp = [track.evaluate(tq) for track in tl.sway]
+    flex = tl.flex.evaluate(tq) + amp[0] * kin.sway(rng, duration, tq)
+    lean = tl.lean.evaluate(tq) + amp[1] * kin.sway(rng, duration, tq)
+    yaw_base = tl.yaw.evaluate(tq)
+    yaw = yaw_base + amp[2] * kin.sway(rng, duration, tq, knot_s=2.0, smooth_s=6.0)
+    hx, hz = tl.hip_x.evaluate(tq), tl.hip_z.evaluate(tq)
+    hip = np.zeros((len(tq), 3))
+    hip[:, 0], hip[:, 2] = hx.d2 / kin.G, hz.d2 / kin.G
+    if tl.walks:
+        env = tl.walk_env.evaluate(tq)
+        phase, omega = np.zeros_like(tq), np.zeros_like(tq)
+        amps = {k: np.zeros_like(tq) for k in tl.walks[0].amp}
+        for w in tl.walks:
+            a, b = np.searchsorted(tq, [w.start, w.end])
+            omega[a:b] = 2 * np.pi * w.freq_hz
+            phase[a:b] = omega[a:b] * (tq[a:b] - w.start) + w.phase0
+            for k, v in w.amp.items():
+                amps[k][a:b] = v
+        # vertical bounce at the step frequency (plus a harmonic), fore-aft at the step
+        # frequency, side-to-side sway at the stride frequency (half the step rate)
+        hip[:, 2] += (kin.oscillation(env, amps["vert_g"], phase, omega, 1.0, np.pi / 2).v
+                      + kin.oscillation(env, 0.2 * amps["vert_g"], phase, omega, 2.0, 0.3).v)
+        hip[:, 0] += kin.oscillation(env, amps["ap_g"], phase, omega, 1.0, 0.0).v
+        hip[:, 1] += kin.oscillation(env, amps["ml_g"], phase, omega, 0.5, 0.0).v
+        flex = flex + kin.oscillation(env, amps["pitch_deg"], phase, omega, 1.0, 0.8)
+        lean = lean + kin.oscillation(env, amps["roll_deg"], phase, omega, 0.5, 0.4)
+        yaw = yaw + kin.oscillation(env, amps["yaw_deg"], phase, omega, 0.5, 1.9)
+    return yaw, flex, lean, np.radians(yaw_base.v), hip
+
+
+def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bias: float,
+                   scale: float, drift: float, lsb: float, full_scale: float,
+                   tq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(clean)
+    out = clean * (1.0 + rng.uniform(-scale, scale, 3)) + rng.uniform(-bias, bias, 3)
+    if drift > 0:
+        duration = float(tq[-1]) + 1.0 if n else 1.0
+        for axis in range(3):
+            out[:, axis] += drift * kin.sway(rng, duration, tq, knot_s=30.0, smooth_s=120.0).v
+    if noise > 0:
+        out += noise * rng.standard_normal((n, 3))
+    if lsb > 0:
+        out = np.round(out / lsb) * lsb
+    saturated = np.any(np.abs(out) >= full_scale, axis=1)
+    return np.clip(out, -full_scale, full_scale), saturated
+
+
+def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bool = False,
+             duration_s: float | None = None, labels: dict | None = None,
+             mounting: str | np.ndarray = "random", sensor: SensorModel | None = None,
+             t0: float = 0.0) -> Simulation:
+    """Simulate ``scenario`` (a key of `SCENARIOS`) deterministically from ``seed``.
+
+    ``labels`` overrides the truth definition (threshold_deg, release_deg, delay_s,
+    sitting_limit_s, break_s, repeat_s); ``mounting`` is a kind for `mounting_matrix` or
+    a 3x3 sensor→body rotation; ``sensor`` the imperfections (`SensorModel.ideal()` for
+    none); ``t0`` the time of the first sample.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of "
+                         f"{', '.join(SCENARIOS)}")
+    if not 1.0 <= rate_hz <= 2000.0:
+        raise ValueError(f"rate_hz {rate_hz} is outside 1..2000 Hz")
+    spec = SCENARIOS[scenario]
+    duration = float(spec.default_s if duration_s is None else duration_s)
+    if duration <= 0:
+        raise ValueError(f"duration_s must be positive, got {duration}")
+    params = replace(DEFAULT_LABELS, **(labels or {}))
+    sensor = sensor or SensorModel()
+    seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(5)
+
+    tl = Timeline(np.random.default_rng(seqs[0]))
+    spec.program(tl, duration)
+    tl.segments = [s for s in tl.segments if s.start < duration]
+    tl.segments[-1].end = duration
+
+    n = int(np.floor(duration * rate_hz + 1e-9))
+    tq = np.arange(n) / rate_hz
+    yaw, flex, lean, heading, hip = _angles(tl, seqs[1:2], duration, tq)
+    yaw_r, flex_r, lean_r = (s.scale(np.pi / 180.0) for s in (yaw, flex, lean))
+    acc_body, gyro_body = kin.body_motion(yaw_r, flex_r, lean_r, heading, hip)
+    del hip, heading, yaw_r, lean_r
+    if isinstance(mounting, str):
+        mount = mounting_matrix(np.random.default_rng(seqs[2]), mounting)
+    else:
+        mount = np.asarray(mounting, dtype=float)
+        if mount.shape != (3, 3) or not np.allclose(mount @ mount.T, np.eye(3), atol=1e-6):
+            raise ValueError("mounting must be a 3x3 rotation matrix")
+    acc_true = acc_body @ mount  # row-wise Mᵀ·v
+    gyro_true = gyro_body @ mount
+    del acc_body, gyro_body
+    acc, sat = _sensor_errors(acc_true, np.random.default_rng(seqs[3]), sensor.accel_noise_g,
+                              sensor.accel_bias_g, sensor.scale_error, 0.0,
+                              sensor.accel_lsb_g, sensor.accel_range_g, tq)
+    gyro = None
+    if not accel_only:
+        gyro, gsat = _sensor_errors(gyro_true, np.random.default_rng(seqs[4]),
+                                    sensor.gyro_noise_dps, sensor.gyro_bias_dps,
+                                    sensor.scale_error, sensor.gyro_drift_dps,
+                                    sensor.gyro_lsb_dps, sensor.gyro_range_dps, tq)
+        sat |= gsat
+    flexion_true = flex.v
+    euler = np.column_stack([yaw.v, flex.v, lean.v])
+    t = tq + t0
+    truth = {
+        "scenario": scenario, "seed": int(seed), "rate_hz": float(rate_hz),
+        "duration_s": duration, "t0": float(t0), "n_samples": n, "accel_only": accel_only,
+        "mounting": np.round(mount, 9).tolist(),
+        "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
+        "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
+        "label_params": params.to_dict(),
+    }
+    posture = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
+    seg_idx = np.searchsorted([s.start for s in tl.segments], tq, side="right") - 1
+    truth |= label_truth(t, flexion_true, posture[np.clip(seg_idx, 0, None)], tl.segments,
+                         tl.calibration_info, params, duration, t0)
+    return Simulation(t, acc, gyro, flexion_true, truth, mount, euler,
+                      acc_true.astype(np.float32), gyro_true.astype(np.float32),
+                      tl.segments, sat)
