@@ -1,0 +1,169 @@
+"""`spinesense report` and `spinesense tune` (argument parsing only; work is lazy)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from spinesense.cli import CliError, add_common, load_config
+
+log = logging.getLogger("spinesense.analysis")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser(
+        "report", help="write a self-contained HTML report of a day (or a range)",
+        description="Write one self-contained HTML page (plots embedded as PNG): flexion over "
+                    "the day with slouch episodes shaded, a timeline of sitting/standing/"
+                    "walking/lying, hourly bars and the day's numbers. The data comes from "
+                    "InfluxDB ([influx] in the config) for a device and a date range, or "
+                    "from a recording replayed through the pipeline.",
+        epilog="examples:\n  spinesense report -c spinesense.toml --device wearer1 "
+               "--from 2026-11-25 --to 2026-11-25 --out today.html\n"
+               "  spinesense report --recording day.csv.gz --calibrate 0:15 --out day.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(rep)
+    src = rep.add_mutually_exclusive_group(required=True)
+    src.add_argument("--device", "-d", help="device id (InfluxDB tag) to report on")
+    src.add_argument("--recording", "-r", metavar="FILE",
+                     help="a recording (CSV, DESIGN A1; .csv.gz too) to replay instead")
+    rep.add_argument("--from", dest="start", metavar="WHEN",
+                     help="start: YYYY-MM-DD (that day's 00:00) or an ISO date-time; "
+                          "naive times are UTC (default: 24 h before --to)")
+    rep.add_argument("--to", dest="end", metavar="WHEN",
+                     help="end: YYYY-MM-DD (the end of that day) or an ISO date-time "
+                          "(default: now)")
+    rep.add_argument("--calibrate", metavar="START:END",
+                     help="with --recording: take upright from this window (seconds in "
+                          "the file's time base)")
+    rep.add_argument("--tz", default="UTC",
+                     help="time zone for clock times, e.g. Europe/Berlin (default: UTC)")
+    rep.add_argument("--title", help="page title (default: spinesense daily report)")
+    rep.add_argument("--out", "-o", required=True, metavar="FILE.html", help="output file")
+    rep.set_defaults(func=_report)
+
+    tune = sub.add_parser(
+        "tune", help="sweep slouch/sitting thresholds over labelled recordings",
+        description="Replay recordings once through the pipeline's feature stage, then sweep "
+                    "the slouch threshold x delay (and the sitting limit x break length) "
+                    "through the detectors alone. Per setting: episode precision, recall, "
+                    "F1 and alerts per hour. Writes a CSV table, trade-off plots (PNG), "
+                    "a summary and a TOML snippet with the recommended setting: the best "
+                    "F1 within --alert-budget.",
+        epilog="examples:\n  spinesense tune day1.csv.gz day2.csv.gz --truth --out tuning/\n"
+               "  spinesense tune day.csv --labels day-labels.csv --alert-budget 4/h "
+               "--out tuning/\n"
+               "  spinesense tune --from-influx --device wearer1 --from 2026-11-20 "
+               "--to 2026-11-25 --out tuning/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(tune)
+    tune.add_argument("recordings", nargs="*", metavar="RECORDING",
+                      help="recordings (CSV, DESIGN A1; .csv.gz too)")
+    lab = tune.add_mutually_exclusive_group()
+    lab.add_argument("--labels", nargs="+", metavar="LABELS.csv",
+                     help="start,end,label CSV(s), one per recording in order (or one for "
+                          "all with --from-influx); labels: slouch (intervals), "
+                          "sitting_alert, break")
+    lab.add_argument("--truth", nargs="*", metavar="TRUTH.json",
+                     help="simulator truth JSON(s), one per recording; without files, "
+                          "each recording's <name>.truth.json")
+    tune.add_argument("--thresholds", default="10:30:20", metavar="LO:HI:N",
+                      help="slouch thresholds in degrees (default: %(default)s)")
+    tune.add_argument("--delays", default="1:10:10", metavar="LO:HI:N",
+                      help="slouch delays in seconds (default: %(default)s)")
+    tune.add_argument("--sitting-limits", metavar="LO:HI:N",
+                      help="sitting limits in minutes to sweep (e.g. 20:60:9); needs "
+                           "sitting_alert labels")
+    tune.add_argument("--breaks", metavar="LO:HI:N",
+                      help="break lengths in seconds to sweep (e.g. 30:120:7)")
+    tune.add_argument("--alert-budget", default="6/h", metavar="N/h",
+                      help="most slouch alerts per hour you accept (default: %(default)s)")
+    tune.add_argument("--calibrate", metavar="START:END",
+                      help="upright window (seconds) for every recording; default: the "
+                           "truth file's calibration window, else self-calibration")
+    tune.add_argument("--from-influx", action="store_true",
+                      help="tune from the metrics stored in InfluxDB (no raw recording): "
+                           "coarser, the metrics interval is the time resolution")
+    tune.add_argument("--device", "-d", help="with --from-influx: the device id")
+    tune.add_argument("--from", dest="start", metavar="WHEN", help="with --from-influx")
+    tune.add_argument("--to", dest="end", metavar="WHEN", help="with --from-influx")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    tune.set_defaults(func=_tune)
+
+
+def parse_window(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise CliError(f"--calibrate {text!r}: use START:END in seconds, e.g. 0:15",
+                       2) from None
+    if b <= a:
+        raise CliError(f"--calibrate {text!r}: END must be after START", 2)
+    return a, b
+
+
+def _tz(name: str):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CliError(f"--tz {name!r}: unknown time zone; use an IANA name such as "
+                       "Europe/Berlin or UTC", 2) from None
+
+
+def influx_range(args: argparse.Namespace):
+    from datetime import UTC, datetime, timedelta
+
+    from spinesense.analysis.dataset import parse_when
+
+    end = parse_when(args.end, end=True) if args.end else datetime.now(UTC)
+    start = parse_when(args.start) if args.start else end - timedelta(days=1)
+    return start, end
+
+
+def _report(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    tz = _tz(args.tz)
+    from spinesense.analysis import dataset, report
+
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise CliError(f"--out {out}: folder {out.parent} does not exist")
+    try:
+        if args.recording:
+            if args.start or args.end:
+                raise CliError("--from/--to apply to --device (InfluxDB); a recording is "
+                               "reported whole", 2)
+            if not Path(args.recording).is_file():
+                raise CliError(f"{args.recording}: recording not found")
+            ds = dataset.from_recording(args.recording, cfg, parse_window(args.calibrate))
+        else:
+            if args.calibrate:
+                raise CliError("--calibrate applies to --recording only", 2)
+            start, end = influx_range(args)
+            ds = dataset.from_influx(cfg, args.device, start, end)
+        page = report.render(ds, cfg, tz=tz, title=args.title)
+    except dataset.DataError as exc:
+        raise CliError(str(exc)) from None
+    out.write_text(page, encoding="utf-8")
+    s = report.summarize(ds, cfg)
+    print(f"{out}: {s.hours_of_data:.1f} h of data, {s.slouch_episodes} slouch episodes, "
+          f"{s.minutes_slouched:.0f} min slouched ({s.pct_slouched:.1f} %), "
+          f"{s.sedentary_bouts} bouts (longest {s.longest_bout_min:.0f} min), "
+          f"{s.breaks} breaks, {s.steps} steps")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    from spinesense.analysis import tune
+
+    try:
+        return tune.main(args, cfg, progress=not args.no_progress)
+    except tune.TuneError as exc:
+        raise CliError(str(exc), 2) from None

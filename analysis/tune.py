@@ -1,0 +1,430 @@
+"""`spinesense tune`: sweep thresholds over labelled recordings and recommend a setting.
+
+The expensive part of the pipeline (resampling, filtering, orientation, posture) does not
+depend on the slouch threshold, the delay, the sitting limit or the break length. So each
+recording goes through the pipeline's feature stage once, and only its detectors (pure
+functions over the features, from :mod:`spinesense.edge.pipeline`) run per setting.
+
+Scoring is per episode: a detected slouch episode (onset → release) is a true positive
+when it overlaps a labelled one; a labelled episode is found when a detected one overlaps
+it. Ties in F1 are broken by how close the alert times are to the labelled alert times
+(when the labels have them), then by fewer alerts per hour. Sitting alerts and breaks are
+matched by time, within a tolerance.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class TuneError(ValueError):
+    """Bad labels or arguments: one line that names the problem and the fix."""
+
+
+# --------------------------------------------------------------------------------- labels
+
+
+@dataclass
+class Labels:
+    """Ground truth for one recording, in the recording's time base (seconds)."""
+
+    slouch: np.ndarray  # (n, 2) onset, end
+    slouch_alert: np.ndarray | None = None  # (n,) labelled alert times, when known
+    sitting_alerts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    breaks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # times recognised
+    params: dict[str, float] = field(default_factory=dict)  # label_params, when known
+    source: str = ""
+
+
+def _intervals(rows: Iterable[tuple[float, float]]) -> np.ndarray:
+    arr = np.array(sorted(rows), float).reshape(-1, 2)
+    return arr
+
+
+def load_truth(path: str | Path) -> Labels:
+    """The simulator's truth JSON (interface 2)."""
+    p = Path(path)
+    try:
+        truth = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TuneError(f"{p}: truth file not found; `spinesense simulate` writes it next to "
+                        "the recording as <name>.truth.json") from None
+    except json.JSONDecodeError as exc:
+        raise TuneError(f"{p}: not valid JSON ({exc})") from None
+    try:
+        eps = sorted(truth["slouch_episodes"], key=lambda e: e["onset"])
+        return Labels(
+            slouch=_intervals((e["onset"], e["end"]) for e in eps),
+            slouch_alert=np.array([e.get("alert", np.nan) for e in eps], float),
+            sitting_alerts=np.array(sorted(a["t"] for a in truth.get("sitting_alerts", [])),
+                                    float),
+            breaks=np.array(sorted(b["t"] for b in truth.get("breaks", [])), float),
+            params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
+                    if isinstance(v, (int, float))},
+            source=str(p))
+    except (KeyError, TypeError) as exc:
+        raise TuneError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
+                        "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None
+
+
+LABEL_KINDS = {"slouch": "slouch", "slouching": "slouch", "sitting_alert": "sitting_alert",
+               "break": "break", "sitting_break": "break"}
+
+
+def load_labels_csv(path: str | Path) -> Labels:
+    """``start,end,label`` rows (seconds in the recording's time base; a header line is
+    optional). Labels: ``slouch`` intervals; ``sitting_alert`` and ``break`` instants
+    (their start is the time). Other labels are ignored (e.g. ``sitting``)."""
+    p = Path(path)
+    slouch: list[tuple[float, float]] = []
+    alerts: list[float] = []
+    brk: list[float] = []
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), 1):
+                if not row or row[0].startswith("#"):
+                    continue
+                if lineno == 1 and row[0].strip().lower() == "start":
+                    continue
+                if len(row) < 3:
+                    raise TuneError(f"{p}:{lineno}: expected start,end,label, got {row!r}")
+                try:
+                    start, end = float(row[0]), float(row[1])
+                except ValueError:
+                    raise TuneError(f"{p}:{lineno}: start and end must be seconds, got "
+                                    f"{row[0]!r}, {row[1]!r}") from None
+                if end < start:
+                    raise TuneError(f"{p}:{lineno}: end {end} is before start {start}")
+                kind = LABEL_KINDS.get(row[2].strip().lower())
+                if kind == "slouch":
+                    slouch.append((start, end))
+                elif kind == "sitting_alert":
+                    alerts.append(start)
+                elif kind == "break":
+                    brk.append(end)
+    except FileNotFoundError:
+        raise TuneError(f"{p}: labels file not found") from None
+    if not slouch and not alerts:
+        raise TuneError(f"{p}: no slouch or sitting_alert labels; label rows as "
+                        "start,end,slouch")
+    return Labels(slouch=_intervals(slouch), sitting_alerts=np.array(sorted(alerts)),
+                  breaks=np.array(sorted(brk)), source=str(p))
+
+
+# -------------------------------------------------------------------------------- scoring
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each interval in ``a``, whether it overlaps any interval of ``b``.
+
+    ``b`` must be sorted and non-overlapping (as episodes are): then the last ``b``
+    starting before an ``a`` ends has the latest end among those, so one searchsorted
+    answers it for all of ``a`` at once."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(len(a), bool)
+    i = np.searchsorted(b[:, 0], a[:, 1], side="left") - 1
+    ok = i >= 0
+    out = np.zeros(len(a), bool)
+    out[ok] = b[i[ok], 1] > a[ok, 0]
+    return out
+
+
+def prf(tp_pred: int, n_pred: int, found: int, n_true: int) -> tuple[float, float, float]:
+    precision = tp_pred / n_pred if n_pred else (1.0 if n_true == 0 else 0.0)
+    recall = found / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def match_times(pred: np.ndarray, true: np.ndarray, tol: float) -> tuple[int, int]:
+    """(predictions within tol of a true time, true times within tol of a prediction)."""
+    if len(pred) == 0 or len(true) == 0:
+        return 0, 0
+    d = np.abs(pred[:, None] - true[None, :]) <= tol
+    return int(d.any(axis=1).sum()), int(d.any(axis=0).sum())
+
+
+@dataclass
+class Episodes:
+    """Detected slouch episodes: onset, alert time and end (NaN alert: none)."""
+
+    onset: np.ndarray
+    alert: np.ndarray
+    end: np.ndarray
+
+    def intervals(self) -> np.ndarray:
+        return np.column_stack([self.onset, self.end]) if len(self.onset) else np.zeros((0, 2))
+
+
+def score_slouch(ep: Episodes, labels: Labels) -> dict[str, float]:
+    """Counts for one recording (summed over recordings before computing P/R/F1)."""
+    pred = ep.intervals()
+    hit = overlaps(pred, labels.slouch)
+    found = overlaps(labels.slouch, pred)
+    timing = []
+    if labels.slouch_alert is not None and len(pred) and found.any():
+        # alert-time error of each found labelled episode against its first detection
+        i = np.searchsorted(pred[:, 1], labels.slouch[:, 0], side="right")
+        i = np.minimum(i, len(pred) - 1)
+        ok = found & np.isfinite(labels.slouch_alert)
+        timing = np.abs(ep.alert[i[ok]] - labels.slouch_alert[ok]).tolist()
+    return {"tp": int(hit.sum()), "n_pred": len(pred), "found": int(found.sum()),
+            "n_true": len(labels.slouch), "timing_sum": float(np.sum(timing)),
+            "timing_n": len(timing)}
+
+
+# --------------------------------------------------------------------------------- sweep
+
+
+@dataclass
+class Recording:
+    """One recording's precomputed features and its labels."""
+
+    name: str
+    features: Any
+    labels: Labels
+    hours: float
+
+
+@dataclass
+class SweepResult:
+    kind: str  # "slouch" or "sitting"
+    axes: dict[str, np.ndarray]  # axis name → values (2 axes)
+    table: list[dict[str, float]]  # one row per setting
+    hours: float
+    resolution_note: str = ""
+
+    def grid(self, key: str) -> np.ndarray:
+        (a, av), (b, bv) = self.axes.items()
+        g = np.full((len(av), len(bv)), np.nan)
+        for row in self.table:
+            g[int(np.searchsorted(av, row[a])), int(np.searchsorted(bv, row[b]))] = row[key]
+        return g
+
+
+def parse_range(text: str, name: str) -> np.ndarray:
+    """``LO:HI:N`` (N evenly spaced values), ``A,B,C`` (a list) or one value."""
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            count = int(n)
+            if count < 1 or float(hi) < float(lo):
+                raise ValueError
+            return np.round(np.linspace(float(lo), float(hi), count), 6)
+        return np.array(sorted(float(x) for x in text.split(",")), float)
+    except ValueError:
+        raise TuneError(f"--{name} {text!r}: use LO:HI:N (e.g. 10:30:20) or a list "
+                        "A,B,C") from None
+
+
+def parse_budget(text: str) -> float:
+    t = text.strip().lower().removesuffix("/h")
+    try:
+        v = float(t)
+    except ValueError:
+        raise TuneError(f"--alert-budget {text!r}: use alerts per hour, e.g. 4/h") from None
+    if v <= 0:
+        raise TuneError(f"--alert-budget {text!r}: must be more than 0 alerts per hour")
+    return v
+
+
+def sweep(recordings: Sequence[Recording], settings: list[dict[str, float]],
+          run: Callable[[Any, dict[str, float]], Any],
+          score: Callable[[Any, Labels], dict[str, float]], *, progress: bool = True,
+          desc: str = "sweep") -> list[dict[str, float]]:
+    """Run ``run(features, setting)`` and ``score`` for each setting and recording and
+    sum the counts; a tqdm bar shows on long sweeps (more than a few seconds)."""
+    from tqdm import tqdm
+
+    total = len(settings) * len(recordings)
+    bar = tqdm(total=total, desc=desc, unit="run", disable=not progress or total < 20,
+               mininterval=0.5, leave=False)
+    rows = []
+    try:
+        for setting in settings:
+            counts: dict[str, float] = {}
+            for rec in recordings:
+                for k, v in score(run(rec.features, setting), rec.labels).items():
+                    counts[k] = counts.get(k, 0) + v
+                bar.update()
+            rows.append({**setting, **counts})
+    finally:
+        bar.close()
+    return rows
+
+
+def finish_slouch(rows: list[dict[str, float]], hours: float) -> None:
+    """Add precision, recall, F1, alerts/hour and mean alert-time error to each row."""
+    for r in rows:
+        r["precision"], r["recall"], r["f1"] = prf(int(r["tp"]), int(r["n_pred"]),
+                                                   int(r["found"]), int(r["n_true"]))
+        r["alerts_per_h"] = r["n_pred"] / hours if hours else 0.0
+        r["timing_s"] = r["timing_sum"] / r["timing_n"] if r["timing_n"] else math.nan
+
+
+def recommend(rows: list[dict[str, float]], budget: float | None,
+              rate_key: str = "alerts_per_h") -> tuple[dict[str, float], str]:
+    """Best F1 within the alert budget; ties → closer alert timing, then fewer alerts."""
+    allowed = [r for r in rows if budget is None or r[rate_key] <= budget + 1e-9]
+    note = ""
+    if not allowed:
+        best = min(rows, key=lambda r: r[rate_key])
+        return best, (f"no setting stays within {budget:g} alerts/h; the quietest gives "
+                      f"{best[rate_key]:.2f}/h")
+
+    def key(r: dict[str, float]) -> tuple[float, float, float]:
+        timing = r.get("timing_s", math.nan)
+        return (-round(r["f1"], 6), timing if math.isfinite(timing) else 1e9, r[rate_key])
+
+    best = min(allowed, key=key)
+    if budget is not None:
+        note = f"best F1 among settings with at most {budget:g} alerts/h"
+    return best, note
+
+
+# ----------------------------------------------------------------------- slouch settings
+
+
+def slouch_settings(thresholds: np.ndarray, delays: np.ndarray, gap_deg: float
+                    ) -> list[dict[str, float]]:
+    """Threshold x delay; the release keeps the config's hysteresis gap below threshold."""
+    return [{"threshold_deg": float(th), "delay_s": float(d),
+             "release_deg": float(max(0.0, th - gap_deg))}
+            for th in thresholds for d in delays]
+
+
+def sitting_settings(limits_min: np.ndarray, breaks_s: np.ndarray) -> list[dict[str, float]]:
+    return [{"limit_min": float(lim), "break_s": float(b)} for lim in limits_min
+            for b in breaks_s]
+
+
+def score_sitting(alerts_breaks: tuple[np.ndarray, np.ndarray], labels: Labels,
+                  tol_s: float = 90.0) -> dict[str, float]:
+    """Sitting alerts and breaks matched by time (within ``tol_s``)."""
+    alerts, breaks = alerts_breaks
+    a_hit, a_found = match_times(alerts, labels.sitting_alerts, tol_s)
+    b_hit, b_found = match_times(breaks, labels.breaks, tol_s)
+    return {"tp": a_hit, "n_pred": len(alerts), "found": a_found,
+            "n_true": len(labels.sitting_alerts), "b_tp": b_hit, "b_pred": len(breaks),
+            "b_found": b_found, "b_true": len(labels.breaks)}
+
+
+def finish_sitting(rows: list[dict[str, float]], hours: float) -> None:
+    for r in rows:
+        r["precision"], r["recall"], r["f1"] = prf(int(r["tp"]), int(r["n_pred"]),
+                                                   int(r["found"]), int(r["n_true"]))
+        r["break_precision"], r["break_recall"], r["break_f1"] = prf(
+            int(r["b_tp"]), int(r["b_pred"]), int(r["b_found"]), int(r["b_true"]))
+        r["alerts_per_h"] = r["n_pred"] / hours if hours else 0.0
+        r["timing_s"] = -r["break_f1"]  # tie-break on break F1 (higher is better)
+
+
+# ------------------------------------------------------------------------------- outputs
+
+
+def write_table(path: Path, rows: list[dict[str, float]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_fmt(r.get(c, "")) for c in columns])
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def plot_slouch(result: SweepResult, best: dict[str, float], budget: float | None,
+                path: Path) -> None:
+    """Trade-off curves (F1 and precision/recall against alerts per hour, one line per
+    delay) next to the F1 map over threshold x delay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ths, delays = result.axes["threshold_deg"], result.axes["delay_s"]
+    f1 = result.grid("f1")
+    rate = result.grid("alerts_per_h")
+    prec, rec = result.grid("precision"), result.grid("recall")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), dpi=100, layout="constrained")
+    cmap = plt.get_cmap("viridis")
+    for j, d in enumerate(delays):
+        color = cmap(j / max(1, len(delays) - 1))
+        axes[0].plot(rate[:, j], f1[:, j], "-o", color=color, markersize=2.5, linewidth=1,
+                     label=f"{d:g} s")
+        axes[1].plot(rec[:, j], prec[:, j], "-o", color=color, markersize=2.5, linewidth=1)
+    for ax in axes[:2]:
+        ax.grid(color="#e6e6e6")
+    if budget is not None:
+        axes[0].axvline(budget, color="#d9534f", linestyle="--", linewidth=1,
+                        label=f"budget {budget:g}/h")
+    axes[0].plot(best["alerts_per_h"], best["f1"], "*", color="#d9534f", markersize=14,
+                 label="recommended")
+    axes[0].set(xlabel="slouch alerts per hour", ylabel="episode F1", ylim=(0, 1.02),
+                title="F1 against alerts/hour (lines: delay; along a line: threshold)")
+    axes[0].legend(title="delay", fontsize=7, ncols=2, loc="lower right")
+    axes[1].plot(best["recall"], best["precision"], "*", color="#d9534f", markersize=14)
+    axes[1].set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
+                title="precision against recall")
+    im = axes[2].pcolormesh(_edges(delays), _edges(ths), f1, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(im, ax=axes[2], label="episode F1")
+    if budget is not None:
+        axes[2].contour(delays, ths, rate, levels=[budget], colors="#d9534f",
+                        linewidths=1.2, linestyles="--")
+    axes[2].plot(best["delay_s"], best["threshold_deg"], "*", color="#d9534f", markersize=14)
+    axes[2].set(xlabel="delay (s)", ylabel="threshold (°)",
+                title="F1 over threshold x delay (dashed: alert budget)")
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_sitting(result: SweepResult, best: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lims, brks = result.axes["limit_min"], result.axes["break_s"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, layout="constrained")
+    for ax, key, title in ((axes[0], "f1", "sitting-alert F1"),
+                           (axes[1], "break_f1", "break F1")):
+        im = ax.pcolormesh(_edges(brks), _edges(lims), result.grid(key), cmap="viridis",
+                           vmin=0, vmax=1)
+        fig.colorbar(im, ax=ax, label=title)
+        ax.plot(best["break_s"], best["limit_min"], "*", color="#d9534f", markersize=14)
+        ax.set(xlabel="break length (s)", ylabel="sitting limit (min)",
+               title=f"{title} over limit x break")
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _edges(v: np.ndarray) -> np.ndarray:
+    if len(v) == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.r_[v[0] - (mid[0] - v[0]), mid, v[-1] + (v[-1] - mid[-1])]
+
+
+def snippet(slouch: dict[str, float] | None, sitting: dict[str, float] | None,
+            header: list[str]) -> str:
+    """A TOML snippet to paste into the config file."""
+    lines = [f"# {h}" for h in header]
+    if slouch:
+        lines += ["[slouch]", f"threshold_deg = {slouch['threshold_deg']:.4g}",
+                  f"release_deg = {slouch['release_deg']:.4g}",
+                  f"delay_s = {slouch['delay_s']:.4g}", ""]
+    if sitting:
+        lines += ["[sitting]", f"limit_min = {sitting['limit_min']:.4g}",
+                  f"break_s = {sitting['break_s']:.4g}", ""]
+    return "\n".join(lines)
