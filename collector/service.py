@@ -21,6 +21,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,8 @@ class Collector:
         self._gen = 0
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stats_thread: threading.Thread | None = None
+        self._stats_lines: deque[str] = deque(maxlen=10_000)
         self.client = self._make_client()
         dl_pub = None
         if cc.dead_letter_topic:
@@ -256,27 +259,34 @@ class Collector:
             if qos and item_gen == gen:
                 self.client.ack(mid, qos)
 
-    def _writer_loop(self) -> None:
-        cc = self.cfg.collector
-        next_stats = time.monotonic() + cc.stats_interval_s
+    def _stats_loop(self) -> None:
+        """Log the self-metrics and queue them as a point, also while InfluxDB is down."""
+        interval = self.cfg.collector.stats_interval_s
         last_in, last_t = 0, time.monotonic()
+        while not self._stop.wait(interval):
+            last_in, last_t = self._emit_stats(last_in, last_t)
+        self._emit_stats(last_in, last_t)
+
+    def _emit_stats(self, last_in: int, last_t: float) -> tuple[int, float]:
+        now = time.monotonic()
+        rate = (self.stats.msgs_in - last_in) / max(now - last_t, 1e-9)
+        with self._cond:
+            backlog = len(self._pending) + self._writing
+        snap = self.stats.snapshot(backlog, rate)
+        log.info("stats %s", json.dumps(snap, separators=(",", ":")))
+        self._stats_lines.append(stats_to_line(self.instance, snap, int(time.time() * 1000)))
+        return self.stats.msgs_in, now
+
+    def _writer_loop(self) -> None:
         give_up_at: float | None = None
         while True:
             stopping = self._stop.is_set()
             if stopping and give_up_at is None:
                 give_up_at = time.monotonic() + self.cfg.influx.timeout_s + 5
-            batch = self._take(max(0.0, next_stats - time.monotonic()))
+            batch = self._take(self.cfg.collector.flush_interval_s)
             extra: list[str] = []
-            now = time.monotonic()
-            if now >= next_stats or (stopping and not batch):
-                rate = (self.stats.msgs_in - last_in) / max(now - last_t, 1e-9)
-                last_in, last_t = self.stats.msgs_in, now
-                with self._cond:
-                    backlog = len(self._pending) + len(batch)
-                snap = self.stats.snapshot(backlog, rate)
-                log.info("stats %s", json.dumps(snap, separators=(",", ":")))
-                extra.append(stats_to_line(self.instance, snap, int(time.time() * 1000)))
-                next_stats = now + cc.stats_interval_s
+            while self._stats_lines:
+                extra.append(self._stats_lines.popleft())
             if batch or extra:
                 ok = self._write(batch, extra, give_up_at)
                 if ok:
@@ -307,6 +317,9 @@ class Collector:
         self._thread = threading.Thread(target=self._writer_loop, name="influx-writer",
                                         daemon=True)
         self._thread.start()
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="stats",
+                                              daemon=True)
+        self._stats_thread.start()
         log.info("collector %s: %s → InfluxDB %s (%s), batch %d, window %d",
                  self.instance, f"{mc.host}:{mc.port}", self.cfg.influx.url,
                  self.cfg.influx.api, self.flush_at, self.window)
@@ -320,6 +333,8 @@ class Collector:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        if self._stats_thread is not None:
+            self._stats_thread.join(5)
         if self._thread is not None:
             self._thread.join(self.cfg.influx.timeout_s + 30)
         self.client.disconnect()
