@@ -218,3 +218,40 @@ def from_influx(cfg: Config, device: str, start: datetime, end: datetime) -> Dat
                    line_flexion=flex, line_posture=posture, resolution_s=resolution,
                    notes=[f"From InfluxDB the time line has the metrics' {resolution:g} s "
                           "resolution (mean flexion and dominant posture per interval)."])
+
+
+def records_to_lines(records: list[dict[str, Any]], device: str, epoch_offset_s: float,
+                     seq0: int = 0) -> list[str]:
+    """Pipeline records as InfluxDB line protocol, through the same code the edge
+    (``record_to_message``) and the collector (``message_to_line``) run: how a recording
+    is loaded into InfluxDB as if it had been worn live. ``epoch_offset_s`` maps the
+    recording's time base to UTC epoch seconds. Per-second ``state`` records are not
+    published by the edge and are skipped."""
+    from spinesense.collector.points import message_to_line
+
+    from spinesense.schema import kind_of, record_to_message
+
+    def to_ms(t: float) -> int:
+        return round((t + epoch_offset_s) * 1000)
+
+    lines = []
+    seq = seq0
+    for rec in records:
+        if rec["type"] == "state":
+            continue
+        msg = record_to_message(rec, device, seq, to_ms)
+        lines.append(message_to_line(kind_of(rec["type"]), msg))
+        seq += 1
+    return lines
+
+
+def write_lines(url: str, db: str, lines: list[str], batch: int = 5000) -> None:
+    """POST line protocol (ms precision) to an InfluxDB 1.x ``/write``."""
+    for i in range(0, len(lines), batch):
+        body = "\n".join(lines[i:i + batch]).encode()
+        req = urllib.request.Request(
+            f"{url.rstrip('/')}/write?" + urllib.parse.urlencode({"db": db, "precision": "ms"}),
+            data=body)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            if resp.status != 204:
+                raise DataError(f"InfluxDB /write answered {resp.status}")

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from spinesense.config import Config
+
 
 class TuneError(ValueError):
     """Bad labels or arguments: one line that names the problem and the fix."""
@@ -428,3 +430,236 @@ def snippet(slouch: dict[str, float] | None, sitting: dict[str, float] | None,
         lines += ["[sitting]", f"limit_min = {sitting['limit_min']:.4g}",
                   f"break_s = {sitting['break_s']:.4g}", ""]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- metrics-only (InfluxDB)
+
+
+@dataclass
+class MetricFeatures:
+    """Per-interval flexion from stored metrics: the only signal without a recording."""
+
+    t_end: np.ndarray
+    interval_s: np.ndarray
+    flexion: np.ndarray  # flexion_mean per interval
+    hours: float
+
+
+def metric_episodes(f: MetricFeatures, setting: dict[str, float]) -> Episodes:
+    """Runs of consecutive intervals whose mean flexion is past the threshold, lasting at
+    least the delay (and at least one interval): the metrics interval is the resolution."""
+    with np.errstate(invalid="ignore"):
+        above = f.flexion > setting["threshold_deg"]
+    start = f.t_end - f.interval_s
+    # a new run starts where the previous interval is not above or not adjacent in time
+    adjacent = np.r_[False, np.abs(start[1:] - f.t_end[:-1]) < 0.5 * f.interval_s[1:]]
+    first = above & ~(np.r_[False, above[:-1]] & adjacent)
+    last = above & ~np.r_[(above[1:] & adjacent[1:]), False]
+    onset, end = start[first], f.t_end[last]
+    keep = end - onset >= max(setting["delay_s"], 1e-9)
+    return Episodes(onset[keep], onset[keep] + setting["delay_s"], end[keep])
+
+
+def influx_features(cfg: Config, device: str, start: Any, end: Any) -> MetricFeatures:
+    from spinesense.analysis.dataset import from_influx
+
+    ds = from_influx(cfg, device, start, end)
+    return MetricFeatures(ds.metrics["t"], ds.column("interval_s"),
+                          ds.metrics.get("flexion_mean", np.full(len(ds.metrics["t"]), np.nan)),
+                          float(ds.column("interval_s").sum() / 3600))
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def _labels_for(args: Any, paths: list[Path]) -> list[Labels]:
+    if args.labels:
+        files = args.labels
+        if len(files) == 1 and len(paths) > 1:
+            raise TuneError(f"--labels: give one labels file per recording ({len(paths)}), "
+                            "in the same order")
+        if len(files) != len(paths):
+            raise TuneError(f"--labels: {len(files)} files for {len(paths)} recordings; "
+                            "give one per recording, in the same order")
+        return [load_labels_csv(f) for f in files]
+    if args.truth is None:
+        raise TuneError("labels are needed to score settings: --labels LABELS.csv "
+                        "(start,end,label) or --truth (the simulator's truth JSON)")
+    files = args.truth or [truth_path(p) for p in paths]
+    if len(files) != len(paths):
+        raise TuneError(f"--truth: {len(files)} files for {len(paths)} recordings; give "
+                        "one per recording, or none to use each <name>.truth.json")
+    return [load_truth(f) for f in files]
+
+
+def truth_path(recording: Path) -> Path:
+    name = recording.name
+    for suffix in (".csv.gz", ".csv"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return recording.with_name(name + ".truth.json")
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise TuneError(f"--calibrate {text!r}: use START:END in seconds") from None
+    return a, b
+
+
+def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
+    """Each recording through the pipeline's feature stage, once."""
+    from spinesense.edge.tuning import compute_features
+    from tqdm import tqdm
+
+    paths = [Path(p) for p in args.recordings]
+    for p in paths:
+        if not p.is_file():
+            raise TuneError(f"{p}: recording not found")
+    labels = _labels_for(args, paths)
+    out = []
+    for path, lab in tqdm(list(zip(paths, labels, strict=True)), desc="features",
+                          unit="recording", disable=not progress or len(paths) < 2,
+                          leave=False):
+        window = _window(args.calibrate)
+        if window is None and lab.source.endswith(".json"):
+            cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
+            if "start" in cal and "end" in cal:
+                window = (float(cal["start"]), float(cal["end"]))
+        feats = compute_features(path, cfg, calibrate=window)
+        out.append(Recording(path.name, feats, lab, feats.hours))
+    return out
+
+
+def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
+    """The `spinesense tune` command: sweep, score, plot, recommend, write a snippet."""
+    out = Path(args.out)
+    thresholds = parse_range(args.thresholds, "thresholds")
+    delays = parse_range(args.delays, "delays")
+    budget = parse_budget(args.alert_budget)
+    gap = cfg.slouch.threshold_deg - cfg.slouch.release_deg
+    header: list[str] = []
+    if args.from_influx:
+        if args.recordings:
+            raise TuneError("--from-influx reads InfluxDB; give no recordings with it")
+        if not args.device:
+            raise TuneError("--from-influx needs --device (and --from/--to for the range)")
+        from spinesense.analysis.dataset import DataError, parse_when
+
+        try:
+            start = parse_when(args.start) if args.start else None
+            end = parse_when(args.end, end=True) if args.end else None
+            if start is None or end is None:
+                raise TuneError("--from-influx needs --from and --to (the range to tune on)")
+            feats = influx_features(cfg, args.device, start, end)
+        except DataError as exc:
+            raise TuneError(str(exc)) from None
+        if args.truth is not None:
+            raise TuneError("--from-influx takes --labels (times in UTC epoch seconds), "
+                            "not --truth")
+        labs = [load_labels_csv(args.labels[0])] if args.labels else [None]
+        recs = [Recording(args.device, feats, labs[0] or Labels(np.zeros((0, 2))),
+                          feats.hours)]
+        resolution = float(np.median(feats.interval_s)) if len(feats.interval_s) else 10.0
+        note = (f"Tuned from InfluxDB metrics alone: the time resolution is the metrics "
+                f"interval ({resolution:g} s), so delays shorter than that cannot be told "
+                "apart and flexion is the interval mean (short slouches are diluted).")
+        header.append(note)
+        run = metric_episodes
+        has_labels = labs[0] is not None
+    else:
+        if not args.recordings:
+            raise TuneError("give one or more recordings (or --from-influx)")
+        recs = load_recordings(args, cfg, progress)
+        run = _run_slouch
+        has_labels = True
+        note = ""
+    hours = sum(r.hours for r in recs)
+    settings = slouch_settings(thresholds, delays, gap)
+    current = {"threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s,
+               "release_deg": cfg.slouch.release_deg}
+    rows = sweep(recs, [*settings, current], run, score_slouch, progress=progress,
+                 desc="slouch sweep")
+    finish_slouch(rows, hours)
+    now_row = rows.pop()
+    out.mkdir(parents=True, exist_ok=True)
+    result = SweepResult("slouch", {"threshold_deg": thresholds, "delay_s": delays}, rows,
+                         hours, note)
+    cols = ["threshold_deg", "delay_s", "release_deg", "precision", "recall", "f1",
+            "alerts_per_h", "timing_s", "tp", "n_pred", "found", "n_true"]
+    write_table(out / "slouch_sweep.csv", rows, cols)
+    lines = [f"spinesense tune: {len(recs)} recording(s), {hours:.1f} h, "
+             f"{len(thresholds)} thresholds x {len(delays)} delays"]
+    if note:
+        lines.append(note)
+    best_slouch = None
+    if has_labels:
+        best_slouch, why = recommend(rows, budget)
+        plot_slouch(result, best_slouch, budget, out / "slouch_tradeoff.png")
+        lines += [f"labelled slouch episodes: {int(rows[0]['n_true'])}",
+                  f"recommended ({why or 'best F1'}): " + _describe(best_slouch),
+                  "current config: " + _describe(now_row)]
+    else:
+        best_slouch = min((r for r in rows if r["alerts_per_h"] <= budget),
+                          key=lambda r: (r["threshold_deg"], r["delay_s"]), default=None)
+        lines.append("no labels: only alerts per hour are known (slouch_sweep.csv)")
+        if best_slouch:
+            lines.append(f"most sensitive setting within {budget:g} alerts/h: "
+                         f"{best_slouch['threshold_deg']:g}° for {best_slouch['delay_s']:g} s "
+                         f"({best_slouch['alerts_per_h']:.2f}/h)")
+    best_sitting = None
+    if (args.sitting_limits or args.breaks) and not args.from_influx:
+        best_sitting = _sitting_sweep(args, cfg, recs, hours, out, lines, progress)
+    header += [f"spinesense tune over {hours:.1f} h in {len(recs)} recording(s); alert "
+               f"budget {budget:g}/h."]
+    if best_slouch and has_labels:
+        header.append("slouch: " + _describe(best_slouch))
+    (out / "recommended.toml").write_text(snippet(best_slouch, best_sitting, header),
+                                          encoding="utf-8")
+    lines.append(f"wrote {out}/recommended.toml, slouch_sweep.csv"
+                 + (", slouch_tradeoff.png" if has_labels else ""))
+    (out / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+def _describe(r: dict[str, float]) -> str:
+    timing = r.get("timing_s", math.nan)
+    t = f", alert timing ±{timing:.1f} s" if math.isfinite(timing) else ""
+    return (f"threshold {r['threshold_deg']:g}°, delay {r['delay_s']:g} s (release "
+            f"{r['release_deg']:g}°): F1 {r['f1']:.3f} (precision {r['precision']:.3f}, "
+            f"recall {r['recall']:.3f}), {r['alerts_per_h']:.2f} alerts/h{t}")
+
+
+def _run_slouch(features: Any, setting: dict[str, float]) -> Episodes:
+    return features.slouch(setting)
+
+
+def _sitting_sweep(args: Any, cfg: Config, recs: list[Recording], hours: float, out: Path,
+                   lines: list[str], progress: bool) -> dict[str, float] | None:
+    limits = (parse_range(args.sitting_limits, "sitting-limits") if args.sitting_limits
+              else np.array([cfg.sitting.limit_min]))
+    breaks = (parse_range(args.breaks, "breaks") if args.breaks
+              else np.array([cfg.sitting.break_s]))
+    if not any(len(r.labels.sitting_alerts) for r in recs):
+        lines.append("sitting sweep skipped: the labels have no sitting alerts")
+        return None
+    rows = sweep(recs, sitting_settings(limits, breaks),
+                 lambda f, s: f.sitting(s), score_sitting, progress=progress,
+                 desc="sitting sweep")
+    finish_sitting(rows, hours)
+    result = SweepResult("sitting", {"limit_min": limits, "break_s": breaks}, rows, hours)
+    write_table(out / "sitting_sweep.csv", rows,
+                ["limit_min", "break_s", "precision", "recall", "f1", "break_precision",
+                 "break_recall", "break_f1", "alerts_per_h", "tp", "n_pred", "found",
+                 "n_true"])
+    best, _ = recommend(rows, None)
+    plot_sitting(result, best, out / "sitting_tradeoff.png")
+    lines.append(f"sitting: limit {best['limit_min']:g} min, break {best['break_s']:g} s: "
+                 f"alert F1 {best['f1']:.3f}, break F1 {best['break_f1']:.3f} "
+                 f"(sitting_sweep.csv, sitting_tradeoff.png)")
+    return best
