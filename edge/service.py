@@ -1,0 +1,323 @@
+"""The live loop on the Pi: sensor → pipeline → spool → MQTT, plus commands and haptics.
+
+One thread does the work, in ticks of ``sensor.read_interval_s``: drain the sensor FIFO
+in one burst, feed the chunk to the pipeline, commit what came out (events, metrics and
+the sensor's own events) to the spool in one transaction, buzz for alerts, apply queued
+commands, and hand spooled messages to MQTT. paho's own thread only moves bytes.
+
+With ``--emulate`` the sensor is a register-level emulator driven by a simulated person,
+and time is virtual: each tick advances a virtual monotonic clock by one read interval
+and sleeps ``read_interval / speed``, so a simulated day can run in minutes through
+exactly the code that runs on the Pi.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock
+from spinesense.edge.commands import CommandHandler, load_thresholds
+from spinesense.edge.haptics import open_haptics
+from spinesense.edge.publisher import Publisher
+from spinesense.edge.spool import Spool
+
+from spinesense import __version__, schema
+from spinesense.config import Config
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 60.0     # retained status refresh (real seconds)
+EXIT_UNDRAINED = 3        # --duration run ended with messages still spooled
+
+
+class Notifier:
+    """systemd notify (READY, WATCHDOG, STATUS, STOPPING); a no-op outside systemd."""
+
+    def __init__(self) -> None:
+        self.notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            try:
+                import sdnotify
+                self.notifier = sdnotify.SystemdNotifier()
+            except ImportError:
+                log.warning("NOTIFY_SOCKET is set but sdnotify is not installed; "
+                            "pip install sdnotify (the unit's watchdog will fire)")
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.every = usec / 2e6 if usec else math.inf
+        self.next_ping = 0.0
+
+    def send(self, text: str) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(text)
+
+    def ping(self) -> None:
+        now = time.monotonic()
+        if self.notifier is not None and now >= self.next_ping:
+            self.notifier.notify("WATCHDOG=1")
+            self.next_ping = now + self.every
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars to Python; non-finite numbers (no data) dropped, JSON has none."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[key] = value
+    return out
+
+
+class EdgeService:
+    """Builds the parts from the config and runs the loop until stopped or done."""
+
+    def __init__(self, cfg: Config, *, emulate: str | None = None, scenario: str | None = None,
+                 seed: int = 0, speed: float = 1.0, duration_s: float | None = None,
+                 drain_timeout_s: float = 60.0, pin_factory: Any = None):
+        self.cfg = cfg
+        self.speed = speed
+        self.duration_s = duration_s
+        self.drain_timeout_s = drain_timeout_s
+        self.stop_reason: str | None = None
+        self.started = time.monotonic()
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        load_thresholds(cfg)
+
+        if emulate:
+            self.vclock: VirtualClock | None = VirtualClock()
+            self.mono: Callable[[], float] = self.vclock
+            end_ms = int(time.time() * 1000 + (duration_s or 0) / speed * 1000)
+            anchor = end_ms - int((duration_s or 0) * 1000) if duration_s else int(
+                time.time() * 1000)
+            self.clock: WallClock | FixedWallClock = FixedWallClock(self.vclock, anchor)
+        else:
+            self.vclock = None
+            self.mono = time.monotonic
+            self.clock = WallClock(self.mono)
+        self.reader = self._open_sensor(emulate, scenario, seed)
+        self.pipeline = self._open_pipeline()
+        spool_path = cfg.spool.path or str(cfg.state_dir / "spool.sqlite3")
+        self.spool = Spool(os.path.expanduser(spool_path), max_mb=cfg.spool.max_mb,
+                           hard_cap_mb=cfg.spool.hard_cap_mb)
+        self.publisher = Publisher(cfg, inflight=cfg.spool.inflight,
+                                   wall_ms=self.clock.now_ms)
+        self.commands = CommandHandler(cfg, self.pipeline, self.status)
+        self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
+                                    pin_factory=pin_factory)
+        self.notifier = Notifier()
+        self.sensor_state = "starting"
+        self.samples_since_metric = 0
+        self._last_stats: dict[str, float] = {}
+        self.counts = {"events": 0, "metrics": 0}
+
+    # -- parts --------------------------------------------------------------------------
+    def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int):
+        from spinesense.firmware import open_sensor
+
+        if not emulate:
+            return open_sensor(self.cfg.sensor, clock=self.mono)
+        from spinesense.firmware.motion import StaticMotion
+
+        if scenario:
+            from spinesense.firmware.simulator import simulate
+
+            sim = simulate(scenario, seed, rate_hz=self.cfg.sensor.rate_hz,
+                           accel_only=not self.cfg.sensor.use_gyro,
+                           duration_s=self.duration_s)
+            motion = sim.motion()
+            if self.duration_s is None:
+                self.duration_s = float(sim.truth["duration_s"])
+        else:
+            motion = StaticMotion()
+        return open_sensor(self.cfg.sensor, emulate=emulate, motion=motion, clock=self.mono)
+
+    def _open_pipeline(self):
+        from spinesense.edge.calibration import Calibration
+        from spinesense.edge.pipeline import Pipeline
+
+        path = self.cfg.state_dir / "calibration.json"
+        calibration = None
+        if path.exists():
+            try:
+                calibration = Calibration.load(path)
+                log.info("calibration loaded from %s", path)
+            except (OSError, ValueError) as exc:
+                log.error("%s: ignored (%s); the pipeline calibrates itself", path, exc)
+        elif self.cfg.pipeline.auto_calibrate:
+            log.info("no %s: the pipeline calibrates itself from the first still, upright "
+                     "stretch", path)
+        return Pipeline(self.cfg, calibration)
+
+    def status(self) -> dict[str, Any]:
+        """The retained status: flat fields (the collector stores them as they are)."""
+        info = getattr(self.reader, "info", {}) or {}
+        chip = info.get("chip") if isinstance(info, dict) else getattr(info, "chip", None)
+        return {"state": "online", "version": __version__, "sensor": self.sensor_state,
+                "chip": chip, "spool_backlog": self.spool.backlog,
+                "dropped_events": self.spool.dropped_events, "synced": self.clock.synced,
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "commands_ok": self.commands.accepted,
+                "commands_refused": self.commands.rejected}
+
+    # -- one tick -----------------------------------------------------------------------
+    def _health(self, metric: dict[str, Any]) -> None:
+        """Fill the metric's health fields: rate, I2C errors, gaps, saturation, backlog."""
+        stats = dict(self.reader.stats)
+        interval = float(metric.get("interval_s") or self.cfg.metrics.interval_s)
+        metric["sample_rate_hz"] = round(self.samples_since_metric / interval, 2)
+        for key in ("i2c_errors", "gap_s", "saturated"):
+            now = float(stats.get(key, 0) or 0)
+            metric[key] = round(now - self._last_stats.get(key, 0.0), 3)
+            self._last_stats[key] = now
+        metric["spool_backlog"] = self.spool.backlog
+        self.samples_since_metric = 0
+
+    def _sensor_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "sensor_lost":
+            self.sensor_state = "lost"
+        elif kind in ("sensor_back",) or (kind != "gap" and self.sensor_state == "starting"):
+            self.sensor_state = "ok"
+        self.publisher.status_due.set()
+        log.log(logging.WARNING if kind in ("sensor_lost", "fifo_overflow") else logging.INFO,
+                "sensor: %s", {k: v for k, v in event.items() if k != "type"} | {"type": kind})
+
+    def emit(self, records: list[dict[str, Any]], sensor_events: list[dict[str, Any]]) -> None:
+        """Spool events and metrics (one commit), then buzz and remember calibration."""
+        out = []
+        for rec in records:
+            if rec["type"] == "state":
+                continue
+            if rec["type"] == "metric":
+                self._health(rec)
+            out.append(_jsonable(rec))
+        for ev in sensor_events:
+            self._sensor_event(ev)
+            out.append(_jsonable(ev))
+        if not out:
+            return
+        out.sort(key=lambda r: r["t"])
+        synced = self.clock.synced
+        device = self.cfg.device.id
+        items = []
+        for rec in out:
+            kind = schema.kind_of(rec["type"])
+            msg = schema.record_to_message(rec, device, 0, self.clock.to_ms, synced=synced)
+            items.append((kind, msg, None if synced else float(rec["t"])))
+            self.counts[kind] += 1
+        self.spool.add(items)
+        for rec in out:
+            if self.haptics is not None and self.haptics.alert(rec["type"]):
+                log.info("haptics: %s", rec["type"])
+            if rec["type"] == "calibrated":
+                self._save_calibration()
+
+    def _save_calibration(self) -> None:
+        cal = getattr(self.pipeline, "calibration", None)
+        if cal is None or not getattr(cal, "complete", True):
+            return
+        path = self.cfg.state_dir / "calibration.json"
+        try:
+            cal.save(path)
+            log.info("calibration saved to %s", path)
+        except OSError as exc:
+            log.error("cannot save calibration to %s: %s", path, exc)
+
+    def tick(self) -> None:
+        if self.vclock is not None:
+            self.vclock.advance(self.cfg.sensor.read_interval_s)
+        chunk, sensor_events = self.reader.poll()
+        records: list[dict[str, Any]] = []
+        if chunk is not None and len(chunk):
+            if self.sensor_state == "starting":
+                self.sensor_state = "ok"
+                self.publisher.status_due.set()
+            self.samples_since_metric += len(chunk)
+            records = self.pipeline.process(chunk)
+        self.emit(records, sensor_events)
+        self.service_io()
+
+    def service_io(self) -> None:
+        """Everything that is not the sensor: clock sync, commands, status, MQTT."""
+        if self.clock.refresh():
+            self.spool.restamp(self.clock.to_ms, self.publisher.last_handed)
+        while not self.publisher.commands.empty():
+            kind, reply = self.commands.handle(self.publisher.commands.get_nowait())
+            self.publisher.reply(kind, reply)
+            if reply.get("cmd") == "status":
+                self.publisher.status_due.set()
+        if self.publisher.status_due.is_set() and self.publisher.connected.is_set():
+            self.publisher.status_due.clear()
+            self.publisher.publish_status(self.status())
+            self._next_status = time.monotonic() + STATUS_EVERY_S
+        elif time.monotonic() >= getattr(self, "_next_status", math.inf):
+            self.publisher.status_due.set()
+        self.publisher.pump(self.spool)
+        self.notifier.ping()
+
+    # -- run ----------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stop_reason = signal.Signals(signum).name
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        interval = self.cfg.sensor.read_interval_s
+        self.publisher.start()
+        self.notifier.send("READY=1")
+        log.info("edge running: device %s, %s, tick %.3g s%s%s", self.cfg.device.id,
+                 "emulated sensor" if self.vclock else "I2C sensor", interval,
+                 f", speed {self.speed:g}x" if self.vclock else "",
+                 f", for {self.duration_s:g} s" if self.duration_s else "")
+        real0 = time.monotonic()
+        t0 = self.mono()
+        ticks = 0
+        lag_warned = False
+        while self.stop_reason is None:
+            self.tick()
+            ticks += 1
+            elapsed = self.mono() - t0 if self.vclock else time.monotonic() - real0
+            if self.duration_s is not None and elapsed >= self.duration_s - 1e-9:
+                self.stop_reason = "duration reached"
+                break
+            target = real0 + ticks * interval / (self.speed if self.vclock else 1.0)
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -5.0 and not lag_warned:
+                lag_warned = True
+                log.warning("the loop runs %.1f s behind real time; it catches up as fast as "
+                            "it can (lower --speed?)", -delay)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        """Flush the pipeline into the spool, drain to the broker, say offline."""
+        log.info("stopping (%s): flushing the pipeline", self.stop_reason)
+        self.notifier.send("STOPPING=1")
+        self.emit(self.pipeline.flush(), [])
+        by_duration = self.stop_reason == "duration reached"
+        timeout = self.drain_timeout_s if by_duration else min(self.drain_timeout_s, 5.0)
+        drained = self.publisher.drain(self.spool, timeout, step=self.service_io)
+        final = self.status() | {"state": "offline", "reason": "stopped"}
+        self.publisher.stop(final)
+        if self.haptics is not None:
+            self.haptics.close()
+        self.reader.close()
+        backlog = self.spool.backlog
+        self.spool.close()
+        log.info("stopped: %d events and %d metrics spooled this run, %d published, "
+                 "%d still spooled", self.counts["events"], self.counts["metrics"],
+                 self.publisher.published, backlog)
+        if not drained:
+            log.error("%d messages are still spooled (broker unreachable for %.0f s); they "
+                      "are sent at the next start", backlog, timeout)
+            return EXIT_UNDRAINED if by_duration else 0
+        return 0

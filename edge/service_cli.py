@@ -1,0 +1,86 @@
+"""`spinesense edge run`: the live loop, from the config file (interface 7)."""
+
+from __future__ import annotations
+
+import argparse
+
+from spinesense.cli import CliError, add_common, load_config
+
+EMULATED_CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox",
+                  "ism330dhcx")
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use > 0 and <= 10000")
+    return value
+
+
+def _duration(text: str) -> float:
+    from spinesense.edge.clock import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    edge = sub.add_parser("edge", help="the edge service on the Pi",
+                          description="The edge service: sensor → pipeline → spool → MQTT.")
+    edge.set_defaults(help_parser=edge)
+    edge_sub = edge.add_subparsers(dest="edge_command", metavar="SUBCOMMAND")
+    run = edge_sub.add_parser(
+        "run", help="run the live loop (systemd runs this)",
+        description="Read the IMU, detect slouching and prolonged sitting, buzz, and publish "
+                    "events and metrics over MQTT through a durable spool. Stops cleanly on "
+                    "SIGTERM/SIGINT (flush, drain, offline status).",
+        epilog="Example (a simulated 2 h workday in a minute): spinesense edge run -c "
+               "spinesense.toml --emulate mpu6050 --scenario workday --seed 1 --speed 120 "
+               "--duration 2h")
+    add_common(run)
+    run.add_argument("--emulate", metavar="CHIP", choices=EMULATED_CHIPS,
+                     help="use a register-level emulated IMU instead of I2C hardware "
+                          f"({', '.join(EMULATED_CHIPS)})")
+    run.add_argument("--scenario", metavar="NAME",
+                     help="with --emulate: the simulated person (e.g. workday); default: a "
+                          "sensor lying still")
+    run.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
+    run.add_argument("--speed", type=_speed, default=1.0,
+                     help="with --emulate: run virtual time this many times faster than "
+                          "real time (default: 1)")
+    run.add_argument("--duration", type=_duration, metavar="TIME",
+                     help="stop after this much (virtual) time, then drain the spool and "
+                          "exit: 2h, 90m, 1h30m or seconds (default: run until stopped; with "
+                          "--scenario, the scenario's length)")
+    run.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
+                     help="after --duration, wait at most this long for the broker to "
+                          "acknowledge the spool (default: 60); exit code 3 if it did not")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.scenario and not args.emulate:
+        raise CliError("--scenario needs --emulate CHIP (a simulated person drives an "
+                       "emulated sensor)", 2)
+    if args.speed != 1.0 and not args.emulate:
+        raise CliError("--speed needs --emulate CHIP: a real sensor runs in real time", 2)
+    if args.drain_timeout < 0:
+        raise CliError("--drain-timeout must be >= 0 seconds", 2)
+    cfg = load_config(args)
+    if args.scenario:
+        from spinesense.firmware.scenarios import SCENARIOS
+
+        if args.scenario not in SCENARIOS:
+            raise CliError(f"--scenario {args.scenario!r} is unknown; one of "
+                           f"{', '.join(SCENARIOS)}", 2)
+    from spinesense.edge.service import EdgeService
+
+    service = EdgeService(cfg, emulate=args.emulate, scenario=args.scenario, seed=args.seed,
+                          speed=args.speed, duration_s=args.duration,
+                          drain_timeout_s=args.drain_timeout)
+    return service.run()

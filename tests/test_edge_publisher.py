@@ -1,0 +1,241 @@
+"""The MQTT publisher on a real Mosquitto: spool order, PUBACK deletes, will, auth, TLS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from spinesense.edge.publisher import Publisher
+from spinesense.edge.spool import Spool
+
+from spinesense import schema
+from spinesense.config import Config
+from spinesense.devservers import Mosquitto
+
+
+class Subscriber:
+    """A QoS 1 subscriber with a persistent session that records payloads per topic."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str, *, tls_ca: str = ""):
+        self.got: list[tuple[str, dict, bool]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=False)
+        if tls_ca:
+            self.client.tls_set(ca_certs=tls_ca)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
+        self.client.connect("127.0.0.1", port, 5)
+        self.client.loop_start()
+        assert self.subscribed.wait(10)
+
+    def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.got.append((msg.topic, json.loads(msg.payload), msg.retain))
+
+    def seqs(self, kind: str) -> list[int]:
+        with self.lock:
+            return [m["seq"] for t, m, _ in self.got if t.endswith("/" + kind)]
+
+    def of_type(self, type_: str) -> list[dict]:
+        with self.lock:
+            return [m for _, m, _ in self.got if m["type"] == type_]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _cfg(port: int, device: str, tmp_path: Path, **mqtt_keys) -> Config:
+    cfg = Config()
+    cfg.device.id = device
+    cfg.device.state_dir = str(tmp_path / "state")
+    cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.reconnect_max_s = "127.0.0.1", port, 2.0
+    for key, value in mqtt_keys.items():
+        setattr(cfg.mqtt, key, value)
+    return cfg
+
+
+def _fill(spool: Spool, n: int, device: str) -> None:
+    spool.add([("events" if i % 5 == 0 else "metrics",
+                schema.make_message(device, 0, 1_700_000_000_000 + i, "metric", {"i": i}), None)
+               for i in range(n)])
+
+
+def _wait(cond, timeout: float = 20.0, step=None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step:
+            step()
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_spool_is_published_in_seq_order_and_deleted_on_puback(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _cfg(mosquitto.port, unique_device, tmp_path)
+    cfg.spool.replay_rate = 2000
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/#"], f"s-{unique_device}")
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 500, unique_device)
+    pub = Publisher(cfg, inflight=16)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        peak = 0
+
+        def step() -> None:
+            nonlocal peak
+            pub.pump(spool)
+            peak = max(peak, pub.unacked)
+        assert _wait(lambda: spool.backlog == 0 and pub.unacked == 0, step=step)
+        assert peak <= 16  # the inflight window holds
+        assert _wait(lambda: len(sub.seqs("events")) + len(sub.seqs("metrics")) == 500)
+        everything = [m["seq"] for t, m, _ in sub.got if not t.endswith("/status")]
+        assert everything == list(range(1, 501))  # in order, exactly once
+        assert sub.seqs("events") == list(range(1, 501, 5))
+    finally:
+        pub.stop({"state": "offline"})
+        sub.close()
+
+
+def test_replay_is_rate_limited(tmp_path: Path, mosquitto: Mosquitto,
+                                unique_device: str) -> None:
+    cfg = _cfg(mosquitto.port, unique_device, tmp_path)
+    cfg.spool.replay_rate = 200
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 400, unique_device)
+    pub = Publisher(cfg, inflight=50)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        t0 = time.monotonic()
+        assert pub.drain(spool, 30)
+        elapsed = time.monotonic() - t0
+        # 400 messages at 200/s with a 50-message burst allowance: at least ~1.75 s
+        assert elapsed >= (400 - 50) / 200 * 0.9, elapsed
+    finally:
+        pub.stop(None)
+
+
+_VANISHING_EDGE = """
+import sys, time
+from spinesense.config import Config
+from spinesense.edge.publisher import Publisher
+cfg = Config()
+cfg.device.id, cfg.mqtt.host, cfg.mqtt.port = sys.argv[1], "127.0.0.1", int(sys.argv[2])
+pub = Publisher(cfg)
+pub.start()
+pub.connected.wait(10)
+pub.publish_status({"state": "online", "sensor": "ok"}).wait_for_publish(5)
+print("online", flush=True)
+time.sleep(60)
+"""
+
+
+def test_retained_status_and_last_will_when_the_edge_vanishes(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _VANISHING_EDGE, unique_device,
+                             str(mosquitto.port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "online"
+        late = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/status"],
+                          f"late-{unique_device}")
+        assert _wait(lambda: late.of_type("status"), 10)
+        _topic, first, retained = late.got[0]
+        assert retained and first["data"]["state"] == "online"
+        proc.kill()  # a power cut: no goodbye, the broker publishes the will
+        assert _wait(lambda: any(m["data"]["state"] == "offline"
+                                 for m in late.of_type("status")), 10)
+        offline = late.of_type("status")[-1]
+        assert offline["data"]["reason"] == "connection lost"
+        late.close()
+        again = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/status"],
+                           f"again-{unique_device}")
+        assert _wait(lambda: again.got, 10)
+        assert again.got[0][2] and again.got[0][1]["data"]["state"] == "offline"  # retained
+        again.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_password_auth_from_the_environment_and_refusal(
+        tmp_path: Path, mosquitto_factory, unique_device: str, monkeypatch) -> None:
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "edge", "s3cret"], check=True)
+    pwfile.chmod(0o644)
+    broker = mosquitto_factory(extra=f"password_file {pwfile}", anonymous=False)
+    from spinesense.config import load
+
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[device]\nid = "{unique_device}"\nstate_dir = "{tmp_path}"\n'
+                    f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "edge"\n'
+                    'reconnect_max_s = 1.0\n')
+    monkeypatch.setenv("SPINESENSE_MQTT_PASSWORD", "wrong")
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 3, unique_device)
+    bad = Publisher(load(toml), client_id="bad")
+    bad.start()
+    time.sleep(2.0)
+    assert not bad.connected.is_set()
+    for _ in range(20):
+        bad.pump(spool)
+    assert spool.backlog == 3  # refused: nothing is lost
+    bad.stop(None)
+    monkeypatch.setenv("SPINESENSE_MQTT_PASSWORD", "s3cret")
+    good = Publisher(load(toml), client_id="good")
+    good.start()
+    try:
+        assert good.connected.wait(10)
+        assert good.drain(spool, 10) and spool.backlog == 0
+    finally:
+        good.stop({"state": "offline"})
+
+
+def _make_certs(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, with the openssl CLI."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ca_key, ca, key, csr, crt = (d / n for n in ("ca.key", "ca.crt", "srv.key", "srv.csr",
+                                                   "srv.crt"))
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(ca_key), "-out", str(ca))
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+        "-out", str(csr))
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    for p in (ca, key, crt):
+        p.chmod(0o644)
+    return ca, crt, key
+
+
+def test_tls_connection_with_a_private_ca(tmp_path: Path, mosquitto_factory,
+                                          unique_device: str) -> None:
+    ca, crt, key = _make_certs(tmp_path)
+    broker = mosquitto_factory(extra=f"cafile {ca}\ncertfile {crt}\nkeyfile {key}")
+    cfg = _cfg(broker.port, unique_device, tmp_path, tls=True, ca_file=str(ca))
+    sub = Subscriber(broker.port, [f"spinesense/{unique_device}/events"], "tls-sub",
+                     tls_ca=str(ca))
+    spool = Spool(tmp_path / "spool.db")
+    spool.add([("events", schema.make_message(unique_device, 0, 1, "slouch_start"), None)])
+    pub = Publisher(cfg)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert pub.drain(spool, 10)
+        assert _wait(lambda: sub.seqs("events") == [1], 10)
+    finally:
+        pub.stop(None)
+        sub.close()
