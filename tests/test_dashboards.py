@@ -11,12 +11,17 @@ match what replay computed.
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from spinesense.devservers import InfluxD
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -111,3 +116,209 @@ def test_provisioning_files() -> None:
     assert provider["type"] == "file" and provider["options"]["path"]
     uids = [load(p)["uid"] for p in DASHBOARDS]
     assert len(uids) == len(set(uids)) == 2
+
+
+# ------------------------------------------------------------- Grafana's macro rendering
+
+INTERVAL_STEPS_MS = [1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
+                     300_000, 600_000, 900_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+                     10_800_000, 21_600_000, 43_200_000, 86_400_000, 604_800_000]
+
+
+def duration_ms(text: str) -> int:
+    n, unit = int(text[:-1] if text[-2:] != "ms" else text[:-2]), text[-1]
+    if text.endswith("ms"):
+        return n
+    return n * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+                "w": 604_800_000}[unit]
+
+
+def format_interval(ms: int) -> str:
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
+                       ("m", 60_000), ("s", 1_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def grafana_interval(start_ms: int, end_ms: int, min_interval: str | None,
+                     max_points: int = 1000) -> int:
+    """$__interval as Grafana picks it: the range over the panel's data points, rounded up
+    to a round step, never below the panel's (or the datasource's 10 s) minimum."""
+    raw = (end_ms - start_ms) / max_points
+    step = next((s for s in INTERVAL_STEPS_MS if s >= raw), INTERVAL_STEPS_MS[-1])
+    return max(step, duration_ms(min_interval or "10s"))
+
+
+def regex_escape(value: str) -> str:
+    """Grafana's escaping of a value used inside an InfluxQL /regex/."""
+    return re.sub(r"([\\/^$*+?.()|\[\]{}])", r"\\\1", value)
+
+
+def render(query: str, *, start_ms: int, end_ms: int, variables: dict[str, list[str]],
+           multi: set[str], min_interval: str | None = None) -> str:
+    """Substitute Grafana's macros and template variables the way its InfluxDB datasource
+    does: multi-value/All variables become ``(a|b)`` of regex-escaped values."""
+    iv = grafana_interval(start_ms, end_ms, min_interval)
+    q = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
+    q = q.replace("$__interval_ms", str(iv))
+    q = re.sub(r"\$(__interval|interval)\b", format_interval(iv), q)
+    q = q.replace("$__from", str(start_ms)).replace("$__to", str(end_ms))
+    for name, values in variables.items():
+        if name in multi:
+            esc = [regex_escape(v) for v in values]
+            text = esc[0] if len(esc) == 1 else "(" + "|".join(esc) + ")"
+        else:
+            text = values[0]
+        q = re.sub(r"\$\{" + name + r"(?::\w+)?\}|\$" + name + r"\b", lambda _m, t=text: t, q)
+    leftover = re.findall(r"\$\{?\w+", q)
+    assert not leftover or set(leftover) <= {"$col", "$tag_device"}, (query, leftover)
+    return q
+
+
+def test_render_like_grafana() -> None:
+    q = ('SELECT mean("x") FROM "posture" WHERE "device" =~ /^$device$/ AND $timeFilter '
+         "GROUP BY time($__interval) fill(null) -- $__interval_ms ${threshold}")
+    out = render(q, start_ms=0, end_ms=86_400_000, variables={"device": ["a.b", "c"],
+                 "threshold": ["15"]}, multi={"device"})
+    assert out == ('SELECT mean("x") FROM "posture" WHERE "device" =~ /^(a\\.b|c)$/ AND '
+                   "time >= 0ms and time <= 86400000ms GROUP BY time(2m) fill(null) -- "
+                   "120000 15")
+    assert grafana_interval(0, 3_600_000, "10s") == 10_000
+    assert grafana_interval(0, 3_600_000, "1h") == 3_600_000
+
+
+# ------------------------------------------------- a simulated multi-day dataset, stored
+
+DAY0 = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
+# (device, day offset, start hour UTC, simulated hours, seed)
+DAYS = [("alice", 0, 8, 3.0, 21), ("alice", 1, 9, 3.0, 22), ("alice", 2, 13, 3.0, 23),
+        ("bob", 1, 10, 1.5, 24)]
+
+
+@dataclass
+class Stored:
+    db: str
+    start_ms: int
+    end_ms: int
+    records: dict[str, list[tuple[float, dict[str, Any]]]]  # device → (epoch s, record)
+
+    def metrics(self, device: str) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, r) for t, r in self.records[device] if r["type"] == "metric"]
+
+    def events(self, device: str, *types: str) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, r) for t, r in self.records[device] if r["type"] in types]
+
+    def slouch_pct(self, device: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+        rows = [r for t, r in self.metrics(device) if lo <= t - r["interval_s"] < hi]
+        return 100 * sum(r["slouch_s"] for r in rows) / sum(r["interval_s"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def stored(influxd: InfluxD) -> Stored:
+    """Simulated days → the real pipeline (replay) → record_to_message → message_to_line
+    → influxd /write, each day placed at its own date and hour."""
+    from spinesense.analysis.dataset import records_to_lines, write_lines
+    from spinesense.edge.replay import replay
+    from spinesense.firmware.simulator import simulate
+
+    from spinesense.config import load as load_config
+
+    db = "dashboards_test"
+    influxd.create_database(db)
+    cfg = load_config(None)
+    out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    seqs: dict[str, int] = {}
+    for device, day, hour, hours, seed in DAYS:
+        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600)
+        cal = (sim.truth["calibration"]["start"], sim.truth["calibration"]["end"])
+        records = replay(sim.chunk(), cfg, calibrate=cal)
+        offset = (DAY0 + timedelta(days=day, hours=hour)).timestamp() - float(sim.t[0])
+        lines = records_to_lines(records, device, offset, seq0=seqs.get(device, 0))
+        seqs[device] = seqs.get(device, 0) + len(lines)
+        write_lines(influxd.url, db, lines)
+        out.setdefault(device, []).extend((r["t"] + offset, r) for r in records)
+    return Stored(db, int(DAY0.timestamp() * 1000),
+                  int((DAY0 + timedelta(days=3)).timestamp() * 1000), out)
+
+
+def values(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """All value columns (not time) of all series of the first statement, non-null."""
+    out = []
+    for series in results[0].get("series", []):
+        cols = series["columns"]
+        for row in series["values"]:
+            vals = [v for c, v in zip(cols, row, strict=True) if c != "time" and v is not None]
+            if vals:
+                out.append(vals)
+    return out
+
+
+def run_dashboard(influxd: InfluxD, stored: Stored, name: str, start_ms: int, end_ms: int,
+                  devices: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every query of a dashboard, rendered and executed; results by where-label."""
+    dash = load(ROOT / "dashboards" / name)
+    multi = {v["name"] for v in dash["templating"]["list"] if v.get("multi")}
+    variables = {"device": devices, "threshold": ["15"]}
+    min_iv = {f"panel {p['id']} {p['title']!r} {t['refId']}": p.get("interval")
+              for p in panels(dash) for t in p.get("targets", [])}
+    results = {}
+    for where, q in queries(dash):
+        sql = render(q, start_ms=start_ms, end_ms=end_ms, variables=variables, multi=multi,
+                     min_interval=min_iv.get(where))
+        results[where] = influxd.query(sql, stored.db)
+        assert values(results[where]), f"{name}: {where} returned nothing:\n{sql}"
+    return results
+
+
+def by_title(results: dict[str, Any], title: str, ref: str = "A") -> list[list[Any]]:
+    key = next(k for k in results if k.endswith(f"{title!r} {ref}"))
+    return values(results[key])
+
+
+@pytest.mark.parametrize("devices", [["alice"], ["alice", "bob"]], ids=["alice", "all"])
+def test_posture_trends_queries_on_real_data(influxd: InfluxD, stored: Stored,
+                                             devices: list[str]) -> None:
+    res = run_dashboard(influxd, stored, "posture-trends.json", stored.start_ms,
+                        stored.end_ms, devices)
+    recs = [x for d in devices for x in stored.records[d]]
+    mets = [r for _, r in recs if r["type"] == "metric"]
+    count = {k: sum(1 for _, r in recs if r["type"] == k)
+             for k in ("slouch_start", "sitting_break", "sitting_alert", "sitting_reminder")}
+    pct = 100 * sum(r["slouch_s"] for r in mets) / sum(r["interval_s"] for r in mets)
+    assert 0 < pct < 60
+    # the headline numbers are what replay computed
+    assert by_title(res, "Time slouched")[0][0] == pytest.approx(pct, abs=0.05)
+    assert by_title(res, "Minutes slouched")[0][0] == pytest.approx(
+        sum(r["slouch_s"] for r in mets) / 60, rel=1e-6)
+    assert by_title(res, "Slouch episodes")[0][0] == count["slouch_start"] > 0
+    assert by_title(res, "Breaks")[0][0] == count["sitting_break"] > 0
+    assert by_title(res, "Steps")[0][0] == pytest.approx(sum(r["steps"] for r in mets))
+    assert by_title(res, "Longest sitting bout")[0][0] == pytest.approx(
+        max(r["bout_s"] for r in mets) / 60)
+    # per day (alice only: one device per series, days in UTC)
+    if devices == ["alice"]:
+        daily = [v[0] for v in by_title(res, "Time slouched per day")]
+        expect = [stored.slouch_pct("alice", (DAY0 + timedelta(days=i)).timestamp(),
+                                    (DAY0 + timedelta(days=i + 1)).timestamp())
+                  for i in range(3)]
+        assert daily == pytest.approx(expect, abs=0.05)
+        per_day = [v[0] for v in by_title(res, "Slouch episodes per day")]
+        assert sum(per_day) == count["slouch_start"]
+    hourly = [v[0] for v in by_title(res, "Time slouched per hour")]
+    assert len(hourly) >= 10 and all(0 <= h <= 100 for h in hourly)
+    matrix = by_title(res, "Time slouched by weekday and hour")
+    assert all(0 <= v[0] <= 100 for v in matrix)
+    flex = by_title(res, "Flexion")
+    assert all(v[-1] == 15 for v in flex)  # the threshold line
+    assert all(-40 < v[0] < 60 for v in flex)
+    durations = [v[0] for v in by_title(res, "Slouch episode durations")]
+    assert len(durations) == sum(1 for _, r in recs if r["type"] == "slouch_end")
+    assert all(d >= 5 for d in durations)  # at least the delay
+    posture_min = by_title(res, "Time by posture per hour")
+    assert all(0 <= x <= 60.01 for row in posture_min for x in row)
+    ann = next(v for k, v in res.items() if k.startswith("annotation"))
+    assert len(values(ann)) == count["slouch_start"] + count["sitting_alert"] + count[
+        "sitting_reminder"]
+    var = next(v for k, v in res.items() if k.startswith("variable"))
+    assert sorted(x[-1] for x in values(var)) == ["alice", "bob"]
