@@ -322,3 +322,89 @@ def test_posture_trends_queries_on_real_data(influxd: InfluxD, stored: Stored,
         "sitting_reminder"]
     var = next(v for k, v in res.items() if k.startswith("variable"))
     assert sorted(x[-1] for x in values(var)) == ["alice", "bob"]
+
+
+# --------------------------------------- device health: a live edge + collector segment
+
+
+@dataclass
+class Live:
+    device: str
+    start_ms: int
+    end_ms: int
+
+
+@pytest.fixture(scope="module")
+def live(influxd: InfluxD, mosquitto, stored: Stored, tmp_path_factory) -> Live:
+    """The edge service (emulated IMU, accelerated simulated workday) publishing through
+    Mosquitto to the real collector: health fields, status and collector self-metrics."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path_factory.mktemp("live")
+    device, prefix = "carol", f"dash{os.getpid()}"
+    cfg = work / "live.toml"
+    cfg.write_text(f"""[device]
+id = "{device}"
+state_dir = "{work / 'state'}"
+[mqtt]
+host = "127.0.0.1"
+port = {mosquitto.port}
+topic_prefix = "{prefix}"
+[influx]
+url = "{influxd.url}"
+database = "{stored.db}"
+[collector]
+group = "{prefix}"
+client_id = "{prefix}-collector"
+flush_interval_s = 0.2
+stats_interval_s = 1.0
+""")
+    exe = [sys.executable, "-m", "spinesense"]
+    with (work / "collector.log").open("wb") as log:
+        collector = subprocess.Popen([*exe, "collector", "run", "-c", str(cfg), "--instance",
+                                      "dashtest"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        edge = subprocess.run([*exe, "edge", "run", "-c", str(cfg), "--emulate", "mpu6050",
+                               "--scenario", "workday", "--seed", "5", "--speed", "60",
+                               "--duration", "12m"], capture_output=True, text=True,
+                              timeout=300)
+        assert edge.returncode == 0, edge.stderr[-2000:]
+        where = f"\"device\" = '{device}'"
+        deadline = time.monotonic() + 60
+        counts: tuple = ()
+        while time.monotonic() < deadline:  # until the stored counts stop changing
+            now = (len(influxd.rows(f"SELECT seq FROM posture WHERE {where}", stored.db)),
+                   len(influxd.rows(f"SELECT seq FROM posture_event WHERE {where}",
+                                    stored.db)))
+            if now == counts and now[0] > 0:
+                break
+            counts = now
+            time.sleep(2.5)
+        time.sleep(2.5)  # a few more collector self-metrics
+    finally:
+        collector.terminate()
+        collector.wait(30)
+    first = influxd.rows(f"SELECT first(seq) FROM posture WHERE {where}", stored.db)
+    last = influxd.rows(f"SELECT last(seq) FROM posture WHERE {where}", stored.db)
+    stats = influxd.rows("SELECT last(msgs_in) FROM spinesense_collector", stored.db)
+    assert first and last and stats, (work / "collector.log").read_text()[-2000:]
+    lo = min(first[0]["time"], stats[0]["time"]) - 60_000
+    hi = max(last[0]["time"], stats[0]["time"]) + 60_000
+    return Live(device, lo, hi)
+
+
+def test_device_health_queries_on_real_data(influxd: InfluxD, stored: Stored,
+                                            live: Live) -> None:
+    res = run_dashboard(influxd, stored, "device-health.json", live.start_ms, live.end_ms,
+                        [live.device])
+    rates = [v[0] for v in by_title(res, "Sample rate")]
+    assert rates and all(20 <= r <= 400 for r in rates), rates  # an emulated 100 Hz IMU
+    assert by_title(res, "Status")[0][-1] in ("online", "offline")
+    assert 0 < by_title(res, "Data coverage")[0][0] <= 101
+    assert all(v[0] >= 0 for v in by_title(res, "Spool backlog"))
+    assert max(v[0] for v in by_title(res, "Collector throughput")) > 0
+    assert max(v[0] for v in by_title(res, "Messages per minute")) > 0
