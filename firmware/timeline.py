@@ -166,11 +166,11 @@ class Timeline:
         dur, lean_deg = self.u(1.6, 2.8), self.u(20.0, 35.0)
         s, flex0 = self.now, self.flex.last
         self.flex.hold_until(s)
-        self.flex.add(s + 0.4 * dur, max(lean_deg, flex0 + 5.0))
+        self.flex.add(s + 0.5 * dur, max(lean_deg, flex0 + 5.0))
         self.flex.add(s + dur, self.u(0.0, 3.0))
         self._move(self.lean, s, dur, self.u(-1.5, 1.5))
-        self._move(self.hip_x, s + 0.15 * dur, 0.6 * dur, self.hip_x.last + 0.15)
-        self._move(self.hip_z, s + 0.3 * dur, 0.7 * dur, self.hip_z.last + HIP_RISE_M)
+        self._move(self.hip_x, s + 0.2 * dur, 0.6 * dur, self.hip_x.last + 0.15)
+        self._move(self.hip_z, s + 0.55 * dur, 0.45 * dur, self.hip_z.last + HIP_RISE_M)
         self._sway_to("transition", 0.3)
         self._push("sit_to_stand", "standing", dur, peak_deg=round(lean_deg, 2))
         self.seated = False
@@ -184,7 +184,7 @@ class Timeline:
         self.flex.add(s + dur, self.u(0.0, 4.0))
         self._move(self.lean, s, dur, self.u(-1.5, 1.5))
         self._move(self.hip_x, s + 0.1 * dur, 0.6 * dur, self.hip_x.last - 0.15)
-        self._move(self.hip_z, s + 0.1 * dur, 0.75 * dur, self.hip_z.last - HIP_RISE_M)
+        self._move(self.hip_z, s + 0.3 * dur, 0.5 * dur, self.hip_z.last - HIP_RISE_M)
         self._sway_to("transition", 0.3)
         self._push("stand_to_sit", "sitting", dur, peak_deg=round(lean_deg, 2))
         self.seated = True
