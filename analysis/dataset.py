@@ -226,7 +226,8 @@ def records_to_lines(records: list[dict[str, Any]], device: str, epoch_offset_s:
     (``record_to_message``) and the collector (``message_to_line``) run: how a recording
     is loaded into InfluxDB as if it had been worn live. ``epoch_offset_s`` maps the
     recording's time base to UTC epoch seconds. Per-second ``state`` records are not
-    published by the edge and are skipped."""
+    published by the edge and are skipped, as are records the collector could not store
+    either (non-scalar fields, which it dead-letters)."""
     from spinesense.collector.points import message_to_line
 
     from spinesense.schema import kind_of, record_to_message
@@ -240,7 +241,10 @@ def records_to_lines(records: list[dict[str, Any]], device: str, epoch_offset_s:
         if rec["type"] == "state":
             continue
         msg = record_to_message(rec, device, seq, to_ms)
-        lines.append(message_to_line(kind_of(rec["type"]), msg))
+        try:
+            lines.append(message_to_line(kind_of(rec["type"]), msg))
+        except ValueError:
+            continue
         seq += 1
     return lines
 
