@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from spinesense.analysis import tune
-from spinesense.cli import main
 
 
 def test_overlaps_matches_brute_force() -> None:
@@ -68,3 +63,16 @@ def test_parse_arguments() -> None:
     assert tune.parse_budget("4/h") == 4.0
     with pytest.raises(tune.TuneError, match="alerts per hour"):
         tune.parse_budget("lots")
+
+
+def test_metric_episodes_at_interval_resolution() -> None:
+    t_end = np.array([10, 20, 30, 40, 50, 60, 90, 100], float)  # a hole from 60 to 80
+    flex = np.array([0, 20, 22, 0, 25, 18, 30, 0], float)
+    f = tune.MetricFeatures(t_end, np.full(8, 10.0), flex, 0.0)
+    ep = tune.metric_episodes(f, {"threshold_deg": 15, "delay_s": 5, "release_deg": 12})
+    assert ep.intervals().tolist() == [[10, 30], [40, 60], [80, 90]]  # the hole splits
+    ep = tune.metric_episodes(f, {"threshold_deg": 15, "delay_s": 15, "release_deg": 12})
+    assert ep.intervals().tolist() == [[10, 30], [40, 60]]
+    assert ep.alert.tolist() == [25, 55]
+    ep = tune.metric_episodes(f, {"threshold_deg": 21, "delay_s": 5, "release_deg": 18})
+    assert ep.intervals().tolist() == [[20, 30], [40, 50], [80, 90]]
