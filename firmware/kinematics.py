@@ -44,6 +44,12 @@ class Sig:
         return Sig(self.v * other.v, self.d1 * other.v + self.v * other.d1,
                    self.d2 * other.v + 2 * self.d1 * other.d1 + self.v * other.d2)
 
+    def add_at(self, idx: np.ndarray, other: Sig) -> None:
+        """In place: add ``other`` (sampled at ``idx``) to this signal."""
+        self.v[idx] += other.v
+        self.d1[idx] += other.d1
+        self.d2[idx] += other.d2
+
     def scale(self, k: float | np.ndarray) -> Sig:
         return Sig(self.v * k, self.d1 * k, self.d2 * k)
 
@@ -78,21 +84,26 @@ class Track:
         self.add(time, self.last)
 
     def evaluate(self, t: np.ndarray) -> Sig:
+        """Value and derivatives at sorted times ``t``; only samples inside a moving
+        interval pay for the polynomial (most of a day is holds)."""
         k = np.asarray(self.times)
         vals = np.asarray(self.values)
-        if len(k) == 1:
-            z = np.zeros_like(t)
-            return Sig(z + vals[0], z, z.copy())
-        idx = np.clip(np.searchsorted(k, t, side="right") - 1, 0, len(k) - 2)
-        t0 = k[idx]
-        span = k[idx + 1] - t0
-        dv = vals[idx + 1] - vals[idx]
-        u = np.clip((t - t0) / span, 0.0, 1.0)
-        u2 = u * u
-        s = u2 * u * (10.0 + u * (-15.0 + 6.0 * u))
-        ds = 30.0 * u2 * (1.0 - u) ** 2
-        dds = 60.0 * u * (1.0 - u) * (1.0 - 2.0 * u)
-        return Sig(vals[idx] + dv * s, dv * ds / span, dv * dds / (span * span))
+        bounds = np.searchsorted(t, k, side="left")  # first sample of each knot interval
+        counts = np.diff(np.concatenate([[0], bounds, [len(t)]]))
+        # value held before the first knot, on each interval's start, and after the last
+        v = np.repeat(np.concatenate([vals[:1], vals]), counts)
+        d1, d2 = np.zeros_like(t), np.zeros_like(t)
+        for i in np.flatnonzero(np.diff(vals) != 0.0):
+            lo, hi = bounds[i], bounds[i + 1]
+            if lo == hi:
+                continue
+            span, dv = k[i + 1] - k[i], vals[i + 1] - vals[i]
+            u = (t[lo:hi] - k[i]) / span
+            u2 = u * u
+            v[lo:hi] = vals[i] + dv * (u2 * u * (10.0 + u * (-15.0 + 6.0 * u)))
+            d1[lo:hi] = (dv * 30.0 / span) * u2 * (1.0 - u) ** 2
+            d2[lo:hi] = (dv * 60.0 / (span * span)) * u * (1.0 - u) * (1.0 - 2.0 * u)
+        return Sig(v, d1, d2)
 
 
 def sway(rng: np.random.Generator, duration_s: float, t: np.ndarray, *,
@@ -155,16 +166,23 @@ def body_motion(yaw: Sig, flex: Sig, lean: Sig, heading: np.ndarray,
           - yaw.d1 * flex.d1 * sf * sl + yaw.d1 * lean.d1 * cf * cl)
     rd = (-flex.d2 * sl - flex.d1 * lean.d1 * cl + yaw.d2 * cf * cl
           - yaw.d1 * flex.d1 * sf * cl - yaw.d1 * lean.d1 * cf * sl)
-    omega = np.stack([p, q, r], axis=1)
-    alpha = np.stack([pd, qd, rd], axis=1)
-    lever = (np.cross(alpha, LEVER_ARM_M)
-             + np.cross(omega, np.cross(omega, LEVER_ARM_M))) / G
+    # lever-arm acceleration α×r + ω×(ω×r), written out for r = (rx, 0, rz)
+    rx, rz = LEVER_ARM_M[0], LEVER_ARM_M[2]  # y is 0: the sensor sits on the midline
+    w_dot_r = p * rx + r * rz
+    w2 = p * p + q * q + r * r
+    lever_x = (qd * rz + p * w_dot_r - w2 * rx) / G
+    lever_y = (rd * rx - pd * rz + q * w_dot_r) / G
+    lever_z = (-qd * rx + r * w_dot_r - w2 * rz) / G
     # hip acceleration: heading frame → body frame = Rx(lean)ᵀ Ry(flex)ᵀ Rz(heading − yaw)
     d = heading - yaw.v
     sd, cd = np.sin(d), np.cos(d)
     ax, ay, az = hip_acc_g[:, 0], hip_acc_g[:, 1], hip_acc_g[:, 2]
     x1, y1 = cd * ax - sd * ay, sd * ax + cd * ay
     x2, z2 = cf * x1 - sf * az, sf * x1 + cf * az
-    hip_body = np.stack([x2, cl * y1 + sl * z2, -sl * y1 + cl * z2], axis=1)
-    acc = hip_body + lever + gravity_body(flex.v, lean.v)
-    return acc, np.degrees(omega)
+    acc = np.empty((len(d), 3))
+    acc[:, 0] = x2 + lever_x - sf
+    acc[:, 1] = cl * y1 + sl * z2 + lever_y + cf * sl
+    acc[:, 2] = -sl * y1 + cl * z2 + lever_z + cf * cl
+    gyro = np.empty_like(acc)
+    gyro[:, 0], gyro[:, 1], gyro[:, 2] = p, q, r
+    return acc, np.degrees(gyro, out=gyro)

@@ -11,7 +11,6 @@ itself does not depend on the sample rate.
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,13 +19,13 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 from spinesense.firmware import kinematics as kin
+from spinesense.firmware.csvfast import write_csv
 from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_truth
 from spinesense.firmware.motion import ArrayMotion
 from spinesense.firmware.scenarios import SCENARIOS
 from spinesense.firmware.timeline import Segment, Timeline
 
 POSTURES = ("sitting", "standing", "walking", "lying")
-CSV_HEADER = "t,ax,ay,az,gx,gy,gz"
 
 __all__ = ["DEFAULT_LABELS", "POSTURES", "SCENARIOS", "LabelParams", "SensorModel",
            "Simulation", "mounting_matrix", "simulate"]
@@ -150,16 +149,6 @@ class Simulation:
         return path, truth_path
 
 
-def write_csv(path: Path, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None) -> None:
-    """DESIGN A1 CSV: ``t`` in s, acc in g, gyro in deg/s (empty columns without a gyro)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    data = np.column_stack([t, acc] if gyro is None else [t, acc, gyro])
-    fmt = "%.5f,%.6f,%.6f,%.6f" + (",,," if gyro is None else ",%.4f,%.4f,%.4f")
-    with opener(path, "wt", newline="") as out:
-        out.write(CSV_HEADER + "\n")
-        np.savetxt(out, data, fmt=fmt)
-
-
 def _angles(tl: Timeline, seqs: list[np.random.SeedSequence], duration: float,
             tq: np.ndarray) -> tuple[kin.Sig, kin.Sig, kin.Sig, np.ndarray, np.ndarray]:
     """Trunk yaw/flexion/lean (degrees, with derivatives), heading and hip acceleration."""
@@ -172,25 +161,34 @@ def _angles(tl: Timeline, seqs: list[np.random.SeedSequence], duration: float,
     hx, hz = tl.hip_x.evaluate(tq), tl.hip_z.evaluate(tq)
     hip = np.zeros((len(tq), 3))
     hip[:, 0], hip[:, 2] = hx.d2 / kin.G, hz.d2 / kin.G
-    if tl.walks:
-        env = tl.walk_env.evaluate(tq)
-        phase, omega = np.zeros_like(tq), np.zeros_like(tq)
-        amps = {k: np.zeros_like(tq) for k in tl.walks[0].amp}
-        for w in tl.walks:
-            a, b = np.searchsorted(tq, [w.start, w.end])
-            omega[a:b] = 2 * np.pi * w.freq_hz
-            phase[a:b] = omega[a:b] * (tq[a:b] - w.start) + w.phase0
+    if tl.walks:  # gait oscillations, computed on the walking samples only
+        ranges = [np.searchsorted(tq, [w.start, w.end]) for w in tl.walks]
+        idx = np.concatenate([np.arange(a, b) for a, b in ranges])
+        tw = tq[idx]
+        env = tl.walk_env.evaluate(tw)
+        phase, omega = np.empty_like(tw), np.empty_like(tw)
+        amps = {k: np.empty_like(tw) for k in tl.walks[0].amp}
+        pos = 0
+        for w, (a, b) in zip(tl.walks, ranges, strict=True):
+            sl = slice(pos, pos + b - a)
+            pos += b - a
+            omega[sl] = 2 * np.pi * w.freq_hz
+            phase[sl] = omega[sl] * (tw[sl] - w.start) + w.phase0
             for k, v in w.amp.items():
-                amps[k][a:b] = v
+                amps[k][sl] = v
+
+        def osc(key: str, harmonic: float, offset: float, gain: float = 1.0) -> kin.Sig:
+            return kin.oscillation(env, gain * amps[key], phase, omega, harmonic, offset)
+
         # vertical bounce at the step frequency (plus a harmonic), fore-aft at the step
         # frequency, side-to-side sway at the stride frequency (half the step rate)
-        hip[:, 2] += (kin.oscillation(env, amps["vert_g"], phase, omega, 1.0, np.pi / 2).v
-                      + kin.oscillation(env, 0.2 * amps["vert_g"], phase, omega, 2.0, 0.3).v)
-        hip[:, 0] += kin.oscillation(env, amps["ap_g"], phase, omega, 1.0, 0.0).v
-        hip[:, 1] += kin.oscillation(env, amps["ml_g"], phase, omega, 0.5, 0.0).v
-        flex = flex + kin.oscillation(env, amps["pitch_deg"], phase, omega, 1.0, 0.8)
-        lean = lean + kin.oscillation(env, amps["roll_deg"], phase, omega, 0.5, 0.4)
-        yaw = yaw + kin.oscillation(env, amps["yaw_deg"], phase, omega, 0.5, 1.9)
+        hip[idx, 2] += osc("vert_g", 1.0, np.pi / 2).v + osc("vert_g", 2.0, 0.3, 0.2).v
+        hip[idx, 0] += osc("ap_g", 1.0, 0.0).v
+        hip[idx, 1] += osc("ml_g", 0.5, 0.0).v
+        for sig, key, harmonic, offset in ((flex, "pitch_deg", 1.0, 0.8),
+                                           (lean, "roll_deg", 0.5, 0.4),
+                                           (yaw, "yaw_deg", 0.5, 1.9)):
+            sig.add_at(idx, osc(key, harmonic, offset))
     return yaw, flex, lean, np.radians(yaw_base.v), hip
 
 

@@ -479,3 +479,24 @@ def test_cli_takes_label_defaults_from_config(tmp_path, capsys):
                  "--duration", "60", "--out", str(out)]) == 0
     params = json.loads((tmp_path / "c.truth.json").read_text())["label_params"]
     assert params["threshold_deg"] == 20.0 and params["sitting_limit_s"] == 600.0
+
+
+def test_fast_csv_formatting_matches_printf():
+    """The vectorised writer prints exactly what "%.Nf" prints (minus signs on zero aside)."""
+    import io
+    import re
+
+    from spinesense.firmware.csvfast import write_stream
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    t = np.sort(rng.uniform(0, 200000.0, n))
+    acc = rng.normal(0, 1.5, (n, 3)) * rng.choice([1e-7, 1e-3, 1.0, 50.0], (n, 3))
+    gyro = rng.normal(0, 100, (n, 3)) * rng.choice([1e-6, 1.0, 10.0], (n, 3))
+    acc[:4] = [[0.0, -0.0, 1e-9], [-1e-7, 4.0, -4.0], [0.5, -0.5, 10.25], [9.9999996, -1, 1]]
+    buf = io.BytesIO()
+    write_stream(buf, t, acc, gyro)
+    expected = "".join("%.5f,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n" % (ti, *a, *g)  # noqa: UP031
+                       for ti, a, g in zip(t, acc, gyro, strict=True))
+    expected = re.sub(r"-(0\.0+)(?=[,\n])", r"\1", expected)
+    assert buf.getvalue().decode() == "t,ax,ay,az,gx,gy,gz\n" + expected
