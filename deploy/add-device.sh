@@ -10,7 +10,7 @@
 # config. Reload the broker afterwards (systemctl reload mosquitto, or
 # `docker compose kill -s HUP mosquitto`).
 set -euo pipefail
-passwd_file=${SPINESENSE_PASSWD_FILE:-deploy/mosquitto/passwd}
+passwd_file=${SPINESENSE_PASSWD_FILE:-deploy/mosquitto/secrets/passwd}
 host=${SPINESENSE_MQTT_HOST:-mqtt.example.org}
 port=8883
 ca=/etc/spinesense/ca.crt

@@ -32,11 +32,13 @@ def add_device(passwd: Path, *args: str) -> dict:
 def secure_broker(tmp_path_factory):
     """Mosquitto running deploy/mosquitto/mosquitto.conf with only paths and ports changed."""
     d = tmp_path_factory.mktemp("secure")
-    subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(d / "certs"), "localhost",
+    subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(d / "secrets" / "certs"),
+                    "localhost",
                     "IP:127.0.0.1"], check=True, capture_output=True)
     (d / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text())
-    creds = {name: add_device(d / "passwd", name)["mqtt"] for name in ("alice", "bob")}
-    creds["collector"] = add_device(d / "passwd", "--collector")["mqtt"]
+    passwd = d / "secrets" / "passwd"
+    creds = {name: add_device(passwd, name)["mqtt"] for name in ("alice", "bob")}
+    creds["collector"] = add_device(passwd, "--collector")["mqtt"]
     plain, tls = free_port(), free_port()
     conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
     conf = conf.replace("/mosquitto/config/", f"{d}/").replace("/mosquitto/data/", f"{d}/")
@@ -48,7 +50,8 @@ def secure_broker(tmp_path_factory):
     broker = Mosquitto(d, port=plain)
     broker.conf.write_text(conf)
     broker.start()
-    yield {"port": plain, "tls_port": tls, "creds": creds, "ca": str(d / "certs" / "ca.crt")}
+    yield {"port": plain, "tls_port": tls, "creds": creds,
+           "ca": str(d / "secrets" / "certs" / "ca.crt")}
     broker.stop()
 
 
