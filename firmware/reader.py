@@ -336,8 +336,8 @@ def open_sensor(cfg: SensorConfig, *, bus: SMBusLike | None = None,
         wanted = cfg.chip
         if bus is None:
             bus = probe.open_bus(cfg.bus)
-    chip, address = probe.resolve(bus, wanted, cfg.address, bus_number=cfg.bus)
     counting = CountingBus(bus)
+    chip, address = probe.resolve(counting, wanted, cfg.address, bus_number=cfg.bus)
     driver = DRIVERS[chip](counting, address, rate_hz=cfg.rate_hz,
                            accel_range_g=cfg.accel_range_g, gyro_range_dps=cfg.gyro_range_dps,
                            dlpf_hz=cfg.dlpf_hz, use_gyro=cfg.use_gyro, sleep=sleep)
