@@ -71,6 +71,17 @@ class PipelineConfig:
                        "restart and no event spans it.", lo=0.05, hi=60.0)
     auto_calibrate: bool = opt(True, "Without a stored calibration, learn upright from the "
                                "first still, upright stretch of data.")
+    flexion_cutoff_hz: float = opt(1.5, "Low-pass cutoff of the accelerometer's flexion angle "
+                                   "(faster than gravity_cutoff_hz: less alert latency).",
+                                   lo=0.1, hi=10.0)
+    gyro_time_constant_s: float = opt(1.0, "Complementary filter: below this time scale the "
+                                      "gyro leads the flexion estimate, above it the "
+                                      "accelerometer.", lo=0.05, hi=60.0)
+    calibration_wait_s: float = opt(600.0, "Learning the calibration from data: after this "
+                                    "long, settle for weak evidence (events wait until then).",
+                                    lo=10.0, hi=86400.0)
+    stale_deg: float = opt(20.0, "Walking upright this far from the stored upright means the "
+                           "clip moved: report calibration_stale.", lo=5.0, hi=90.0)
 
 
 @dataclass

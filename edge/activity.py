@@ -1,0 +1,57 @@
+"""Per-second posture: sitting, standing, walking, lying or unknown.
+
+What an upper-back sensor can and cannot tell:
+
+* walking: rhythmic vertical acceleration with steps (measured directly);
+* lying: the trunk far from upright (more than ``LYING_DEG``; measured directly);
+* sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
+  pipeline *infers* it from what happened last: a sit-to-stand push or walking means
+  standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
+  clue, or after a long gap, the answer is ``unknown``, not a guess.
+
+Vectorised: the clues are written into a per-second array and forward-filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from spinesense.edge.features import Transition
+
+POSTURES = ("sitting", "standing", "walking", "lying", "unknown")
+SITTING, STANDING, WALKING, LYING, UNKNOWN = range(5)
+LYING_DEG = 50.0
+
+
+@dataclass
+class PostureState:
+    seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
+    last_sec: int | None = None
+
+
+def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
+             transitions: list[Transition], forget_s: float,
+             state: PostureState | None = None) -> tuple[np.ndarray, PostureState]:
+    """Posture code per second (see module doc); ``forget_s``: a gap this long (missing
+    seconds) makes the base posture unknown again."""
+    st = PostureState() if state is None else state
+    m = len(sec)
+    if m == 0:
+        return np.zeros(0, np.int8), st
+    lying = (tilt_deg > LYING_DEG) & ~walking
+    clue = np.full(m, -1, np.int8)
+    prev = np.concatenate(([sec[0] - 1 if st.last_sec is None else st.last_sec], sec[:-1]))
+    clue[(sec - prev - 1) >= forget_s] = UNKNOWN
+    clue[walking] = STANDING
+    clue[lying] = SITTING  # whoever gets up from lying sits up first
+    for tr in transitions:
+        i = int(np.searchsorted(sec, int(np.floor(tr.t)), side="right")) - 1
+        if i >= 0:
+            clue[i] = STANDING if tr.kind == "sit_to_stand" else SITTING
+    last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
+    seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
+    posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
+    st.seated = int(seated[-1])
+    st.last_sec = int(sec[-1])
+    return posture, st

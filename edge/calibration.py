@@ -1,0 +1,179 @@
+"""The upright reference and the forward (sagittal) axis, in the sensor's own frame.
+
+The sensor may sit on the back at any rotation. Two directions are enough to get signed
+angles out of it:
+
+* ``up``: the direction of the measured specific force (gravity reaction) while the wearer
+  sits or stands upright and still;
+* ``forward``: the unit direction, perpendicular to ``up``, in which that measured vector
+  moves when the trunk flexes forward (it is the body's *backward* axis: leaning forward
+  tips the sensor so that gravity's reaction swings toward the back).
+
+Flexion is then ``atan2(g·forward, g·up)`` (forward positive, reclined negative) and
+lateral lean ``atan2(g·(forward × up), g·up)`` (positive toward the wearer's right, for a
+right-handed sensor frame).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class CalibrationError(ValueError):
+    """Calibration data that cannot give a trustworthy reference (one line, with the fix)."""
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float).reshape(3)
+    n = float(np.linalg.norm(v))
+    if not math.isfinite(n) or n < 1e-9:
+        raise CalibrationError("zero or invalid direction vector")
+    return v / n
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two directions in degrees."""
+    a, b = _unit(a), _unit(b)
+    return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
+
+
+@dataclass
+class Calibration:
+    up: np.ndarray
+    forward: np.ndarray | None = None
+    method: str = "window"            # how `up` was found
+    forward_method: str = "unknown"   # how `forward` was found
+    window: tuple[float, float] | None = None
+    created: float = field(default_factory=time.time)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.up = _unit(self.up)
+        if self.forward is not None:
+            self.forward = orthogonal_forward(self.up, self.forward)
+
+    @property
+    def complete(self) -> bool:
+        return self.forward is not None
+
+    @property
+    def lateral(self) -> np.ndarray:
+        """The body's left axis in the sensor frame: flexion is a rotation about it."""
+        if self.forward is None:
+            raise CalibrationError("forward axis not known yet")
+        return np.cross(self.forward, self.up)
+
+    def angles(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Signed flexion and lateral lean (degrees) of gravity vectors g (n, 3)."""
+        f = self.forward
+        if f is None:
+            raise CalibrationError("forward axis not known yet")
+        gu = g @ self.up
+        flex = np.degrees(np.arctan2(g @ f, gu))
+        lat = np.degrees(np.arctan2(g @ self.lateral, gu))
+        return flex, lat
+
+    def tilt(self, g: np.ndarray) -> np.ndarray:
+        """Unsigned angle (degrees) between g (n, 3) and upright."""
+        n = np.linalg.norm(g, axis=1)
+        cos = np.clip((g @ self.up) / np.where(n > 0, n, 1.0), -1.0, 1.0)
+        return np.degrees(np.arccos(cos))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "up": [float(x) for x in self.up],
+                "forward": None if self.forward is None else [float(x) for x in self.forward],
+                "method": self.method, "forward_method": self.forward_method,
+                "window": None if self.window is None else list(self.window),
+                "created": self.created, "info": self.info}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        try:
+            return cls(up=np.array(d["up"], float),
+                       forward=None if d.get("forward") is None else np.array(d["forward"],
+                                                                              float),
+                       method=str(d.get("method", "window")),
+                       forward_method=str(d.get("forward_method", "unknown")),
+                       window=None if d.get("window") is None else tuple(d["window"]),
+                       created=float(d.get("created", 0.0)), info=dict(d.get("info", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"not a calibration record ({exc}); run `spinesense "
+                                   "calibrate` again") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically, so a power cut never leaves half a file."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CalibrationError(f"{p}: no calibration file; run `spinesense calibrate`"
+                                   ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CalibrationError(f"{p}: unreadable calibration ({exc}); run `spinesense "
+                                   "calibrate` again") from None
+        return cls.from_dict(data)
+
+    def summary(self) -> str:
+        fwd = "unknown" if self.forward is None else self.forward_method
+        return f"upright from {self.method}, forward axis from {fwd}"
+
+
+def orthogonal_forward(up: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """The part of ``direction`` perpendicular to ``up``, as a unit vector."""
+    up = _unit(up)
+    d = np.asarray(direction, float).reshape(3)
+    d = d - (d @ up) * up
+    if np.linalg.norm(d) < 1e-6:
+        raise CalibrationError("the forward direction is parallel to upright")
+    return _unit(d)
+
+
+def upright_from_still(acc: np.ndarray, *, max_spread_deg: float = 4.0) -> np.ndarray:
+    """Mean gravity direction of a still window; refuses a window with movement in it."""
+    acc = np.asarray(acc, float)
+    acc = acc[np.isfinite(acc).all(axis=1)]
+    if len(acc) < 10:
+        raise CalibrationError(f"calibration window has {len(acc)} samples; it needs at "
+                               "least 10 (a few seconds of data)")
+    norm = np.linalg.norm(acc, axis=1)
+    if not 0.7 < float(np.median(norm)) < 1.3:
+        raise CalibrationError(f"calibration window reads {np.median(norm):.2f} g, not about "
+                               "1 g; is the data in g?")
+    up = _unit(acc.mean(axis=0))
+    spread = np.degrees(np.arccos(np.clip((acc / norm[:, None]) @ up, -1, 1)))
+    if float(np.percentile(spread, 90)) > max_spread_deg:
+        raise CalibrationError(f"the wearer moved during the calibration window (90% of "
+                               f"samples within {np.percentile(spread, 90):.1f}°, allowed "
+                               f"{max_spread_deg}°); sit or stand still and upright")
+    return up
+
+
+def forward_from_lean(up: np.ndarray, lean_acc: np.ndarray, *,
+                      min_deg: float = 8.0) -> np.ndarray:
+    """The forward axis from data recorded while leaning forward (guided step)."""
+    lean_acc = np.asarray(lean_acc, float)
+    lean_acc = lean_acc[np.isfinite(lean_acc).all(axis=1)]
+    if len(lean_acc) < 5:
+        raise CalibrationError("no data from the lean-forward step")
+    g = _unit(np.median(lean_acc, axis=0))
+    ang = angle_deg(g, up)
+    if ang < min_deg:
+        raise CalibrationError(f"you leaned only {ang:.0f}° (needs {min_deg:.0f}° or more); "
+                               "lean forward further during the lean step")
+    return orthogonal_forward(up, g)

@@ -1,0 +1,167 @@
+"""Stage B of the pipeline: everything that needs the calibration.
+
+Per tick: signed flexion (accelerometer angle, gyro-aided by a complementary filter
+where a gyro exists) and lateral lean; the slouch state machine. Per second: posture,
+sedentary bouts, stale-calibration check, metrics and (optionally) state records.
+All state carries across blocks; see `spinesense.edge.pipeline` for the ordering rules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import signal
+from spinesense.edge.activity import LYING, POSTURES, STANDING, WALKING, PostureState, classify
+from spinesense.edge.calibration import Calibration
+from spinesense.edge.features import SecondFeatures, TickFeatures, gyro_flexion
+from spinesense.edge.filters import TICK_HZ, StreamSOS, segment_starts
+from spinesense.edge.metrics import MetricsAggregator, SecondRows
+from spinesense.edge.sedentary import SedentaryParams, SedentaryState, detect_sedentary
+from spinesense.edge.slouch import Q, SlouchParams, SlouchState, close_open, detect_slouch
+
+from spinesense.config import Config
+
+GYRO_HIGHPASS_HZ = 0.02   # removes the gyro's bias before integration
+STALE_WINDOW_S = 30       # walking seconds per stale-calibration check
+UQ = 1_000_000            # unit vectors summed as exact integers
+
+
+def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
+                 rate_filter: StreamSOS | None, tau_s: float, prev: float | None
+                 ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Signed flexion and lateral lean per tick (degrees); NaN on gap markers."""
+    flex, lat = cal.angles(tf.fast)
+    if tf.gyro is not None and rate_filter is not None:
+        rate = (tf.gyro @ cal.lateral)[:, None]
+        rate = rate_filter.run(rate, starts)[:, 0]
+        flex, prev = gyro_flexion(flex, rate, starts, tau_s, prev)
+    return flex, lat, prev
+
+
+class Detectors:
+    def __init__(self, cfg: Config, cal: Calibration, *, states: bool = False):
+        self.cal = cal
+        self.states = states
+        self.configure(cfg)
+        self.rate_filter = StreamSOS(signal.butter(1, GYRO_HIGHPASS_HZ, "high", fs=TICK_HZ,
+                                                   output="sos"), 1)
+        self.cf_prev: float | None = None
+        self.fresh = True
+        self.slouch_state = SlouchState()
+        self.posture_state = PostureState()
+        self.sed_state = SedentaryState()
+        self.metrics = MetricsAggregator(cfg.metrics.interval_s)
+        self._stale_sum = np.zeros(3, np.int64)
+        self._stale_n = 0
+        self.stale_reported = False
+        self.last_k: int | None = None
+
+    def configure(self, cfg: Config) -> None:
+        self.slouch = SlouchParams(cfg.slouch.threshold_deg, cfg.slouch.release_deg,
+                                   cfg.slouch.delay_s)
+        self.sedentary = SedentaryParams(cfg.sitting.limit_min * 60.0, cfg.sitting.break_s,
+                                         cfg.sitting.repeat_min * 60.0)
+        self.tau_s = cfg.pipeline.gyro_time_constant_s
+        self.stale_deg = cfg.pipeline.stale_deg
+
+    def snooze(self, until: float) -> None:
+        self.sed_state.snooze_until = until
+
+    def run(self, tf: TickFeatures, sf: SecondFeatures,
+            frontier_sec: int | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        v = tf.valid
+        starts = segment_starts(v, self.fresh)
+        if v.any():
+            self.fresh = False
+            self.last_k = int(tf.k[v][-1])
+        flex, lat, self.cf_prev = tick_flexion(self.cal, tf, starts, self.rate_filter,
+                                               self.tau_s, self.cf_prev)
+        m = len(sf.sec)
+        # per-second flexion from the valid ticks (exact integer sums)
+        sec_of_tick = np.searchsorted(sf.sec, np.floor_divide(tf.k, TICK_HZ))
+        first = np.flatnonzero(np.concatenate(([True], np.diff(sec_of_tick[v]) != 0))) \
+            if v.any() else np.zeros(0, np.int64)
+        fq = np.round(np.nan_to_num(flex[v]) * Q).astype(np.int64)
+        lq = np.round(np.nan_to_num(lat[v]) * Q).astype(np.int64)
+        if m:
+            flex_sum = np.add.reduceat(fq, first)
+            lat_sum = np.add.reduceat(lq, first)
+            flex_max = np.maximum.reduceat(flex[v], first)
+        else:
+            flex_sum = lat_sum = np.zeros(0, np.int64)
+            flex_max = np.zeros(0)
+        tilt = self.cal.tilt(sf.grav) if m else np.zeros(0)
+        posture, self.posture_state = classify(sf.sec, sf.walking, tilt, sf.transitions,
+                                               self.sedentary.break_s, self.posture_state)
+        # slouch, per tick: blocked while walking or lying, and on gap markers
+        ptick = np.full(len(tf.k), -1, np.int8)
+        ptick[v] = posture[sec_of_tick[v]]
+        block = np.where(~v, 1, np.where(ptick == WALKING, 2, np.where(ptick == LYING, 3, 0)))
+        res, self.slouch_state = detect_slouch(tf.k, flex, block.astype(np.int8), self.slouch,
+                                               self.slouch_state)
+        out += res.events
+        slouch_ticks = (np.add.reduceat(res.alerted[v].astype(np.int64), first) if m
+                        else np.zeros(0, np.int64))
+        for tr in sf.transitions:
+            out.append({"type": tr.kind, "t": tr.t, "lift_m": round(tr.lift_m, 3),
+                        "lean_deg": round(tr.lean_deg, 1)})
+        active = (posture == STANDING) | (posture == WALKING)
+        sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
+                                                               self.sed_state)
+        out += sed_events
+        out += self._stale(sf, posture)
+        if self.states and m:
+            mean = flex_sum / np.maximum(sf.n, 1) / Q
+            lmean = lat_sum / np.maximum(sf.n, 1) / Q
+            out += [{"type": "state", "t": float(s), "posture": POSTURES[p],
+                     "flexion_deg": round(float(f), 1), "lateral_deg": round(float(la), 1)}
+                    for s, p, f, la in zip(sf.sec.tolist(), posture.tolist(), mean.tolist(),
+                                           lmean.tolist(), strict=True)]
+        steps = np.where(posture == WALKING, sf.steps, 0)
+        rows = SecondRows(sf.sec, sf.n, flex_sum, flex_max, lat_sum, slouch_ticks, posture,
+                          steps, sf.dyn_rms ** 2 * sf.n, bout_of)
+        if frontier_sec is None:
+            self.metrics.add(rows, -(2**62))
+        else:
+            out += self.metrics.add(rows, frontier_sec)
+        return out
+
+    def _stale(self, sf: SecondFeatures, posture: np.ndarray) -> list[dict[str, Any]]:
+        """Walking is upright: if its gravity direction is far from the stored upright,
+        the clip has probably moved."""
+        if self.stale_reported:
+            return []
+        w = np.flatnonzero(posture == WALKING)
+        if len(w) == 0:
+            return []
+        g = sf.grav[w]
+        gq = np.round(g / np.linalg.norm(g, axis=1, keepdims=True) * UQ).astype(np.int64)
+        need = STALE_WINDOW_S - self._stale_n
+        while len(gq) >= need:
+            self._stale_sum += gq[:need].sum(axis=0)
+            sec_done = float(sf.sec[w[need - 1]])
+            mean = self._stale_sum / np.linalg.norm(self._stale_sum)
+            angle = math.degrees(math.acos(max(-1.0, min(1.0, float(mean @ self.cal.up)))))
+            self._stale_sum[:] = 0
+            gq, w = gq[need:], w[need:]
+            self._stale_n, need = 0, STALE_WINDOW_S
+            if angle > self.stale_deg:
+                self.stale_reported = True
+                return [{"type": "calibration_stale", "t": sec_done,
+                         "angle_deg": round(angle, 1), "evidence": "walking",
+                         "limit_deg": self.stale_deg}]
+        self._stale_sum += gq.sum(axis=0)
+        self._stale_n += len(gq)
+        return []
+
+    def idle(self, frontier_sec: int) -> list[dict[str, Any]]:
+        return self.metrics.add(SecondRows(*(np.zeros(0) for _ in range(10))), frontier_sec)
+
+    def flush(self) -> list[dict[str, Any]]:
+        out = []
+        if self.last_k is not None:
+            out += close_open(self.slouch_state, self.last_k + 1)
+        return out + self.metrics.flush()

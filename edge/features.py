@@ -1,0 +1,254 @@
+"""Calibration-free features: gravity direction, movement, steps and sit/stand pushes.
+
+Everything here is computed from ticks alone (no upright reference needed), so it can run
+while the pipeline is still learning its calibration. Vertical movement is read from the
+*magnitude* of the specific force, which to first order is 1 g plus the vertical
+acceleration whatever the sensor's tilt or mounting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from spinesense.edge.filters import (
+    TICK_HZ,
+    StreamSOS,
+    Ticks,
+    bandpass,
+    complementary,
+    lowpass,
+    segment_starts,
+)
+
+G = 9.80665
+STEP_BAND_HZ = (0.7, 3.5)
+STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleration
+STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
+WALK_RMS_G = 0.035           # band-passed vertical RMS while walking
+LIFT_CUTOFF_HZ = 0.25        # high-passed vertical displacement (sit/stand pushes)
+LIFT_UP_M = 0.148            # hip rise seen at the sensor that marks sit-to-stand
+LIFT_DOWN_M = 0.115          # hip drop that marks stand-to-sit
+LIFT_RELEASE_M = 0.05
+BEND_LEVER_M = 0.2           # a deep bend alone lowers the sensor by ~L(1 - cos lean)
+TRANSITION_LEAN_DEG = 8.0    # forward lean that must come with the push
+TRANSITION_REFRACTORY_S = 2.0
+
+
+@dataclass
+class TickFeatures:
+    """Per-tick, calibration-free features of one block (gap markers are NaN/False)."""
+
+    k: np.ndarray
+    valid: np.ndarray
+    grav: np.ndarray          # (n, 3) low-passed specific force (posture gravity)
+    fast: np.ndarray          # (n, 3) faster low-pass, for flexion
+    gyro: np.ndarray | None   # (n, 3) deg/s
+    dyn_mg: np.ndarray        # |acc - grav| in milli-g
+    vert_bp: np.ndarray       # band-passed vertical acceleration (g), steps
+    lift_m: np.ndarray        # high-passed vertical displacement (m)
+    lean_deg: np.ndarray      # angle between the fast and a slow gravity direction
+    step: np.ndarray          # bool: a step peak at this tick
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.k / TICK_HZ
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+    def take(self, sl: slice | np.ndarray) -> TickFeatures:
+        return TickFeatures(*(None if v is None else v[sl] for v in (
+            self.k, self.valid, self.grav, self.fast, self.gyro, self.dyn_mg, self.vert_bp,
+            self.lift_m, self.lean_deg, self.step)))
+
+    @staticmethod
+    def concat(parts: list[TickFeatures]) -> TickFeatures:
+        names = ("k", "valid", "grav", "fast", "gyro", "dyn_mg", "vert_bp", "lift_m",
+                 "lean_deg", "step")
+        return TickFeatures(*(None if getattr(parts[0], n) is None else
+                              np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+
+@dataclass
+class Transition:
+    t: float
+    kind: str            # sit_to_stand or stand_to_sit
+    lift_m: float
+    lean_deg: float
+    direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
+
+
+@dataclass
+class SecondFeatures:
+    """Per-second aggregates of one block (seconds without valid ticks are left out)."""
+
+    sec: np.ndarray          # int64 second index (time = sec)
+    n: np.ndarray            # valid ticks
+    steps: np.ndarray        # int
+    vert_rms: np.ndarray     # g
+    dyn_rms: np.ndarray      # milli-g
+    grav: np.ndarray         # (m, 3) mean gravity (unnormalised)
+    walking: np.ndarray      # bool
+    transitions: list[Transition] = field(default_factory=list)
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
+
+
+class FrontEnd:
+    """Streaming filters over ticks, with all state carried across blocks."""
+
+    def __init__(self, gravity_cutoff_hz: float, flexion_cutoff_hz: float):
+        self.f_grav = StreamSOS(lowpass(min(gravity_cutoff_hz, 0.45 * TICK_HZ)), 3)
+        self.f_fast = StreamSOS(lowpass(min(flexion_cutoff_hz, 0.45 * TICK_HZ)), 3)
+        self.f_slow = StreamSOS(lowpass(0.1), 3)       # slow gravity: lean reference
+        self.f_mag = StreamSOS(lowpass(0.03, order=1), 1)  # slow |acc|: removes bias
+        self.f_step = StreamSOS(bandpass(*STEP_BAND_HZ), 1)
+        self.f_lift = StreamSOS(lowpass(LIFT_CUTOFF_HZ), 1)
+        self.fresh = True
+        self._prev_bp = np.full(2, np.nan)       # last two band-passed values
+        self._last_step_k = -(10**12)
+        self._lift_state = 0                      # -1 below, 0 neutral, +1 above
+        self._last_transition_k = -(10**12)
+        self._walk_prev = (-(10**12), 0, False)  # (second, steps, rhythmic) of the last
+        self._tail: TickFeatures | None = None    # last 2 s, for the transition look-back
+
+    def ticks(self, tk: Ticks) -> TickFeatures:
+        starts = segment_starts(tk.valid, self.fresh)
+        if tk.valid.any():
+            self.fresh = False
+        acc = tk.acc
+        grav = self.f_grav.run(acc, starts)
+        fast = self.f_fast.run(acc, starts)
+        slow = self.f_slow.run(acc, starts)
+        mag = np.linalg.norm(acc, axis=1)[:, None]
+        a_vert = mag - self.f_mag.run(mag, starts)             # g, vertical to 1st order
+        vert_bp = self.f_step.run(a_vert, starts)[:, 0]
+        w = 2 * np.pi * LIFT_CUTOFF_HZ
+        lift = self.f_lift.run(a_vert, starts)[:, 0] * (G / (w * w))
+        dyn_mg = np.linalg.norm(acc - grav, axis=1) * 1000.0
+        cos = np.einsum("ij,ij->i", _unit_rows(fast), _unit_rows(slow))
+        lean = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        step = self._steps(tk.k, vert_bp, starts)
+        return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, lift,
+                            lean, step)
+
+    def _steps(self, k: np.ndarray, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Peaks above STEP_MIN_G, at least STEP_MIN_INTERVAL_S apart (loop over peaks)."""
+        n = len(x)
+        step = np.zeros(n, bool)
+        if n == 0:
+            return step
+        xx = np.concatenate((self._prev_bp, x))  # gap markers are NaN: no peak across
+        mid, before, after = xx[1:-1], xx[:-2], xx[2:]
+        with np.errstate(invalid="ignore"):
+            peak = (mid > before) & (mid >= after) & (mid > STEP_MIN_G)
+        # a peak is confirmed one tick later; it is flagged on that confirming tick, so a
+        # step never moves between seconds with the block boundaries
+        confirm = np.flatnonzero(peak)
+        min_ticks = round(STEP_MIN_INTERVAL_S * TICK_HZ)
+        last = self._last_step_k
+        for j in confirm:
+            kj = int(k[j])
+            if kj - last >= min_ticks:
+                step[j] = True
+                last = kj
+        self._last_step_k = last
+        self._prev_bp = xx[-2:].copy()
+        return step
+
+    def seconds(self, tf: TickFeatures) -> SecondFeatures:
+        """Aggregate one block of whole seconds; decide walking and find transitions."""
+        sec_all = np.floor_divide(tf.k, TICK_HZ)
+        v = tf.valid
+        sec = sec_all[v]
+        if len(sec) == 0:
+            return SecondFeatures(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                  np.zeros(0, np.int64), np.zeros(0), np.zeros(0),
+                                  np.zeros((0, 3)), np.zeros(0, bool))
+        first = np.flatnonzero(np.concatenate(([True], sec[1:] != sec[:-1])))
+        n = np.diff(np.concatenate((first, [len(sec)])))
+        steps = np.add.reduceat(tf.step[v].astype(np.int64), first)
+        vert_rms = np.sqrt(np.add.reduceat(tf.vert_bp[v] ** 2, first) / n)
+        dyn_rms = np.sqrt(np.add.reduceat(tf.dyn_mg[v] ** 2, first) / n)
+        grav = np.add.reduceat(tf.grav[v], first, axis=0) / n[:, None]
+        usec = sec[first]
+        # walking: rhythmic vertical movement with steps in this and the previous second
+        prev_steps = np.concatenate(([self._walk_prev[1]], steps[:-1]))
+        prev_sec = np.concatenate(([self._walk_prev[0]], usec[:-1]))
+        prev_steps = np.where(usec - prev_sec == 1, prev_steps, 0)
+        raw = (vert_rms > WALK_RMS_G) & (steps >= 1) & (steps + prev_steps >= 3)
+        # two rhythmic seconds in a row: a reach or a fidget is one burst, not a walk
+        prev_raw = np.concatenate(([self._walk_prev[2]], raw[:-1]))
+        walking = raw & np.where(usec - prev_sec == 1, prev_raw, False)
+        self._walk_prev = (int(usec[-1]), int(steps[-1]), bool(raw[-1]))
+        out = SecondFeatures(usec, n, steps, vert_rms, dyn_rms, grav, walking)
+        out.transitions = self._transitions(tf)
+        return out
+
+    def _transitions(self, tf: TickFeatures) -> list[Transition]:
+        """Sit-to-stand / stand-to-sit: a hip rise or fall with a forward lean.
+
+        Hysteresis on the high-passed vertical displacement; only the crossings are
+        looped over.
+        """
+        back = 2 * TICK_HZ
+        ctx = tf if self._tail is None else TickFeatures.concat([self._tail, tf])
+        off = len(ctx) - len(tf)
+        self._tail = ctx.take(slice(max(0, len(ctx) - back), None))
+        bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(np.nan_to_num(tf.lean_deg))))
+        x = np.where(tf.valid, tf.lift_m - bend, 0.0)
+        level = np.where(x > LIFT_UP_M, 1, np.where(x < -LIFT_DOWN_M, -1, 0))
+        calm = np.abs(x) < LIFT_RELEASE_M
+        out: list[Transition] = []
+        state = self._lift_state
+        i = 0
+        n = len(x)
+        while i < n:
+            if state == 0:
+                nz = np.flatnonzero(level[i:] != 0)
+                if len(nz) == 0:
+                    break
+                i += int(nz[0])
+                state = int(level[i])
+                kk = int(tf.k[i])
+                if kk - self._last_transition_k >= TRANSITION_REFRACTORY_S * TICK_HZ:
+                    ci = i + off
+                    lo = max(0, ci - back)
+                    win = np.nan_to_num(ctx.lean_deg[lo:ci + 1], nan=-1.0)
+                    j = lo + int(np.argmax(win))
+                    lean = float(ctx.lean_deg[j])
+                    if lean >= TRANSITION_LEAN_DEG:
+                        d = (_unit_rows(ctx.fast[j:j + 1])[0]
+                             - _unit_rows(ctx.grav[lo:lo + 1])[0])
+                        out.append(Transition(kk / TICK_HZ, "sit_to_stand" if state > 0
+                                              else "stand_to_sit", float(x[i]), lean, d))
+                        self._last_transition_k = kk
+            else:
+                nz = np.flatnonzero(calm[i:])
+                if len(nz) == 0:
+                    break
+                i += int(nz[0])
+                state = 0
+        self._lift_state = state
+        return out
+
+
+def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,
+                 tau_s: float, prev: float | None) -> tuple[np.ndarray, float | None]:
+    """Complementary filter per segment (restarting after gaps); NaN rows pass through."""
+    out = np.full_like(flex_acc, np.nan)
+    valid = ~np.isnan(flex_acc)
+    bounds = [*list(starts), len(flex_acc)]
+    pieces = ([(0, bounds[0], False)] if not len(starts) or starts[0] > 0 else [])
+    pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
+    for lo, hi, restart in pieces:
+        idx = np.flatnonzero(valid[lo:hi]) + lo
+        if len(idx) == 0:
+            continue
+        out[idx], prev = complementary(flex_acc[idx], rate[idx], tau_s,
+                                       None if restart else prev)
+    return out, prev

@@ -1,0 +1,215 @@
+"""Resampling onto a fixed tick grid and streaming SOS filters.
+
+Why a grid: the input may come at any rate from 25 to 400 Hz, with jitter, rate changes
+and gaps. Every later stage works on ticks at ``TICK_HZ`` on an *absolute* grid
+(tick ``k`` is at ``k / TICK_HZ`` seconds in the input's own time base). A tick's value is
+the linear interpolation between the two input samples around it, so it depends only on
+those two samples and never on how the input was cut into chunks. That is what makes
+chunked processing give identical results. Filters are designed once for the grid rate.
+
+A hole between two samples longer than ``gap_s`` is a gap: no ticks are made inside it;
+instead one *marker* tick (``valid=False``) sits right after the last good tick, so that
+filters restart and state machines end whatever was running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from spinesense.samples import SampleChunk
+
+TICK_HZ = 25
+TICK_S = 1.0 / TICK_HZ
+
+
+@dataclass
+class Ticks:
+    """Samples on the tick grid. ``valid`` is False for gap markers (values are NaN)."""
+
+    k: np.ndarray            # int64 tick index; time = k / TICK_HZ
+    acc: np.ndarray          # (n, 3) g
+    gyro: np.ndarray | None  # (n, 3) deg/s or None (accelerometer only)
+    valid: np.ndarray        # bool (n,)
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.k / TICK_HZ
+
+    def take(self, sl: slice | np.ndarray) -> Ticks:
+        return Ticks(self.k[sl], self.acc[sl], None if self.gyro is None else self.gyro[sl],
+                     self.valid[sl])
+
+    @staticmethod
+    def empty(gyro: bool) -> Ticks:
+        return Ticks(np.zeros(0, np.int64), np.zeros((0, 3)),
+                     np.zeros((0, 3)) if gyro else None, np.zeros(0, bool))
+
+    @staticmethod
+    def concat(parts: list[Ticks]) -> Ticks:
+        gyro = None if parts[0].gyro is None else np.concatenate([p.gyro for p in parts])
+        return Ticks(np.concatenate([p.k for p in parts]),
+                     np.concatenate([p.acc for p in parts]), gyro,
+                     np.concatenate([p.valid for p in parts]))
+
+
+@dataclass
+class Gap:
+    start: float  # last sample before the hole
+    end: float    # first sample after it
+    marker_k: int
+
+
+class Resampler:
+    """Turns SampleChunks into Ticks; carries the last sample across calls."""
+
+    def __init__(self, gap_s: float):
+        self.gap_s = gap_s
+        self.has_gyro: bool | None = None
+        self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None
+        self._next_k: int | None = None
+        self.dropped = 0       # non-finite, saturated or non-increasing samples
+        self.saturated = 0
+
+    @property
+    def last_t(self) -> float | None:
+        return None if self._last is None else self._last[0]
+
+    def push(self, chunk: SampleChunk) -> tuple[Ticks, list[Gap]]:
+        t = np.asarray(chunk.t, dtype=float)
+        acc = np.asarray(chunk.acc, dtype=float).reshape(-1, 3)
+        gyro = None if chunk.gyro is None else np.asarray(chunk.gyro, float).reshape(-1, 3)
+        if self.has_gyro is None and len(t):
+            self.has_gyro = gyro is not None
+        if self.has_gyro and gyro is None:  # gyro vanished mid-stream: treat as zero rate
+            gyro = np.zeros_like(acc)
+        if not self.has_gyro:
+            gyro = None
+        keep = np.isfinite(t) & np.isfinite(acc).all(axis=1)
+        if gyro is not None:
+            keep &= np.isfinite(gyro).all(axis=1)
+        if chunk.saturated is not None:
+            sat = np.asarray(chunk.saturated, bool)
+            self.saturated += int(sat.sum())
+            keep &= ~sat
+        # strictly increasing, also against the carried sample
+        prev = -np.inf if self._last is None else self._last[0]
+        tk = np.where(keep, t, -np.inf)
+        keep &= tk > np.maximum.accumulate(np.concatenate(([prev], tk[:-1])))
+        self.dropped += int(len(t) - keep.sum())
+        if not keep.all():
+            t, acc = t[keep], acc[keep]
+            gyro = None if gyro is None else gyro[keep]
+        if len(t) == 0:
+            return Ticks.empty(bool(self.has_gyro)), []
+        if self._last is not None:
+            lt, la, lg = self._last
+            t = np.concatenate(([lt], t))
+            acc = np.concatenate((la[None], acc))
+            if gyro is not None:
+                gyro = np.concatenate((lg[None], gyro))
+        self._last = (float(t[-1]), acc[-1].copy(), None if gyro is None else gyro[-1].copy())
+        tt = t * TICK_HZ
+        if self._next_k is None:
+            self._next_k = int(np.ceil(tt[0]))
+        k_hi = int(np.floor(tt[-1]))
+        if k_hi < self._next_k:
+            return Ticks.empty(gyro is not None), []
+        ks = np.arange(self._next_k, k_hi + 1, dtype=np.int64)
+        self._next_k = k_hi + 1
+        left = np.searchsorted(tt, ks, side="right") - 1
+        right = np.minimum(left + 1, len(t) - 1)
+        span = tt[right] - tt[left]
+        w = np.divide(ks - tt[left], span, out=np.zeros(len(ks)), where=span > 0)[:, None]
+        out_acc = acc[left] + w * (acc[right] - acc[left])
+        out_gyro = None if gyro is None else gyro[left] + w * (gyro[right] - gyro[left])
+        valid = np.ones(len(ks), bool)
+        gaps: list[Gap] = []
+        in_gap = (t[right] - t[left]) > self.gap_s
+        if in_gap.any():
+            # keep only the first tick of each gap bracket, as an invalid marker
+            first = in_gap & np.concatenate(([True], left[1:] != left[:-1]))
+            keep_t = ~in_gap | first
+            for i in np.flatnonzero(first):
+                gaps.append(Gap(float(t[left[i]]), float(t[right[i]]), int(ks[i])))
+            valid = ~in_gap[keep_t]
+            ks, out_acc = ks[keep_t], out_acc[keep_t]
+            out_gyro = None if out_gyro is None else out_gyro[keep_t]
+            out_acc[~valid] = np.nan
+            if out_gyro is not None:
+                out_gyro[~valid] = np.nan
+        return Ticks(ks, out_acc, out_gyro, valid), gaps
+
+
+def segment_starts(valid: np.ndarray, fresh: bool) -> np.ndarray:
+    """Indices of valid ticks that start a segment (after a marker, or the first ever)."""
+    prev_invalid = np.concatenate(([fresh], ~valid[:-1]))
+    return np.flatnonzero(valid & prev_invalid)
+
+
+class StreamSOS:
+    """A scipy SOS filter over (n, width) data with carried state and restarts.
+
+    At a segment start the state is set to the steady state for that first value, so a
+    restart after a gap produces no transient (and no false event).
+    """
+
+    def __init__(self, sos: np.ndarray, width: int):
+        self.sos = sos
+        self.width = width
+        self._zi_unit = signal.sosfilt_zi(sos)[:, :, None]  # (sections, 2, 1)
+        self.z: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.z = None
+
+    def run(self, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Filter valid rows of x; ``starts`` are indices where a new segment begins.
+
+        Rows that are NaN (gap markers) pass through as NaN without touching the state.
+        """
+        out = np.full_like(x, np.nan)
+        if len(x) == 0:
+            return out
+        valid = ~np.isnan(x[:, 0])
+        bounds = np.concatenate((starts, [len(x)]))
+        pieces: list[tuple[int, int, bool]] = []
+        if len(starts) == 0 or starts[0] > 0:
+            pieces.append((0, bounds[0] if len(starts) else len(x), False))
+        pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
+        for lo, hi, restart in pieces:
+            idx = np.flatnonzero(valid[lo:hi]) + lo
+            if len(idx) == 0:
+                continue
+            seg = x[idx]
+            if restart or self.z is None:
+                self.z = self._zi_unit * seg[0][None, None, :]
+            out[idx], self.z = signal.sosfilt(self.sos, seg, axis=0, zi=self.z)
+        return out
+
+
+def lowpass(cutoff_hz: float, order: int = 2) -> np.ndarray:
+    return signal.butter(order, cutoff_hz, btype="low", fs=TICK_HZ, output="sos")
+
+
+def bandpass(lo_hz: float, hi_hz: float, order: int = 2) -> np.ndarray:
+    return signal.butter(order, (lo_hz, hi_hz), btype="band", fs=TICK_HZ, output="sos")
+
+
+def complementary(angle_acc: np.ndarray, rate_dps: np.ndarray, tau_s: float,
+                  prev: float | None) -> tuple[np.ndarray, float]:
+    """Gyro-aided angle as one linear filter: y[k] = a(y[k-1] + w[k] dt) + (1-a) x[k].
+
+    Short-term the gyro's integral, long-term the accelerometer's angle; vectorised with
+    lfilter and a carried state. ``prev`` None restarts from the accelerometer angle.
+    """
+    a = tau_s / (tau_s + TICK_S)
+    u = a * rate_dps * TICK_S + (1.0 - a) * angle_acc
+    y0 = angle_acc[0] if prev is None else prev
+    y, _zf = signal.lfilter([1.0], [1.0, -a], u, zi=[a * y0])
+    return y, float(y[-1])
