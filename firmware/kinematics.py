@@ -106,25 +106,29 @@ class Track:
         return Sig(v, d1, d2)
 
 
-def sway(rng: np.random.Generator, duration_s: float, t: np.ndarray, *,
-         knot_s: float = 0.5, smooth_s: float = 1.5) -> Sig:
+class Sway:
     """Unit-variance slow random sway (band-limited to roughly 1/(2π·smooth_s) Hz).
 
     Random values on a fixed knot grid (so the path does not depend on the sample rate)
-    are Gaussian-smoothed and joined by a cubic spline.
+    are Gaussian-smoothed and joined by a cubic spline; built once, evaluated in chunks.
     """
-    n = int(np.ceil(duration_s / knot_s)) + 8
-    grid = (np.arange(n) - 4) * knot_s
-    raw = gaussian_filter1d(rng.standard_normal(n), smooth_s / knot_s, mode="wrap")
-    raw /= max(float(np.std(raw)), 1e-12)
-    coef = CubicSpline(grid, raw).c  # (4, n-1), local polynomials in (t - grid[i])
-    idx = np.clip(((t - grid[0]) / knot_s).astype(np.int64), 0, n - 2)
-    x = t - grid[idx]
-    c3, c2, c1, c0 = coef[0, idx], coef[1, idx], coef[2, idx], coef[3, idx]
-    v = ((c3 * x + c2) * x + c1) * x + c0
-    d1 = (3.0 * c3 * x + 2.0 * c2) * x + c1
-    d2 = 6.0 * c3 * x + 2.0 * c2
-    return Sig(v, d1, d2)
+
+    def __init__(self, rng: np.random.Generator, duration_s: float, *, knot_s: float = 0.5,
+                 smooth_s: float = 1.5):
+        n = int(np.ceil(duration_s / knot_s)) + 8
+        self.knot_s, self.n = knot_s, n
+        self.origin = -4 * knot_s
+        grid = self.origin + np.arange(n) * knot_s
+        raw = gaussian_filter1d(rng.standard_normal(n), smooth_s / knot_s, mode="wrap")
+        raw /= max(float(np.std(raw)), 1e-12)
+        self.coef = CubicSpline(grid, raw).c  # (4, n-1): polynomials in (t - grid[i])
+
+    def evaluate(self, t: np.ndarray) -> Sig:
+        idx = np.clip(((t - self.origin) / self.knot_s).astype(np.int64), 0, self.n - 2)
+        x = t - (self.origin + idx * self.knot_s)
+        c3, c2, c1, c0 = (self.coef[i, idx] for i in range(4))
+        return Sig(((c3 * x + c2) * x + c1) * x + c0, (3.0 * c3 * x + 2.0 * c2) * x + c1,
+                   6.0 * c3 * x + 2.0 * c2)
 
 
 def oscillation(env: Sig, amp: np.ndarray, phase: np.ndarray, omega: np.ndarray,

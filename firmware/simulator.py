@@ -24,6 +24,7 @@ from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_truth
 from spinesense.firmware.motion import ArrayMotion
 from spinesense.firmware.scenarios import SCENARIOS
 from spinesense.firmware.timeline import Segment, Timeline
+from spinesense.firmware.trunk import render
 
 POSTURES = ("sitting", "standing", "walking", "lying")
 
@@ -149,64 +150,29 @@ class Simulation:
         return path, truth_path
 
 
-def _angles(tl: Timeline, seqs: list[np.random.SeedSequence], duration: float,
-            tq: np.ndarray) -> tuple[kin.Sig, kin.Sig, kin.Sig, np.ndarray, np.ndarray]:
-    """Trunk yaw/flexion/lean (degrees, with derivatives), heading and hip acceleration."""
-    rng = np.random.default_rng(seqs[0])
-    amp = [track.evaluate(tq) for track in tl.sway]
-    flex = tl.flex.evaluate(tq) + amp[0] * kin.sway(rng, duration, tq)
-    lean = tl.lean.evaluate(tq) + amp[1] * kin.sway(rng, duration, tq)
-    yaw_base = tl.yaw.evaluate(tq)
-    yaw = yaw_base + amp[2] * kin.sway(rng, duration, tq, knot_s=2.0, smooth_s=6.0)
-    hx, hz = tl.hip_x.evaluate(tq), tl.hip_z.evaluate(tq)
-    hip = np.zeros((len(tq), 3))
-    hip[:, 0], hip[:, 2] = hx.d2 / kin.G, hz.d2 / kin.G
-    if tl.walks:  # gait oscillations, computed on the walking samples only
-        ranges = [np.searchsorted(tq, [w.start, w.end]) for w in tl.walks]
-        idx = np.concatenate([np.arange(a, b) for a, b in ranges])
-        tw = tq[idx]
-        env = tl.walk_env.evaluate(tw)
-        phase, omega = np.empty_like(tw), np.empty_like(tw)
-        amps = {k: np.empty_like(tw) for k in tl.walks[0].amp}
-        pos = 0
-        for w, (a, b) in zip(tl.walks, ranges, strict=True):
-            sl = slice(pos, pos + b - a)
-            pos += b - a
-            omega[sl] = 2 * np.pi * w.freq_hz
-            phase[sl] = omega[sl] * (tw[sl] - w.start) + w.phase0
-            for k, v in w.amp.items():
-                amps[k][sl] = v
-
-        def osc(key: str, harmonic: float, offset: float, gain: float = 1.0) -> kin.Sig:
-            return kin.oscillation(env, gain * amps[key], phase, omega, harmonic, offset)
-
-        # vertical bounce at the step frequency (plus a harmonic), fore-aft at the step
-        # frequency, side-to-side sway at the stride frequency (half the step rate)
-        hip[idx, 2] += osc("vert_g", 1.0, np.pi / 2).v + osc("vert_g", 2.0, 0.3, 0.2).v
-        hip[idx, 0] += osc("ap_g", 1.0, 0.0).v
-        hip[idx, 1] += osc("ml_g", 0.5, 0.0).v
-        for sig, key, harmonic, offset in ((flex, "pitch_deg", 1.0, 0.8),
-                                           (lean, "roll_deg", 0.5, 0.4),
-                                           (yaw, "yaw_deg", 0.5, 1.9)):
-            sig.add_at(idx, osc(key, harmonic, offset))
-    return yaw, flex, lean, np.radians(yaw_base.v), hip
-
-
 def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bias: float,
                    scale: float, drift: float, lsb: float, full_scale: float,
                    tq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale error, bias (+ slow drift), white noise, quantisation and clipping."""
     n = len(clean)
-    out = clean * (1.0 + rng.uniform(-scale, scale, 3)) + rng.uniform(-bias, bias, 3)
+    out = clean * (1.0 + rng.uniform(-scale, scale, 3))
+    out += rng.uniform(-bias, bias, 3)
     if drift > 0:
         duration = float(tq[-1]) + 1.0 if n else 1.0
         for axis in range(3):
-            out[:, axis] += drift * kin.sway(rng, duration, tq, knot_s=30.0, smooth_s=120.0).v
+            wander = kin.Sway(rng, duration, knot_s=30.0, smooth_s=120.0)
+            out[:, axis] += drift * wander.evaluate(tq).v
     if noise > 0:
-        out += noise * rng.standard_normal((n, 3))
+        white = rng.standard_normal((n, 3))
+        white *= noise
+        out += white
+        del white
     if lsb > 0:
-        out = np.round(out / lsb) * lsb
+        np.round(out / lsb, out=out)
+        out *= lsb
     saturated = np.any(np.abs(out) >= full_scale, axis=1)
-    return np.clip(out, -full_scale, full_scale), saturated
+    np.clip(out, -full_scale, full_scale, out=out)
+    return out, saturated
 
 
 def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bool = False,
@@ -240,19 +206,14 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
 
     n = int(np.floor(duration * rate_hz + 1e-9))
     tq = np.arange(n) / rate_hz
-    yaw, flex, lean, heading, hip = _angles(tl, seqs[1:2], duration, tq)
-    yaw_r, flex_r, lean_r = (s.scale(np.pi / 180.0) for s in (yaw, flex, lean))
-    acc_body, gyro_body = kin.body_motion(yaw_r, flex_r, lean_r, heading, hip)
-    del hip, heading, yaw_r, lean_r
     if isinstance(mounting, str):
         mount = mounting_matrix(np.random.default_rng(seqs[2]), mounting)
     else:
         mount = np.asarray(mounting, dtype=float)
         if mount.shape != (3, 3) or not np.allclose(mount @ mount.T, np.eye(3), atol=1e-6):
             raise ValueError("mounting must be a 3x3 rotation matrix")
-    acc_true = acc_body @ mount  # row-wise Mᵀ·v
-    gyro_true = gyro_body @ mount
-    del acc_body, gyro_body
+    acc_true, gyro_true, euler = render(tl, np.random.default_rng(seqs[1]), duration, tq,
+                                        mount)
     acc, sat = _sensor_errors(acc_true, np.random.default_rng(seqs[3]), sensor.accel_noise_g,
                               sensor.accel_bias_g, sensor.scale_error, 0.0,
                               sensor.accel_lsb_g, sensor.accel_range_g, tq)
@@ -263,8 +224,7 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
                                     sensor.scale_error, sensor.gyro_drift_dps,
                                     sensor.gyro_lsb_dps, sensor.gyro_range_dps, tq)
         sat |= gsat
-    flexion_true = flex.v
-    euler = np.column_stack([yaw.v, flex.v, lean.v])
+    flexion_true = euler[:, 1].copy()
     t = tq + t0
     truth = {
         "scenario": scenario, "seed": int(seed), "rate_hz": float(rate_hz),
@@ -279,5 +239,4 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     truth |= label_truth(t, flexion_true, posture[np.clip(seg_idx, 0, None)], tl.segments,
                          tl.calibration_info, params, duration, t0)
     return Simulation(t, acc, gyro, flexion_true, truth, mount, euler,
-                      acc_true.astype(np.float32), gyro_true.astype(np.float32),
-                      tl.segments, sat)
+                      acc_true, gyro_true, tl.segments, sat)

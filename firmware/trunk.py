@@ -1,0 +1,86 @@
+"""Render a `Timeline` into body-frame sensor signals, chunk by chunk.
+
+The trunk's yaw, flexion and lean are the timeline's knot tracks plus slow sway (scaled
+per activity) plus gait oscillations while walking; the hip's acceleration comes from
+its position tracks (sit-to-stand) and the gait. Because every component is a
+continuous function of time, chunks are independent: memory stays bounded for a long
+day and the result does not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from spinesense.firmware import kinematics as kin
+from spinesense.firmware.timeline import Timeline
+
+CHUNK = 1 << 18
+
+
+def _gait(tl: Timeline, tq: np.ndarray, flex: kin.Sig, lean: kin.Sig, yaw: kin.Sig,
+          hip: np.ndarray) -> None:
+    """Add the walking oscillations in place, computed on the walking samples only."""
+    ranges = [np.searchsorted(tq, [w.start, w.end]) for w in tl.walks]
+    walks = [(w, a, b) for w, (a, b) in zip(tl.walks, ranges, strict=True) if b > a]
+    if not walks:
+        return
+    idx = np.concatenate([np.arange(a, b) for _, a, b in walks])
+    tw = tq[idx]
+    env = tl.walk_env.evaluate(tw)
+    phase, omega = np.empty_like(tw), np.empty_like(tw)
+    amps = {k: np.empty_like(tw) for k in tl.walks[0].amp}
+    pos = 0
+    for w, a, b in walks:
+        sl = slice(pos, pos + b - a)
+        pos += b - a
+        omega[sl] = 2 * np.pi * w.freq_hz
+        phase[sl] = omega[sl] * (tw[sl] - w.start) + w.phase0
+        for k, v in w.amp.items():
+            amps[k][sl] = v
+
+    def osc(key: str, harmonic: float, offset: float, gain: float = 1.0) -> kin.Sig:
+        return kin.oscillation(env, gain * amps[key], phase, omega, harmonic, offset)
+
+    # vertical bounce at the step frequency (plus a harmonic), fore-aft at the step
+    # frequency, side-to-side at the stride frequency (half the step rate)
+    hip[idx, 2] += osc("vert_g", 1.0, np.pi / 2).v + osc("vert_g", 2.0, 0.3, 0.2).v
+    hip[idx, 0] += osc("ap_g", 1.0, 0.0).v
+    hip[idx, 1] += osc("ml_g", 0.5, 0.0).v
+    for sig, key, harmonic, offset in ((flex, "pitch_deg", 1.0, 0.8),
+                                       (lean, "roll_deg", 0.5, 0.4),
+                                       (yaw, "yaw_deg", 0.5, 1.9)):
+        sig.add_at(idx, osc(key, harmonic, offset))
+
+
+def _chunk(tl: Timeline, sways: list[kin.Sway],
+           tq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    amp = [track.evaluate(tq) for track in tl.sway]
+    flex = tl.flex.evaluate(tq) + amp[0] * sways[0].evaluate(tq)
+    lean = tl.lean.evaluate(tq) + amp[1] * sways[1].evaluate(tq)
+    yaw_base = tl.yaw.evaluate(tq)
+    yaw = yaw_base + amp[2] * sways[2].evaluate(tq)
+    hip = np.zeros((len(tq), 3))
+    hip[:, 0] = tl.hip_x.evaluate(tq).d2 / kin.G
+    hip[:, 2] = tl.hip_z.evaluate(tq).d2 / kin.G
+    if tl.walks:
+        _gait(tl, tq, flex, lean, yaw, hip)
+    rad = np.pi / 180.0
+    acc, gyro = kin.body_motion(yaw.scale(rad), flex.scale(rad), lean.scale(rad),
+                                yaw_base.v * rad, hip)
+    return acc, gyro, np.column_stack([yaw.v, flex.v, lean.v])
+
+
+def render(tl: Timeline, rng: np.random.Generator, duration: float, tq: np.ndarray,
+           mount: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sensor-frame specific force (g) and angular rate (deg/s) as float32, and the ZYX
+    Euler angles (deg: yaw, flexion, lean) at times ``tq``; ``mount`` is the sensor→body
+    rotation."""
+    sways = [kin.Sway(rng, duration), kin.Sway(rng, duration),
+             kin.Sway(rng, duration, knot_s=2.0, smooth_s=6.0)]
+    acc, gyro = np.empty((len(tq), 3), np.float32), np.empty((len(tq), 3), np.float32)
+    euler = np.empty((len(tq), 3))
+    for start in range(0, len(tq), CHUNK):
+        sl = slice(start, start + CHUNK)
+        acc_body, gyro_body, euler[sl] = _chunk(tl, sways, tq[sl])
+        acc[sl] = acc_body @ mount  # row-wise Mᵀ·v: body → sensor
+        gyro[sl] = gyro_body @ mount
+    return acc, gyro, euler
