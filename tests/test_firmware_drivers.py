@@ -11,7 +11,6 @@ import struct
 import numpy as np
 import pytest
 from smbus2 import i2c_msg
-
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
@@ -74,7 +73,7 @@ def test_every_range_scale_factor_within_0_1_percent(chip: str) -> None:
         for gyro_range in gyro_ranges(chip):
             true_acc = np.array([0.9, -0.45, 0.2]) * acc_range
             true_gyro = np.array([-0.9, 0.3, 0.6]) * gyro_range
-            clock, bus, emu, driver = setup(chip, StaticMotion(true_acc, true_gyro),
+            clock, bus, _emu, driver = setup(chip, StaticMotion(true_acc, true_gyro),
                                             accel_range_g=acc_range,
                                             gyro_range_dps=gyro_range)
             assert driver.settings.accel_range_g == acc_range
@@ -217,7 +216,7 @@ def test_rate_and_filter_registers() -> None:
 
 @pytest.mark.parametrize("chip", CHIPS)
 def test_fifo_overflow_sets_the_datasheet_flag(chip: str) -> None:
-    clock, bus, emu, driver = setup(chip)
+    clock, bus, _emu, driver = setup(chip)
     clock.now += 2 * driver.fifo_capacity_samples / driver.settings.rate_hz
     if chip in MPU:
         assert bus.read_byte_data(0x68, 0x3A) & 0x10          # FIFO_OFLOW_INT
@@ -240,7 +239,7 @@ def test_fifo_overflow_sets_the_datasheet_flag(chip: str) -> None:
 
 @pytest.mark.parametrize("chip", ["mpu6050", "lsm6ds3"])
 def test_soft_reset_restores_datasheet_reset_values(chip: str) -> None:
-    _clock, bus, emu, driver = setup(chip)
+    _clock, bus, _emu, _driver = setup(chip)
     if chip == "mpu6050":
         bus.write_byte_data(0x68, 0x6B, 0x80)
         assert bus.read_byte_data(0x68, 0x6B) == 0x40         # asleep after reset

@@ -6,14 +6,14 @@ import errno
 
 import numpy as np
 import pytest
-
-from spinesense.config import SensorConfig
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
 from spinesense.firmware.faults import FaultPlan, FaultSpecError
 from spinesense.firmware.motion import StaticMotion
 from spinesense.firmware.reader import SensorError, open_sensor
+
+from spinesense.config import SensorConfig
 from spinesense.samples import SampleChunk
 
 
@@ -39,7 +39,7 @@ class LoggingMotion:
 
 def run(reader, clock: Clock, seconds: float, step: float = 0.25):
     chunks, events = [], []
-    for _ in range(int(round(seconds / step))):
+    for _ in range(round(seconds / step)):
         clock.now += step
         chunk, evs = reader.poll()
         events += evs
