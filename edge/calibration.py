@@ -166,14 +166,21 @@ def upright_from_still(acc: np.ndarray, *, max_spread_deg: float = 4.0) -> np.nd
 
 def forward_from_lean(up: np.ndarray, lean_acc: np.ndarray, *,
                       min_deg: float = 8.0) -> np.ndarray:
-    """The forward axis from data recorded while leaning forward (guided step)."""
+    """The forward axis from data recorded while leaning forward (guided step).
+
+    Uses the most-tilted quarter of the samples (the lean itself, not the way there and
+    back) and refuses a lean too shallow to give a direction.
+    """
     lean_acc = np.asarray(lean_acc, float)
     lean_acc = lean_acc[np.isfinite(lean_acc).all(axis=1)]
-    if len(lean_acc) < 5:
+    if len(lean_acc) < 8:
         raise CalibrationError("no data from the lean-forward step")
-    g = _unit(np.median(lean_acc, axis=0))
-    ang = angle_deg(g, up)
+    up = _unit(up)
+    g = lean_acc / np.linalg.norm(lean_acc, axis=1, keepdims=True)
+    tilt = np.degrees(np.arccos(np.clip(g @ up, -1.0, 1.0)))
+    deep = tilt >= np.percentile(tilt, 75)
+    ang = float(np.median(tilt[deep]))
     if ang < min_deg:
         raise CalibrationError(f"you leaned only {ang:.0f}° (needs {min_deg:.0f}° or more); "
                                "lean forward further during the lean step")
-    return orthogonal_forward(up, g)
+    return orthogonal_forward(up, g[deep].mean(axis=0))
