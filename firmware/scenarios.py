@@ -94,31 +94,38 @@ def _bout_length(tl: Timeline, long: bool) -> float:
     return tl.u(33.0, 60.0) * MIN if long else tl.u(8.0, 27.0) * MIN
 
 
+def lunch(tl: Timeline) -> None:
+    """Walk to lunch, queue, eat sitting (a bout of its own), walk back."""
+    tl.sit_to_stand()
+    tl.walk(tl.u(8.0, 15.0) * MIN)
+    tl.stand(tl.u(60.0, 180.0))  # queue
+    tl.walk(tl.u(30.0, 60.0))
+    tl.stand_to_sit()
+    sitting_block(tl, tl.u(15.0, 25.0) * MIN)
+    tl.sit_to_stand()
+    tl.walk(tl.u(8.0, 15.0) * MIN)
+    tl.stand_to_sit()
+
+
 def workday(tl: Timeline, target: float) -> None:
     tl.calibration()
     lunch_done, nap_done = False, tl.rng.random() < 0.5
     n = 0
     while tl.now < target:
-        if not lunch_done and tl.now > 3.7 * 3600:
-            lunch_done = True
-            tl.sit_to_stand()
-            tl.walk(tl.u(8.0, 15.0) * MIN)
-            tl.stand(tl.u(60.0, 180.0))  # queue
-            tl.walk(tl.u(30.0, 60.0))
-            tl.stand_to_sit()
-            sitting_block(tl, tl.u(15.0, 25.0) * MIN)  # eating
-            tl.sit_to_stand()
-            tl.walk(tl.u(8.0, 15.0) * MIN)
-            tl.stand_to_sit()
-            continue
-        if not nap_done and tl.now > 5.5 * 3600:
+        bout_start = tl.now
+        length = _bout_length(tl, long=n % 3 != 1)
+        if not nap_done and tl.now > 5.5 * 3600:  # a short lie-down counts as sedentary
             nap_done = True
             tl.lie_down(side=tl.rng.random() < 0.5)
-            tl.lying(tl.u(5.0, 12.0) * MIN)
+            tl.lying(tl.u(3.0, 6.0) * MIN)
             tl.sit_up()
-        sitting_block(tl, _bout_length(tl, long=n % 3 != 1),
+        sitting_block(tl, length - (tl.now - bout_start),
                       short_breaks=int(tl.rng.integers(0, 3)))
-        real_break(tl)
+        if not lunch_done and tl.now > 3.6 * 3600:
+            lunch_done = True
+            lunch(tl)
+        else:
+            real_break(tl)
         n += 1
 
 

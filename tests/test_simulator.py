@@ -197,6 +197,9 @@ def test_sitting_truth_is_consistent(workday):
         assert b == pytest.approx(bout["end"], abs=0.011)
     long_bouts = [b for b in bouts if b["end"] - b["start"] > p["sitting_limit_s"]]
     assert len(long_bouts) >= 3
+    for bout in bouts[:-1]:  # clear truth: closed bouts stay 3 min away from the limit
+        assert abs(bout["end"] - bout["start"] - p["sitting_limit_s"]) > 170.0
+        assert bout["end"] - bout["start"] > 5 * 60
     assert [a["bout_start"] for a in tr["sitting_alerts"]] == [b["start"] for b in long_bouts]
     for alert in tr["sitting_alerts"]:
         assert alert["t"] == pytest.approx(alert["bout_start"] + p["sitting_limit_s"])
