@@ -57,6 +57,9 @@ class Detectors:
         self._stale_n = 0
         self.stale_reported = False
         self.last_k: int | None = None
+        # when a list: each block's per-tick flexion/blocking and per-second posture are
+        # appended, so that `spinesense tune` can rerun the pure detectors over them
+        self.capture: list[dict[str, np.ndarray]] | None = None
 
     def configure(self, cfg: Config) -> None:
         self.slouch = SlouchParams(cfg.slouch.threshold_deg, cfg.slouch.release_deg,
@@ -74,8 +77,9 @@ class Detectors:
         out: list[dict[str, Any]] = []
         v = tf.valid
         starts = segment_starts(v, self.fresh)
+        if len(v):  # the next block starts a segment if this ended in a gap
+            self.fresh = not bool(v[-1])
         if v.any():
-            self.fresh = False
             self.last_k = int(tf.k[v][-1])
         flex, lat, self.cf_prev = tick_flexion(self.cal, tf, starts, self.rate_filter,
                                                self.tau_s, self.cf_prev)
@@ -109,6 +113,9 @@ class Detectors:
             out.append({"type": tr.kind, "t": tr.t, "lift_m": round(tr.lift_m, 3),
                         "lean_deg": round(tr.lean_deg, 1)})
         active = (posture == STANDING) | (posture == WALKING)
+        if self.capture is not None:
+            self.capture.append({"k": tf.k, "flex": flex, "block": block.astype(np.int8),
+                                 "sec": sf.sec, "posture": posture})
         sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
                                                                self.sed_state)
         out += sed_events

@@ -118,8 +118,8 @@ class FrontEnd:
 
     def ticks(self, tk: Ticks) -> TickFeatures:
         starts = segment_starts(tk.valid, self.fresh)
-        if tk.valid.any():
-            self.fresh = False
+        if len(tk.valid):  # the next block starts a segment if this ended in a gap
+            self.fresh = not bool(tk.valid[-1])
         acc = tk.acc
         grav = self.f_grav.run(acc, starts)
         fast = self.f_fast.run(acc, starts)

@@ -130,10 +130,11 @@ class Resampler:
         out_gyro = None if gyro is None else gyro[left] + w * (gyro[right] - gyro[left])
         valid = np.ones(len(ks), bool)
         gaps: list[Gap] = []
-        in_gap = (t[right] - t[left]) > self.gap_s
+        # a tick exactly on a sample is that sample, whatever comes after it
+        in_gap = ((t[right] - t[left]) > self.gap_s) & (ks > tt[left])
         if in_gap.any():
             # keep only the first tick of each gap bracket, as an invalid marker
-            first = in_gap & np.concatenate(([True], left[1:] != left[:-1]))
+            first = in_gap & np.concatenate(([True], (left[1:] != left[:-1]) | ~in_gap[:-1]))
             keep_t = ~in_gap | first
             for i in np.flatnonzero(first):
                 gaps.append(Gap(float(t[left[i]]), float(t[right[i]]), int(ks[i])))

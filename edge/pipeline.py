@@ -48,14 +48,16 @@ class Pipeline:
     upright from that window of the input (times in its own time base)."""
 
     def __init__(self, cfg: Config, calibration: Calibration | None = None, *,
-                 states: bool = False, calibrate_window: tuple[float, float] | None = None):
+                 states: bool = False, calibrate_window: tuple[float, float] | None = None,
+                 capture: list[dict[str, np.ndarray]] | None = None):
         self.cfg = cfg
         self.states = states
+        self.capture = capture  # spinesense tune: the detectors' inputs, block by block
         self.resampler = Resampler(cfg.pipeline.gap_s)
         self.front = FrontEnd(cfg.pipeline.gravity_cutoff_hz, cfg.pipeline.flexion_cutoff_hz)
         self._ticks: list[Ticks] = []
         self._gaps: list[Gap] = []
-        self._held: list[tuple[TickFeatures, SecondFeatures]] = []
+        self._held: list[tuple[TickFeatures, SecondFeatures, list[dict[str, Any]], int | None]] = []
         self._commands: list[dict[str, Any]] = []
         self.detectors: Detectors | None = None
         self.auto: AutoCalibrator | None = None
@@ -136,6 +138,7 @@ class Pipeline:
     def _use(self, cal: Calibration) -> None:
         self.calibration = cal
         self.detectors = Detectors(self.cfg, cal, states=self.states)
+        self.detectors.capture = self.capture
 
     def _run(self, upto_k: int | None, frontier_sec: int | None) -> list[dict[str, Any]]:
         if not self._ticks:
@@ -150,22 +153,22 @@ class Pipeline:
             gaps = [g for g in self._gaps if g.marker_k < (upto_k if upto_k is not None
                                                            else 2**62)]
             self._gaps = self._gaps[len(gaps):]
-            for g in gaps:
-                out.append({"type": "gap", "t": g.marker_k / TICK_HZ, "start": g.start,
-                            "end": g.end, "duration_s": round(g.end - g.start, 3)})
+            gap_records = [{"type": "gap", "t": g.marker_k / TICK_HZ, "start": g.start,
+                            "end": g.end, "duration_s": round(g.end - g.start, 3)}
+                           for g in gaps]
             tf = self.front.ticks(block)
             sf = self.front.seconds(tf)
-            out += self._stage_b(tf, sf, frontier_sec)
+            out += self._stage_b(tf, sf, gap_records, frontier_sec)
         elif self.detectors is not None and frontier_sec is not None:
             out += self.detectors.idle(frontier_sec)
         return order(out) + self._take_commands()
 
-    def _stage_b(self, tf: TickFeatures, sf: SecondFeatures,
+    def _stage_b(self, tf: TickFeatures, sf: SecondFeatures, extra: list[dict[str, Any]],
                  frontier_sec: int | None) -> list[dict[str, Any]]:
         if self.detectors is not None:
-            return self.detectors.run(tf, sf, frontier_sec)
+            return extra + self.detectors.run(tf, sf, frontier_sec)
         assert self.auto is not None
-        self._held.append((tf, sf))
+        self._held.append((tf, sf, extra, frontier_sec))
         self.auto.feed(tf, sf)
         cal = self.auto.result
         return self._lock(cal, frontier_sec=frontier_sec) if cal is not None else []
@@ -184,6 +187,6 @@ class Pipeline:
                                       **{k: v for k, v in cal.info.items()
                                          if k != "locked_t"}}]
         held, self._held = self._held, []
-        for tf, sf in held:
-            out += self.detectors.run(tf, sf, None if final else frontier_sec)
+        for tf, sf, extra, frontier in held:
+            out += extra + self.detectors.run(tf, sf, None if final else frontier)
         return out
