@@ -13,6 +13,7 @@ exactly the code that runs on the Pi.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -65,15 +66,59 @@ class Notifier:
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars to Python; non-finite numbers (no data) dropped, JSON has none."""
+    """Flat JSON scalars only (the collector stores fields, not structures): numpy scalars
+    to Python, lists/dicts to compact JSON text, non-finite numbers (no data) dropped."""
     out = {}
     for key, value in record.items():
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, float) and not math.isfinite(value):
             continue
+        if isinstance(value, (list, tuple, dict, np.ndarray)):
+            value = json.dumps(np.asarray(value).tolist() if isinstance(value, np.ndarray)
+                               else value, separators=(",", ":"), default=float)
         out[key] = value
     return out
+
+
+class Health:
+    """Per-second tallies in pipeline time (samples, saturated samples, I2C errors, gap
+    seconds), so that each metric reports the health of exactly the interval it covers,
+    even when the pipeline holds data back while it learns the calibration."""
+
+    KEYS = ("samples", "saturated", "i2c_errors", "gap_s")
+
+    def __init__(self) -> None:
+        self.secs: dict[int, np.ndarray] = {}
+
+    def _add(self, sec: np.ndarray, column: int, weights: np.ndarray | None = None) -> None:
+        if not len(sec):
+            return
+        base = int(sec.min())
+        counts = np.bincount(sec - base, weights=weights)
+        for off in np.flatnonzero(counts):
+            row = self.secs.setdefault(base + int(off), np.zeros(len(self.KEYS)))
+            row[column] += counts[off]
+
+    def samples(self, t: np.ndarray, saturated: np.ndarray | None) -> None:
+        sec = np.floor(t).astype(np.int64)
+        self._add(sec, 0)
+        if saturated is not None and saturated.any():
+            self._add(sec[saturated], 1)
+
+    def at(self, t: float, key: str, value: float) -> None:
+        if value:
+            self._add(np.array([math.floor(t)], np.int64), self.KEYS.index(key),
+                      np.array([float(value)]))
+
+    def take(self, start: float, end: float) -> dict[str, float]:
+        """Totals over [start, end); forgets every second before ``end``."""
+        total = np.zeros(len(self.KEYS))
+        for sec in [s for s in self.secs if s < end]:
+            row = self.secs.pop(sec)
+            if sec >= math.floor(start):
+                total += row
+        return dict(zip(self.KEYS, total.tolist(), strict=True))
 
 
 class EdgeService:
@@ -113,14 +158,24 @@ class EdgeService:
         self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
                                     pin_factory=pin_factory)
         self.notifier = Notifier()
+        self.recorder = None
+        if cfg.recording.enabled:
+            from spinesense.edge.recorder import RotatingRecorder
+
+            folder = cfg.recording.dir or str(cfg.state_dir / "recordings")
+            self.recorder = RotatingRecorder(
+                os.path.expanduser(folder), self.reader.info, device=cfg.device.id,
+                rotate_min=cfg.recording.rotate_min, budget_mb=cfg.recording.budget_mb,
+                fsync=self.vclock is None)
+        self._save_calibration_next = False
         self.sensor_state = "starting"
-        self.samples_since_metric = 0
-        self._last_stats: dict[str, float] = {}
+        self.health = Health()
+        self._i2c_errors = 0
         self.counts = {"events": 0, "metrics": 0}
 
     # -- parts --------------------------------------------------------------------------
     def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int):
-        from spinesense.firmware import open_sensor
+        from spinesense.firmware.reader import open_sensor
 
         if not emulate:
             return open_sensor(self.cfg.sensor, clock=self.mono)
@@ -158,10 +213,9 @@ class EdgeService:
 
     def status(self) -> dict[str, Any]:
         """The retained status: flat fields (the collector stores them as they are)."""
-        info = getattr(self.reader, "info", {}) or {}
-        chip = info.get("chip") if isinstance(info, dict) else getattr(info, "chip", None)
         return {"state": "online", "version": __version__, "sensor": self.sensor_state,
-                "chip": chip, "spool_backlog": self.spool.backlog,
+                "chip": self.reader.info.chip, "rate_hz": self.reader.info.rate_hz,
+                "spool_backlog": self.spool.backlog,
                 "dropped_events": self.spool.dropped_events, "synced": self.clock.synced,
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "commands_ok": self.commands.accepted,
@@ -169,19 +223,20 @@ class EdgeService:
 
     # -- one tick -----------------------------------------------------------------------
     def _health(self, metric: dict[str, Any]) -> None:
-        """Fill the metric's health fields: rate, I2C errors, gaps, saturation, backlog."""
-        stats = dict(self.reader.stats)
+        """Fill the metric's health fields for the interval it covers."""
         interval = float(metric.get("interval_s") or self.cfg.metrics.interval_s)
-        metric["sample_rate_hz"] = round(self.samples_since_metric / interval, 2)
-        for key in ("i2c_errors", "gap_s", "saturated"):
-            now = float(stats.get(key, 0) or 0)
-            metric[key] = round(now - self._last_stats.get(key, 0.0), 3)
-            self._last_stats[key] = now
+        end = float(metric["t"])
+        h = self.health.take(end - interval, end)
+        metric["sample_rate_hz"] = round(h["samples"] / interval, 2)
+        metric["i2c_errors"] = int(h["i2c_errors"])
+        metric["gap_s"] = round(h["gap_s"], 3)
+        metric["saturated"] = int(h["saturated"])
         metric["spool_backlog"] = self.spool.backlog
-        self.samples_since_metric = 0
 
     def _sensor_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if kind == "gap":
+            self.health.at(event["t"], "gap_s", event.get("duration_s", 0.0))
         if kind == "sensor_lost":
             self.sensor_state = "lost"
         elif kind in ("sensor_back",) or (kind != "gap" and self.sensor_state == "starting"):
@@ -194,7 +249,9 @@ class EdgeService:
         """Spool events and metrics (one commit), then buzz and remember calibration."""
         out = []
         for rec in records:
-            if rec["type"] == "state":
+            # the reader reports every hole in the data (with its cause); the pipeline's
+            # own gap records describe the same holes again
+            if rec["type"] in ("state", "gap"):
                 continue
             if rec["type"] == "metric":
                 self._health(rec)
@@ -217,12 +274,14 @@ class EdgeService:
         for rec in out:
             if self.haptics is not None and self.haptics.alert(rec["type"]):
                 log.info("haptics: %s", rec["type"])
-            if rec["type"] == "calibrated":
+            if rec["type"] == "calibrated" and self._save_calibration_next:
+                self._save_calibration_next = False
                 self._save_calibration()
 
     def _save_calibration(self) -> None:
-        cal = getattr(self.pipeline, "calibration", None)
-        if cal is None or not getattr(cal, "complete", True):
+        """A calibration asked for by the recalibrate command outlives a restart."""
+        cal = self.pipeline.calibration
+        if cal is None or not cal.complete:
             return
         path = self.cfg.state_dir / "calibration.json"
         try:
@@ -235,12 +294,18 @@ class EdgeService:
         if self.vclock is not None:
             self.vclock.advance(self.cfg.sensor.read_interval_s)
         chunk, sensor_events = self.reader.poll()
+        errors = self.reader.stats.i2c_errors
+        if errors != self._i2c_errors:
+            self.health.at(self.mono(), "i2c_errors", errors - self._i2c_errors)
+            self._i2c_errors = errors
         records: list[dict[str, Any]] = []
         if chunk is not None and len(chunk):
             if self.sensor_state == "starting":
                 self.sensor_state = "ok"
                 self.publisher.status_due.set()
-            self.samples_since_metric += len(chunk)
+            self.health.samples(chunk.t, chunk.saturated)
+            if self.recorder is not None:
+                self.recorder.write(chunk, sensor_events)
             records = self.pipeline.process(chunk)
         self.emit(records, sensor_events)
         self.service_io()
@@ -252,6 +317,8 @@ class EdgeService:
         while not self.publisher.commands.empty():
             kind, reply = self.commands.handle(self.publisher.commands.get_nowait())
             self.publisher.reply(kind, reply)
+            if kind == "cmd_ok" and reply["cmd"] == "recalibrate":
+                self._save_calibration_next = True
             if reply.get("cmd") == "status":
                 self.publisher.status_due.set()
         if self.publisher.status_due.is_set() and self.publisher.connected.is_set():
@@ -311,6 +378,8 @@ class EdgeService:
         if self.haptics is not None:
             self.haptics.close()
         self.reader.close()
+        if self.recorder is not None:
+            self.recorder.close()
         backlog = self.spool.backlog
         self.spool.close()
         log.info("stopped: %d events and %d metrics spooled this run, %d published, "

@@ -45,7 +45,8 @@ METRIC_FIELDS = (
     "sample_rate_hz", "i2c_errors", "gap_s", "saturated", "spool_backlog",
 )
 POSTURES = ("sitting", "standing", "walking", "lying", "unknown")
-TIME_KEYS = ("onset", "bout_start", "bout_end", "alert_t")
+# ``end`` (a sensor gap's end) and ``until`` (a snooze's end) added by the edge service
+TIME_KEYS = ("onset", "bout_start", "bout_end", "alert_t", "end", "until")
 
 
 def topic(prefix: str, device: str, kind: str) -> str:
