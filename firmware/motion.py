@@ -65,8 +65,12 @@ class ArrayMotion:
 
     def _interp(self, q: np.ndarray, data: np.ndarray) -> np.ndarray:
         out = np.empty((len(q), 3))
+        # only the span the query covers: np.interp copies a strided column in full, which
+        # made each emulator burst O(length of the day) instead of O(burst)
+        lo = max(int(np.searchsorted(self.t, q.min(), "right")) - 1, 0)
+        hi = int(np.searchsorted(self.t, q.max(), "left")) + 1
         for axis in range(3):
-            out[:, axis] = np.interp(q, self.t, data[:, axis])
+            out[:, axis] = np.interp(q, self.t[lo:hi], data[lo:hi, axis])
         return out
 
     def sample(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
