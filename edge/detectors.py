@@ -115,7 +115,8 @@ class Detectors:
         active = (posture == STANDING) | (posture == WALKING)
         if self.capture is not None:
             self.capture.append({"k": tf.k, "flex": flex, "block": block.astype(np.int8),
-                                 "sec": sf.sec, "posture": posture})
+                                 "sec": sf.sec, "posture": posture, "lateral": lat,
+                                 "walking": sf.walking, "steps": sf.steps})
         sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
                                                                self.sed_state)
         out += sed_events

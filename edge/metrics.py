@@ -8,7 +8,6 @@ data was chunked. Flexion sums are exact integers (1e-4 degree units).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,43 +61,54 @@ class MetricsAggregator:
         allr = SecondRows(*(np.concatenate([getattr(r, f) for r in self._rows])
                             for f in ROW_FIELDS))
         iv = self._interval(allr.sec)
-        out: list[dict[str, Any]] = []
-        bounds = np.flatnonzero(np.concatenate(([True], iv[1:] != iv[:-1], [True])))
-        keep_from = len(iv)
-        for a, b in itertools.pairwise(bounds):
-            end = float((iv[a] + 1) * self.interval_s)
-            if not complete(end):
-                keep_from = a
-                break
-            out.append(_summary(allr, slice(a, b), end))
+        first = np.flatnonzero(np.concatenate(([True], iv[1:] != iv[:-1])))
+        ends = (iv[first] + 1) * self.interval_s
+        done = np.array([complete(float(e)) for e in ends], bool)
+        n_done = int(np.argmin(done)) if not done.all() else len(done)
+        keep_from = int(first[n_done]) if n_done < len(first) else len(iv)
+        out = _summaries(allr, first[:n_done], keep_from, ends[:n_done]) if n_done else []
         rest = SecondRows(*(getattr(allr, f)[keep_from:] for f in ROW_FIELDS))
         self._rows = [rest] if len(rest.sec) else []
         return out
 
 
-def _summary(r: SecondRows, sl: slice, end: float) -> dict[str, Any]:
-    n = r.n[sl]
-    ticks = int(n.sum())
-    posture = r.posture[sl]
-    counts = np.bincount(posture, minlength=len(POSTURES))
-    steps = int(r.steps[sl].sum())
-    walking_s = int(counts[POSTURES.index("walking")])
-    bout = r.bout_start[sl][-1]
-    last_sec = int(r.sec[sl][-1]) + 1
-    rec: dict[str, Any] = {
-        "type": "metric", "t": end, "interval_s": len(n),
-        "flexion_mean": round(int(r.flex_sum[sl].sum()) / max(ticks, 1) / Q, 2),
-        "flexion_max": round(float(np.max(r.flex_max[sl])), 2),
-        "lateral_mean": round(int(r.lat_sum[sl].sum()) / max(ticks, 1) / Q, 2),
-        "slouch_s": round(int(r.slouch_ticks[sl].sum()) / TICK_HZ, 2),
-    }
-    for i, name in enumerate(POSTURES):
-        rec[f"{name}_s"] = int(counts[i])
-    rec |= {
-        "steps": steps,
-        "cadence_spm": round(60.0 * steps / walking_s, 1) if walking_s else 0.0,
-        "intensity": round(math.sqrt(float(np.sum(r.dyn_sq[sl])) / max(ticks, 1)), 2),
-        "bout_s": 0.0 if math.isnan(bout) else round(min(end, last_sec) - float(bout), 1),
-        "posture": POSTURES[int(np.argmax(counts))],
-    }
-    return rec
+def _summaries(r: SecondRows, first: np.ndarray, stop: int,
+               ends: np.ndarray) -> list[dict[str, Any]]:
+    """One summary per interval; intervals start at ``first`` (rows before ``stop``)."""
+    r = SecondRows(*(getattr(r, f)[:stop] for f in ROW_FIELDS))
+
+    def total(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, first)
+
+    secs = np.diff(np.append(first, stop))
+    ticks = np.maximum(total(r.n), 1)
+    flex_mean = total(r.flex_sum) / ticks / Q
+    flex_max = np.maximum.reduceat(r.flex_max, first)
+    lat_mean = total(r.lat_sum) / ticks / Q
+    slouch = total(r.slouch_ticks) / TICK_HZ
+    onehot = np.zeros((len(r.posture), len(POSTURES)), np.int64)
+    onehot[np.arange(len(r.posture)), r.posture] = 1
+    counts = np.add.reduceat(onehot, first, axis=0)
+    steps = total(r.steps)
+    walking = counts[:, POSTURES.index("walking")]
+    cadence = np.where(walking > 0, 60.0 * steps / np.maximum(walking, 1), 0.0)
+    intensity = np.sqrt(total(r.dyn_sq) / ticks)
+    last = np.append(first[1:], stop) - 1
+    bout = r.bout_start[last]
+    bout_s = np.where(np.isnan(bout), 0.0, np.minimum(ends, r.sec[last] + 1) - bout)
+    dominant = np.argmax(counts, axis=1)
+    out = []
+    for i in range(len(first)):
+        rec: dict[str, Any] = {
+            "type": "metric", "t": float(ends[i]), "interval_s": int(secs[i]),
+            "flexion_mean": round(float(flex_mean[i]), 2),
+            "flexion_max": round(float(flex_max[i]), 2),
+            "lateral_mean": round(float(lat_mean[i]), 2),
+            "slouch_s": round(float(slouch[i]), 2)}
+        for j, name in enumerate(POSTURES):
+            rec[f"{name}_s"] = int(counts[i, j])
+        rec |= {"steps": int(steps[i]), "cadence_spm": round(float(cadence[i]), 1),
+                "intensity": round(float(intensity[i]), 2),
+                "bout_s": round(float(bout_s[i]), 1), "posture": POSTURES[int(dominant[i])]}
+        out.append(rec)
+    return out
