@@ -128,9 +128,11 @@ def label_sitting(segments: list[Segment], duration: float, p: LabelParams,
 
 def label_truth(t: np.ndarray, flexion: np.ndarray, posture: np.ndarray,
                 segments: list[Segment], calibration: dict[str, Any], p: LabelParams,
-                duration: float, t0: float) -> dict[str, Any]:
+                duration: float, t0: float,
+                blocked: np.ndarray | None = None) -> dict[str, Any]:
     """All truth keys of a simulation (interface 2). ``posture`` indexes
-    ("sitting", "standing", "walking", "lying") per sample."""
+    ("sitting", "standing", "walking", "lying") per sample; ``blocked`` marks samples
+    (recording gaps) where no slouch can start or continue."""
     out: dict[str, Any] = {}
     cal = dict(calibration)
     for key in ("start", "end"):
@@ -140,7 +142,10 @@ def label_truth(t: np.ndarray, flexion: np.ndarray, posture: np.ndarray,
         cal["lean"] = {**cal["lean"], "start": _r(cal["lean"]["start"] + t0),
                        "end": _r(cal["lean"]["end"] + t0)}
     out["calibration"] = cal
-    out["slouch_episodes"] = label_slouches(t, flexion, posture <= 1, p)
+    eligible = posture <= 1
+    if blocked is not None:
+        eligible &= ~blocked
+    out["slouch_episodes"] = label_slouches(t, flexion, eligible, p)
     out |= label_sitting(segments, duration, p, t0)
     out["segments"] = [{**s.to_dict(), "start": _r(s.start + t0), "end": _r(s.end + t0)}
                        for s in segments]

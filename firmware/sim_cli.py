@@ -11,13 +11,20 @@ from spinesense.cli import CliError, add_common, load_config
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, *, allow_zero: bool = False) -> float:
     """``90``, ``45s``, ``20m``/``20min``, ``8h``, ``1.5h`` → seconds."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text)
-    if not match or float(match.group(1)) <= 0:
+    if not match or (float(match.group(1)) <= 0 and not allow_zero):
         raise argparse.ArgumentTypeError(
             f"bad duration {text!r}: use seconds or a number with s, m or h, e.g. 90s, 20m, 8h")
     return float(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+def _gap(text: str) -> tuple[float, float]:
+    start, sep, length = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"bad gap {text!r}: use START:LENGTH, e.g. 600:30")
+    return parse_duration(start, allow_zero=True), parse_duration(length)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="no noise, bias, scale error or quantisation")
     p.add_argument("--t0", type=float, default=0.0, metavar="S",
                    help="time of the first sample (default 0)")
+    p.add_argument("--gap", action="append", type=_gap, default=[], metavar="START:LENGTH",
+                   help="drop the samples from START for LENGTH (seconds or 90s/2m/1h "
+                        "from the first sample), as a lost sensor would; repeatable")
+    p.add_argument("--jitter", type=float, default=0.0, metavar="MS",
+                   help="timestamp jitter, σ in milliseconds (default 0)")
     g = p.add_argument_group("truth labels (defaults from the config)")
     g.add_argument("--label-threshold", type=float, metavar="DEG", help="slouch threshold")
     g.add_argument("--label-release", type=float, metavar="DEG", help="slouch release")
@@ -91,11 +103,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--out {args.out!r} must end in .csv or .csv.gz", 2)
     if not 25.0 <= args.rate <= 400.0:
         raise CliError(f"--rate {args.rate:g} is outside DESIGN A1's 25..400 Hz", 2)
+    if not 0.0 <= args.jitter < 400.0 / args.rate:
+        raise CliError(f"--jitter {args.jitter:g} ms must be between 0 and 0.4 sample "
+                       f"periods ({400.0 / args.rate:g} ms at {args.rate:g} Hz)", 2)
     started = time.perf_counter()
     try:
         sim = simulate(args.scenario, args.seed, rate_hz=args.rate, accel_only=args.accel_only,
                        duration_s=args.duration, labels=_labels(args), mounting=args.mounting,
-                       sensor=SensorModel.ideal() if args.ideal_sensor else None, t0=args.t0)
+                       sensor=SensorModel.ideal() if args.ideal_sensor else None, t0=args.t0,
+                       gaps=args.gap, jitter_s=args.jitter / 1000.0)
         csv_path, truth_path = sim.write(args.out)
     except ValueError as exc:
         raise CliError(str(exc), 2) from None

@@ -178,13 +178,18 @@ def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bi
 def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bool = False,
              duration_s: float | None = None, labels: dict | None = None,
              mounting: str | np.ndarray = "random", sensor: SensorModel | None = None,
-             t0: float = 0.0) -> Simulation:
+             t0: float = 0.0, gaps: list[tuple[float, float]] | None = None,
+             jitter_s: float = 0.0) -> Simulation:
     """Simulate ``scenario`` (a key of `SCENARIOS`) deterministically from ``seed``.
 
     ``labels`` overrides the truth definition (threshold_deg, release_deg, delay_s,
     sitting_limit_s, break_s, repeat_s); ``mounting`` is a kind for `mounting_matrix` or
     a 3x3 sensor→body rotation; ``sensor`` the imperfections (`SensorModel.ideal()` for
-    none); ``t0`` the time of the first sample.
+    none); ``t0`` the time of the first sample. ``gaps`` [(start, length)] (seconds from
+    the first sample) drops the samples there, as a lost sensor would; slouch truth
+    treats a gap like walking (no episode starts in it, one in progress ends at its
+    start). ``jitter_s`` adds Gaussian timestamp jitter (σ, kept below 0.4 sample
+    periods so ``t`` stays increasing) while the motion stays regularly sampled.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of "
@@ -195,9 +200,13 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     duration = float(spec.default_s if duration_s is None else duration_s)
     if duration <= 0:
         raise ValueError(f"duration_s must be positive, got {duration}")
+    unknown = set(labels or {}) - set(DEFAULT_LABELS.to_dict())
+    if unknown:
+        raise ValueError(f"unknown label parameter(s) {', '.join(sorted(unknown))}; valid: "
+                         f"{', '.join(DEFAULT_LABELS.to_dict())}")
     params = replace(DEFAULT_LABELS, **(labels or {}))
     sensor = sensor or SensorModel()
-    seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(5)
+    seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(6)
 
     tl = Timeline(np.random.default_rng(seqs[0]))
     spec.program(tl, duration)
@@ -226,9 +235,20 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         sat |= gsat
     flexion_true = euler[:, 1].copy()
     t = tq + t0
+    if jitter_s > 0:
+        jitter = np.random.default_rng(seqs[5]).normal(0.0, jitter_s, n)
+        t += np.clip(jitter, -0.4 / rate_hz, 0.4 / rate_hz)
+    in_gap = np.zeros(n, bool)
+    for start, length in gaps or ():
+        if length <= 0 or start < 0:
+            raise ValueError(f"gap ({start}, {length}): start must be >= 0 and length > 0")
+        in_gap[np.searchsorted(tq, start - 1e-9):np.searchsorted(tq, start + length - 1e-9)] = True
     truth = {
         "scenario": scenario, "seed": int(seed), "rate_hz": float(rate_hz),
-        "duration_s": duration, "t0": float(t0), "n_samples": n, "accel_only": accel_only,
+        "duration_s": duration, "t0": float(t0), "n_samples": int(n - in_gap.sum()),
+        "accel_only": accel_only, "jitter_s": float(jitter_s),
+        "gaps": [{"start": round(a + t0, 6), "end": round(a + b + t0, 6)}
+                 for a, b in sorted(gaps or ())],
         "mounting": np.round(mount, 9).tolist(),
         "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
@@ -237,6 +257,11 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     posture = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
     seg_idx = np.searchsorted([s.start for s in tl.segments], tq, side="right") - 1
     truth |= label_truth(t, flexion_true, posture[np.clip(seg_idx, 0, None)], tl.segments,
-                         tl.calibration_info, params, duration, t0)
+                         tl.calibration_info, params, duration, t0, blocked=in_gap)
+    if in_gap.any():
+        keep = ~in_gap
+        t, acc, flexion_true, euler, acc_true, gyro_true, sat = (
+            x[keep] for x in (t, acc, flexion_true, euler, acc_true, gyro_true, sat))
+        gyro = None if gyro is None else gyro[keep]
     return Simulation(t, acc, gyro, flexion_true, truth, mount, euler,
                       acc_true, gyro_true, tl.segments, sat)

@@ -50,7 +50,7 @@ def at(sim, t: float) -> int:
 
 
 def index(sim, t: float) -> int:
-    i = int(np.searchsorted(sim.t, t - 1e-7))
+    i = int(np.searchsorted(sim.t, t - 1e-5))  # truth times are rounded to 1 µs
     assert abs(sim.t[i] - t) < 1e-5, f"{t} is not a sample time"
     return i
 
@@ -143,7 +143,7 @@ def test_label_overrides_change_only_the_truth():
         assert strict.flexion_true[i - 1] <= 25.0 < strict.flexion_true[i]
     with pytest.raises(ValueError, match="release_deg"):
         simulate("slouch_short", 4, labels={"release_deg": 16.0})
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"unknown label parameter.*threshold_deg"):
         simulate("slouch_short", 4, labels={"threshold": 16.0})
 
 
@@ -503,3 +503,57 @@ def test_fast_csv_formatting_matches_printf():
                        for ti, a, g in zip(t, acc, gyro, strict=True))
     expected = re.sub(r"-(0\.0+)(?=[,\n])", r"\1", expected)
     assert buf.getvalue().decode() == "t,ax,ay,az,gx,gy,gz\n" + expected
+
+
+def test_gaps_drop_samples_and_end_episodes():
+    """A gap removes its samples; an episode running into it ends at its start, and one
+    that would start inside it starts at the first sample after it (a new crossing)."""
+    base = simulate("slouch_short", 4)
+    ep = next(e for e in base.truth["slouch_episodes"] if e["end"] - e["alert"] > 20)
+    gap_start = ep["alert"] + 5.0
+    gapped = simulate("slouch_short", 4, gaps=[(gap_start, 12.0)])
+    assert len(gapped.t) == len(base.t) - 1200 == gapped.truth["n_samples"]
+    assert gapped.truth["gaps"] == [{"start": gap_start, "end": gap_start + 12.0}]
+    dt = np.diff(gapped.t)
+    assert dt.max() == pytest.approx(12.01) and np.sum(dt > 0.011) == 1
+    ends = [e["end"] for e in gapped.truth["slouch_episodes"]]
+    assert gap_start in ends
+    after = next(e for e in gapped.truth["slouch_episodes"] if e["onset"] > gap_start)
+    assert after["onset"] == pytest.approx(gap_start + 12.0)
+    assert after["alert"] == pytest.approx(gap_start + 17.0)
+    keep = (base.t < gap_start - 1e-9) | (base.t >= gap_start + 12.0 - 1e-9)
+    np.testing.assert_array_equal(gapped.acc, base.acc[keep])
+    np.testing.assert_array_equal(gapped.flexion_true, base.flexion_true[keep])
+    assert gapped.truth["sitting_bouts"] == base.truth["sitting_bouts"]
+    with pytest.raises(ValueError, match="gap"):
+        simulate("slouch_short", 4, gaps=[(10.0, 0.0)])
+
+
+def test_jitter_keeps_time_increasing_and_motion_regular():
+    base = simulate("calibration", 3, duration_s=120)
+    jittery = simulate("calibration", 3, duration_s=120, jitter_s=0.002)
+    offsets = jittery.t - base.t
+    assert 0.0015 < offsets.std() < 0.0025 and np.abs(offsets).max() <= 0.004 + 1e-12
+    assert np.all(np.diff(jittery.t) > 0)
+    np.testing.assert_array_equal(jittery.acc, base.acc)
+    for ep, ref in zip(jittery.truth["slouch_episodes"], base.truth["slouch_episodes"],
+                       strict=True):
+        assert ep["onset"] == pytest.approx(ref["onset"], abs=0.005)
+        i = index(jittery, ep["onset"])
+        assert jittery.flexion_true[i - 1] <= 15.0 < jittery.flexion_true[i]
+
+
+def test_cli_gaps_and_jitter(tmp_path, capsys):
+    out = tmp_path / "g.csv"
+    assert main(["simulate", "--scenario", "recline", "--duration", "3m", "--out", str(out),
+                 "--gap", "60:30", "--gap", "0:5s", "--jitter", "1"]) == 0
+    truth = json.loads((tmp_path / "g.truth.json").read_text())
+    assert truth["gaps"] == [{"start": 0.0, "end": 5.0}, {"start": 60.0, "end": 90.0}]
+    assert truth["n_samples"] == 18000 - 3500 == len(read_rows(out)) - 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse: usage error
+        main(["simulate", "--scenario", "recline", "--out", str(out), "--gap", "60"])
+    assert "START:LENGTH" in capsys.readouterr().err
+    assert main(["simulate", "--scenario", "recline", "--out", str(out),
+                 "--jitter", "5"]) == 2
+    assert "0.4 sample" in capsys.readouterr().err
