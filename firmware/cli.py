@@ -257,9 +257,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     motion = _scenario_motion(args, cfg.sensor.rate_hz) if args.scenario else None
     clock: Any = _VirtualClock() if args.fast else time.monotonic
     reader = _open(args, motion=motion, clock=clock, faults=args.fault)
-    s = reader.driver.settings
-    header = default_header(reader.info, acc_lsb_g=s.acc_lsb_g, gyro_lsb_dps=s.gyro_lsb_dps,
-                            device=cfg.device.id,
+    header = default_header(reader.info, device=cfg.device.id,
                             source=(f"emulated {reader.info.chip}" if args.emulate
                                     else f"/dev/i2c-{cfg.sensor.bus}"),
                             scenario=args.scenario, seed=args.seed if args.scenario else None)

@@ -58,6 +58,8 @@ class SensorInfo:
     use_gyro: bool
     emulated: bool
     fifo_capacity_s: float
+    acc_lsb_g: float = 0.0        # one count, in g (what recordings quantise to)
+    gyro_lsb_dps: float = 0.0
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -102,7 +104,8 @@ class SensorReader:
         self.info = SensorInfo(driver.chip, driver.address, s.rate_hz, s.accel_range_g,
                                s.gyro_range_dps if driver.use_gyro else 0.0, s.dlpf_hz,
                                driver.use_gyro, emulator is not None,
-                               driver.fifo_capacity_samples / s.rate_hz)
+                               driver.fifo_capacity_samples / s.rate_hz, s.acc_lsb_g,
+                               s.gyro_lsb_dps)
         self._stats = ReaderStats(period_s=self.nominal_period)
         self._period = self.nominal_period
         self._anchored = False

@@ -64,14 +64,22 @@ class Recording:
 
 
 def default_header(info: Any, **extra: Any) -> dict[str, Any]:
-    """A header from a `SensorInfo` (or dict) plus LSB sizes; ``extra`` is free-form."""
-    get = info.__getitem__ if hasattr(info, "__getitem__") else info.get
+    """A header from a `SensorInfo` (or a dict with the same keys); ``extra`` is free-form.
+
+    The chip's LSB sizes (``acc_lsb_g``, ``gyro_lsb_dps``) make driver data round-trip
+    exactly; without them the writer quantises to 1/32768 of the full scale.
+    """
+    data = info.as_dict() if hasattr(info, "as_dict") else dict(info)
     header = {"format": "spinesense-recording", "version": VERSION,
               "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-              "chip": get("chip"), "rate_hz": float(get("rate_hz")),
-              "accel_range_g": float(get("accel_range_g")),
-              "gyro_range_dps": float(get("gyro_range_dps")), "gyro": bool(get("use_gyro")),
+              "chip": data.get("chip", "unknown"), "rate_hz": float(data["rate_hz"]),
+              "accel_range_g": float(data.get("accel_range_g", 16)),
+              "gyro_range_dps": float(data.get("gyro_range_dps", 2000)),
+              "gyro": bool(data.get("use_gyro", True)),
               "time_base": "seconds, monotonic clock of the recording host"}
+    for key in ("acc_lsb_g", "gyro_lsb_dps"):
+        if data.get(key):
+            header[key] = float(data[key])
     header.update(extra)
     return header
 

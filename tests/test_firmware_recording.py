@@ -46,10 +46,8 @@ def record(path: Path, chip: str = "lsm6dso", seconds: float = 12.0, faults: str
     clock = Clock()
     reader = open_sensor(SensorConfig(use_gyro=use_gyro), emulate=chip, motion=Wobble(),
                          clock=clock, faults=faults)
-    s = reader.driver.settings
     chunks = []
-    with RecordingWriter(path, default_header(reader.info, acc_lsb_g=s.acc_lsb_g,
-                                              gyro_lsb_dps=s.gyro_lsb_dps), fsync=False) as w:
+    with RecordingWriter(path, default_header(reader.info), fsync=False) as w:
         for _ in range(int(seconds / 0.25)):
             clock.now += 0.25
             chunk, events = reader.poll()
