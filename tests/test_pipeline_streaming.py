@@ -1,0 +1,79 @@
+"""Streaming is exact: any chunking of the input gives the same records as one call.
+
+The recording has everything that carries state: the calibration being learned (so
+output is held, then released), a slouch, a sit-to-stand, walking, a stand-to-sit, a
+gap inside a slouch, NaN rows, saturated samples, a change of sample rate and jitter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spinesense.edge.pipeline import Pipeline
+from spinesense.edge.replay import replay
+from spinesense.firmware.simulator import simulate
+
+from spinesense.config import Config
+from spinesense.samples import SampleChunk
+
+
+def _recording(accel_only: bool) -> SampleChunk:
+    sim = simulate("calibration", 3, rate_hz=100.0, accel_only=accel_only)
+    c = sim.chunk()
+    rng = np.random.default_rng(0)
+    idx = np.arange(len(c))
+    keep = (c.t < 120) & (idx % 2 == 0) | (c.t >= 120)      # 50 Hz, then 100 Hz
+    keep &= ~((c.t > 60.0) & (c.t < 62.3))                    # a gap inside the slouch
+    keep &= ~((c.t > 200.0) & (c.t < 200.3))                  # a short hole (bridged)
+    t = c.t[keep] + rng.uniform(-0.002, 0.002, keep.sum())    # jitter
+    acc = c.acc[keep].copy()
+    gyro = None if c.gyro is None else c.gyro[keep].copy()
+    acc[400:403] = np.nan
+    sat = np.zeros(len(t), bool)
+    sat[9000:9010] = True
+    return SampleChunk(t, acc, gyro, sat)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["gyro", "accel_only"])
+def recording(request: pytest.FixtureRequest) -> tuple[SampleChunk, list[dict]]:
+    chunk = _recording(request.param)
+    return chunk, replay(chunk, Config(), states=True)
+
+
+def _feed(chunk: SampleChunk, sizes: list[int]) -> list[dict]:
+    pipe = Pipeline(Config(), states=True)
+    out: list[dict] = []
+    i, j = 0, 0
+    while i < len(chunk):
+        n = sizes[j % len(sizes)]
+        out += pipe.process(chunk[i:i + n])
+        i, j = i + n, j + 1
+    return out + pipe.flush()
+
+
+def test_the_reference_run_has_every_kind_of_record(recording) -> None:
+    _, ref = recording
+    types = {r["type"] for r in ref}
+    assert {"calibrated", "slouch_start", "slouch_end", "gap", "sit_to_stand", "stand_to_sit",
+            "sitting_break", "metric", "state"} <= types
+    assert [r["reason"] for r in ref if r["type"] == "slouch_end"][0] == "gap"
+    t = [r["t"] for r in ref]
+    assert t == sorted(t)
+    postures = {r["posture"] for r in ref if r["type"] == "state"}
+    assert {"walking", "standing", "unknown"} <= postures
+
+
+@pytest.mark.parametrize("size", [1, 7, 100])
+def test_fixed_chunk_sizes_give_identical_records(recording, size: int) -> None:
+    chunk, ref = recording
+    assert _feed(chunk, [size]) == ref
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=8))
+def test_any_chunking_gives_identical_records(recording, sizes: list[int]) -> None:
+    chunk, ref = recording
+    assert _feed(chunk, sizes) == ref
