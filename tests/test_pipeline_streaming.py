@@ -58,7 +58,7 @@ def test_the_reference_run_has_every_kind_of_record(recording) -> None:
     types = {r["type"] for r in ref}
     assert {"calibrated", "slouch_start", "slouch_end", "gap", "sit_to_stand", "stand_to_sit",
             "sitting_break", "metric", "state"} <= types
-    assert [r["reason"] for r in ref if r["type"] == "slouch_end"][0] == "gap"
+    assert next(r["reason"] for r in ref if r["type"] == "slouch_end") == "gap"
     t = [r["t"] for r in ref]
     assert t == sorted(t)
     postures = {r["posture"] for r in ref if r["type"] == "state"}
