@@ -159,9 +159,10 @@ def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bi
     out += rng.uniform(-bias, bias, 3)
     if drift > 0:
         duration = float(tq[-1]) + 1.0 if n else 1.0
+        coarse = np.arange(0.0, duration + 1.0, 1.0)  # minutes-slow: 1 s grid + interp
         for axis in range(3):
             wander = kin.Sway(rng, duration, knot_s=30.0, smooth_s=120.0)
-            out[:, axis] += drift * wander.evaluate(tq).v
+            out[:, axis] += drift * np.interp(tq, coarse, wander.evaluate(coarse).v)
     if noise > 0:
         white = rng.standard_normal((n, 3))
         white *= noise

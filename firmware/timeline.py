@@ -17,17 +17,18 @@ import numpy as np
 from spinesense.firmware.kinematics import Track
 
 HIP_RISE_M = 0.45  # hip height change between sitting and standing
-# Sway amplitudes (1-σ, degrees) for flexion, lean and yaw by activity
+# Sway amplitudes (1-σ, degrees) by activity: slow flexion, lean and yaw sway (~0.1 Hz),
+# then fast "fidget" motion (~1–3 Hz: arms typing, breathing, shifting) on flexion and yaw
 SWAY = {
-    "still": (0.25, 0.2, 0.3),
-    "sitting": (0.9, 0.6, 2.5),
-    "typing": (0.6, 0.4, 1.5),
-    "slouch": (1.2, 0.8, 2.0),
-    "recline": (1.0, 0.6, 2.0),
-    "standing": (0.8, 0.7, 3.0),
-    "walking": (0.5, 0.5, 1.0),
-    "lying": (0.4, 0.4, 0.5),
-    "transition": (0.2, 0.2, 0.5),
+    "still": (0.25, 0.2, 0.3, 0.02),
+    "sitting": (0.9, 0.6, 2.5, 0.08),
+    "typing": (0.6, 0.4, 1.5, 0.2),
+    "slouch": (1.2, 0.8, 2.0, 0.08),
+    "recline": (1.0, 0.6, 2.0, 0.05),
+    "standing": (0.8, 0.7, 3.0, 0.06),
+    "walking": (0.5, 0.5, 1.0, 0.0),
+    "lying": (0.4, 0.4, 0.5, 0.02),
+    "transition": (0.2, 0.2, 0.5, 0.0),
 }
 
 
@@ -84,6 +85,11 @@ class Timeline:
         self.segments.append(Segment(self.now, self.now + duration, activity, posture, info))
         self.now += duration
 
+    @property
+    def upright_posture(self) -> str:
+        """Typing, slouching and reaching happen seated or standing (a standing desk)."""
+        return "sitting" if self.seated else "standing"
+
     def _posture(self, posture: str, duration: float, activity: str, flex: float,
                  lean: float, ramp: float, sway: str, **info: Any) -> None:
         ramp = min(ramp, duration)
@@ -119,7 +125,7 @@ class Timeline:
                       self.u(-3.0, 3.0), self.u(1.0, 3.0), "sitting")
 
     def typing(self, duration: float) -> None:
-        self._posture("sitting", duration, "typing", self.u(5.0, 9.0), self.u(-2.0, 2.0),
+        self._posture(self.upright_posture, duration, "typing", self.u(5.0, 9.0), self.u(-2.0, 2.0),
                       self.u(1.0, 3.0), "typing")
 
     def armrest_lean(self, duration: float) -> None:
@@ -132,7 +138,7 @@ class Timeline:
         """Sink forward to ``depth`` over ``ramp`` seconds and stay there for ``hold``."""
         depth = self.u(18.0, 40.0) if depth is None else depth
         ramp = self.u(3.0, 15.0) if ramp is None else ramp
-        self._posture("sitting", ramp + hold, "slouch", depth, self.u(-3.0, 3.0), ramp,
+        self._posture(self.upright_posture, ramp + hold, "slouch", depth, self.u(-3.0, 3.0), ramp,
                       "slouch", target_deg=round(depth, 2))
 
     def reach(self, depth: float | None = None, total: float | None = None) -> None:
@@ -151,7 +157,7 @@ class Timeline:
         self._move(self.lean, start, down, lean0 + side)
         self._move(self.lean, start + total - up, up, lean0)
         self._sway_to("transition", 0.3)
-        self._push("reach", "sitting", total, peak_deg=round(depth, 2))
+        self._push("reach", self.upright_posture, total, peak_deg=round(depth, 2))
 
     def recline(self, hold: float, depth: float | None = None) -> None:
         """Lean back against the backrest: negative flexion, never a slouch."""

