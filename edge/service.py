@@ -47,6 +47,8 @@ class Notifier:
             try:
                 import sdnotify
                 self.notifier = sdnotify.SystemdNotifier()
+                if self.notifier.socket is not None:  # never let a full socket stall us
+                    self.notifier.socket.setblocking(False)
             except ImportError:
                 log.warning("NOTIFY_SOCKET is set but sdnotify is not installed; "
                             "pip install sdnotify (the unit's watchdog will fire)")
