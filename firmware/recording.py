@@ -5,11 +5,12 @@ Layout (all integers little-endian)::
     file header   b"SPINEREC" | u16 version | u32 json_len | u32 crc32(json) | json
     block*        b"BK" | u8 kind | u8 flags | u32 payload_len | u32 count | u32 crc32 | payload
 
-A data block (kind ``D``) holds about one second of samples: ``f64 t0``, ``i32`` time
-offsets in microseconds, ``i16`` accel counts (n, 3), ``i16`` gyro counts (n, 3) when the
-recording has a gyro, and the saturation flags as a bit field; zlib-compressed (flag bit
-0). Counts use the LSB sizes in the header, so data from a driver round-trip exactly. An
-event block (kind ``E``) holds sensor events (gaps, sensor lost/back) as JSON.
+A data block (kind ``D``) holds about one second of samples: ``f64 t0``, then the time
+offsets in microseconds and the accel (and gyro) counts as columns of first differences,
+split into byte planes (flag bit 1), then the saturation flags as a bit field; the payload
+is zlib-compressed (flag bit 0). Counts use the LSB sizes in the header, so data from a
+driver round-trip exactly. An event block (kind ``E``) holds sensor events (gaps, sensor
+lost/back) as JSON.
 
 Each block is written with one ``write`` and then ``fsync``ed, so a power cut loses at most
 the block being collected (about a second) and leaves, at worst, a torn last block. The
@@ -42,6 +43,7 @@ BLOCK_HEAD = struct.Struct("<2sBBIII")
 BLOCK_MAGIC = b"BK"
 KIND_DATA, KIND_EVENTS = ord("D"), ord("E")
 FLAG_ZLIB = 0x01
+FLAG_DELTA = 0x02      # time offsets and counts stored as first differences, byte-shuffled
 MAX_BLOCK_BYTES = 64 << 20
 CSV_HEADER = "t,ax,ay,az,gx,gy,gz,saturated"
 
@@ -129,8 +131,10 @@ class RecordingWriter:
             self._pending.append(chunk)
         self._pending_events.extend(events)
         if self._pending:
+            n = sum(len(c) for c in self._pending)
             span = self._pending[-1].t[-1] - self._pending[0].t[0]
-            if span >= self.block_s:
+            # n samples cover n periods; 10 % slack so 4 polls of 0.25 s make one block
+            if span * n / max(n - 1, 1) >= 0.9 * self.block_s:
                 self.flush()
 
     def flush(self) -> None:
@@ -153,17 +157,15 @@ class RecordingWriter:
         offsets = np.rint((chunk.t - t0) * 1e6)
         if offsets[-1] > np.iinfo(np.int32).max:
             raise RecordingError("a block may span at most ~35 minutes")
-        acc = np.clip(np.rint(chunk.acc / self.acc_lsb), -32768, 32767).astype("<i2")
+        columns = [offsets.astype(np.int64)]
+        columns += list(np.clip(np.rint(chunk.acc / self.acc_lsb), -32768, 32767).T)
+        if self.gyro:
+            columns += list(np.clip(np.rint(chunk.gyro / self.gyro_lsb), -32768, 32767).T)
         sat = (np.zeros(len(chunk), bool) if chunk.saturated is None
                else np.asarray(chunk.saturated, bool))
-        parts = [struct.pack("<d", t0), offsets.astype("<i4").tobytes(), acc.tobytes()]
-        if self.gyro:
-            gyro = np.clip(np.rint(chunk.gyro / self.gyro_lsb), -32768, 32767).astype("<i2")
-            parts.append(gyro.tobytes())
-        parts.append(np.packbits(sat).tobytes())
         self.blocks += 1
-        return _block(KIND_DATA, len(chunk), b"".join(parts))
-
+        body = struct.pack("<d", t0) + _shuffle(columns) + np.packbits(sat).tobytes()
+        return _block(KIND_DATA, len(chunk), body, FLAG_DELTA)
     def close(self) -> None:
         if self._fh.closed:
             return
@@ -177,10 +179,24 @@ class RecordingWriter:
         self.close()
 
 
-def _block(kind: int, count: int, body: bytes) -> bytes:
-    payload = zlib.compress(body, 1)
-    return BLOCK_HEAD.pack(BLOCK_MAGIC, kind, FLAG_ZLIB, len(payload), count,
+def _block(kind: int, count: int, body: bytes, flags: int = 0) -> bytes:
+    payload = zlib.compress(body, 6)
+    return BLOCK_HEAD.pack(BLOCK_MAGIC, kind, FLAG_ZLIB | flags, len(payload), count,
                            zlib.crc32(payload)) + payload
+
+
+def _shuffle(columns: list[np.ndarray]) -> bytes:
+    """First differences as int32, split into byte planes: the high bytes of slowly
+    changing IMU counts are nearly constant, which zlib compresses to almost nothing."""
+    deltas = np.stack([np.diff(np.asarray(c, np.int64), prepend=0) for c in columns])
+    planes = deltas.astype("<i4").view(np.uint8).reshape(len(columns), -1, 4)
+    return np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes()
+
+
+def _unshuffle(body: bytes, pos: int, ncols: int, n: int) -> np.ndarray:
+    planes = np.frombuffer(body, np.uint8, ncols * 4 * n, pos).reshape(ncols, 4, n)
+    deltas = np.ascontiguousarray(planes.transpose(0, 2, 1)).view("<i4").reshape(ncols, n)
+    return np.cumsum(deltas, axis=1, dtype=np.int64)
 
 
 def _parse_header(path: Path, data: bytes) -> tuple[dict[str, Any], int]:
@@ -243,21 +259,30 @@ def _try_block(data: bytes, pos: int, header: dict[str, Any],
     size = BLOCK_HEAD.size + length
     if kind == KIND_EVENTS:
         return kind, json.loads(body), size
-    return kind, _decode_data(body, count, header, gyro), size
+    return kind, _decode_data(body, count, header, gyro, bool(flags & FLAG_DELTA)), size
 
 
-def _decode_data(body: bytes, n: int, header: dict[str, Any], gyro: bool) -> SampleChunk:
+def _decode_data(body: bytes, n: int, header: dict[str, Any], gyro: bool,
+                 delta: bool) -> SampleChunk:
     (t0,) = struct.unpack_from("<d", body)
     pos = 8
-    t = t0 + np.frombuffer(body, "<i4", n, pos) / 1e6
-    pos += 4 * n
-    acc = np.frombuffer(body, "<i2", 3 * n, pos).reshape(n, 3) * float(header["acc_lsb_g"])
-    pos += 6 * n
-    gyr = None
-    if gyro:
-        gyr = np.frombuffer(body, "<i2", 3 * n, pos).reshape(n, 3) * float(
-            header["gyro_lsb_dps"])
+    acc_lsb, gyro_lsb = float(header["acc_lsb_g"]), float(header.get("gyro_lsb_dps", 0))
+    ncols = 7 if gyro else 4
+    if delta:
+        cols = _unshuffle(body, pos, ncols, n)
+        pos += ncols * 4 * n
+        t = t0 + cols[0] / 1e6
+        acc = cols[1:4].T * acc_lsb
+        gyr = cols[4:7].T * gyro_lsb if gyro else None
+    else:                                   # plain layout: i32 offsets, i16 (n, 3) arrays
+        t = t0 + np.frombuffer(body, "<i4", n, pos) / 1e6
+        pos += 4 * n
+        acc = np.frombuffer(body, "<i2", 3 * n, pos).reshape(n, 3) * acc_lsb
         pos += 6 * n
+        gyr = None
+        if gyro:
+            gyr = np.frombuffer(body, "<i2", 3 * n, pos).reshape(n, 3) * gyro_lsb
+            pos += 6 * n
     sat = np.unpackbits(np.frombuffer(body, np.uint8, (n + 7) // 8, pos))[:n].astype(bool)
     return SampleChunk(t, acc, gyr, sat)
 
