@@ -41,9 +41,11 @@ def short_break(tl: Timeline) -> None:
 
 def real_break(tl: Timeline, kind: str | None = None) -> None:
     """At least ~70 s of standing and/or walking: ends a sitting bout."""
-    kind = kind or str(tl.rng.choice(["stretch", "coffee", "walk", "walk"]))
+    kind = kind or str(tl.rng.choice(["stretch", "coffee", "walk", "walk", "standing_desk"]))
     tl.sit_to_stand()
-    if kind == "stretch":
+    if kind == "standing_desk":
+        standing_block(tl, tl.u(8.0, 20.0) * MIN)
+    elif kind == "stretch":
         tl.stand(tl.u(70.0, 180.0))
     elif kind == "coffee":
         tl.walk(tl.u(30.0, 90.0))
@@ -86,6 +88,32 @@ def sitting_block(tl: Timeline, length: float, *, short_breaks: int = 0) -> None
             tl.recline(min(remaining - 10.0, tl.u(10.0, 300.0)))
         else:
             tl.armrest_lean(min(remaining, tl.u(30.0, 180.0)))
+
+
+def standing_block(tl: Timeline, length: float) -> None:
+    """Work at a standing desk: typing, standing, slouching over the desk, reaches and
+    a few steps. Slouches here happen while standing (still eligible for alerts)."""
+    end = tl.now + length
+    while end - tl.now > 1e-6:
+        remaining = end - tl.now
+        kind = str(tl.rng.choice(["typing", "stand", "slouch", "reach", "walk"],
+                                 p=[0.35, 0.2, 0.25, 0.1, 0.1]))
+        if remaining < 25.0:
+            tl.stand(remaining)
+        elif kind == "typing":
+            tl.typing(min(remaining, tl.u(30.0, 300.0)))
+        elif kind == "stand":
+            tl.stand(min(remaining, tl.u(15.0, 120.0)))
+        elif kind == "slouch":
+            ramp = tl.u(3.0, 10.0)
+            tl.slouch(max(1.0, min(remaining - ramp - 10.0, _loguniform(tl, 4.0, 240.0))),
+                      depth=tl.u(18.0, 32.0), ramp=ramp)
+            tl.stand(min(end - tl.now, tl.u(10.0, 40.0)))
+        elif kind == "reach":
+            tl.reach()
+            tl.stand(min(end - tl.now, tl.u(8.0, 30.0)))
+        else:
+            tl.walk(min(remaining, tl.u(10.0, 40.0)))
 
 
 def _bout_length(tl: Timeline, long: bool) -> float:
@@ -176,6 +204,14 @@ def _walking(tl: Timeline, target: float) -> None:
         tl.stand(tl.u(15.0, 45.0))
 
 
+def _standing_desk(tl: Timeline, target: float) -> None:
+    tl.calibration()
+    tl.sit(10.0)
+    tl.sit_to_stand()
+    while tl.now < target:
+        standing_block(tl, 5 * MIN)
+
+
 def _sitting_long(tl: Timeline, target: float) -> None:
     tl.calibration()
     sitting_block(tl, 41.5 * MIN - tl.now, short_breaks=1)
@@ -210,7 +246,8 @@ SCENARIOS: dict[str, Scenario] = {
     "workday": Scenario(
         "8-hour office day: calibration, desk bouts of 8–60 min (several over 30 min) with "
         "typing, slouches from seconds to 15 min, reaches, reclines, short stand-ups under "
-        "60 s, walking/standing breaks, a lunch walk, maybe a short lie-down",
+        "60 s, breaks (walks, coffee, stretching, standing-desk spells), a lunch walk, "
+        "maybe a short lie-down",
         8 * 3600.0, workday),
     "calibration": Scenario(
         "calibration (still upright, guided lean forward), then one of each: 25° slouch, "
@@ -228,6 +265,9 @@ SCENARIOS: dict[str, Scenario] = {
     "walking": Scenario(
         "stand up, then walking bouts of 1.5–4 min (1.6–2 Hz steps, turns) with standing "
         "between", 12 * MIN, _walking),
+    "standing_desk": Scenario(
+        "calibration, then work at a standing desk: typing, slouching over the desk while "
+        "standing (alerts expected), reaches, a few steps", 15 * MIN, _standing_desk),
     "sitting_long": Scenario(
         "a 41.5-min sitting bout with one short stand-up (<60 s), so an alert at 30 min "
         "and a reminder at 40, then a walking break and more sitting", 52 * MIN,

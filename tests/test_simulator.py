@@ -557,3 +557,13 @@ def test_cli_gaps_and_jitter(tmp_path, capsys):
     assert main(["simulate", "--scenario", "recline", "--out", str(out),
                  "--jitter", "5"]) == 2
     assert "0.4 sample" in capsys.readouterr().err
+
+
+def test_standing_desk_slouches_while_standing():
+    sim = simulate("standing_desk", 2)
+    posture = sim.posture_index()
+    episodes = sim.truth["slouch_episodes"]
+    assert len(episodes) >= 2
+    assert all(posture[index(sim, e["onset"])] == POSTURES.index("standing") for e in episodes)
+    assert sim.truth["sitting_alerts"] == [] and len(sim.truth["breaks"]) == 1
+    assert {s["posture"] for s in sim.truth["segments"][4:]} <= {"standing", "walking"}
