@@ -73,6 +73,7 @@ class AutoCalibrator:
     _still_t0: float = 0.0
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
+    _grav_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _ex_len: int = 0
     _ex_peak: float = 0.0
     _ex_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -93,6 +94,9 @@ class AutoCalibrator:
         self._pending_transitions += sf.transitions
         for i in range(len(sf.sec)):
             s = float(sf.sec[i])
+            g = _unit(sf.grav[i])
+            if g is not None:
+                self._grav_sum += g
             if self.up is None and self.window is None:
                 self._feed_still(s, sf, i)
             if self.up is not None:
@@ -103,9 +107,12 @@ class AutoCalibrator:
                 self._feed_excursion(s, sf, i)
                 if self._try_lock(s + 1):
                     return
-            elif self.window is None:
-                self._pending_transitions = [x for x in self._pending_transitions
-                                             if x.t >= s + 1 - 60]
+            else:
+                if self._try_lock(s + 1):
+                    return
+                if self.window is None:
+                    self._pending_transitions = [x for x in self._pending_transitions
+                                                 if x.t >= s + 1 - 60]
 
     # -- upright ---------------------------------------------------------------------
     def _feed_window(self, tf: TickFeatures) -> None:
@@ -187,23 +194,33 @@ class AutoCalibrator:
         self._ex_len, self._ex_peak = 0, 0.0
 
     def _try_lock(self, t_now: float, *, final: bool = False) -> bool:
+        timed_out = self.t_first is not None and t_now - self.t_first >= self.wait_s
         if self.up is None:
-            return False
+            up = _unit(self._grav_sum)
+            if not (final or timed_out) or up is None:
+                return False
+            self.up, self.up_method = up, "mean direction (no still stretch found)"
         total = sum(e.weight for e in self.evidence)
         vec = sum((e.weight * e.direction for e in self.evidence), np.zeros(3))
         coherence = float(np.linalg.norm(vec)) / total if total else 0.0
-        timed_out = self.t_first is not None and t_now - self.t_first >= self.wait_s
         ok = total >= LOCK_WEIGHT and coherence >= MIN_COHERENCE
-        if not (ok or ((final or timed_out) and total > 0)):
+        if not (ok or final or timed_out):
             return False
         sources = sorted({e.source for e in self.evidence})
+        confidence = "normal" if ok else "low"
+        if coherence < 0.1:  # no usable evidence: any direction, said loudly
+            helper = np.eye(3)[int(np.argmin(np.abs(self.up)))]
+            vec = np.cross(self.up, helper)
+            forward_method, confidence = "unknown (no forward evidence: sign arbitrary)", \
+                "none"
+        else:
+            forward_method = "learned from " + ", ".join(sources)
         self.result = Calibration(
             up=self.up, forward=vec, method=self.up_method or "given",
-            forward_method="learned from " + ", ".join(sources),
-            window=self.window,
+            forward_method=forward_method, window=self.window,
             info={"locked_t": t_now, "evidence": len(self.evidence),
                   "weight": round(total, 2), "coherence": round(coherence, 3),
-                  "confidence": "normal" if ok else "low"})
+                  "confidence": confidence})
         return True
 
     def finish(self, t_now: float) -> Calibration | None:

@@ -102,6 +102,10 @@ def _replay(args: argparse.Namespace) -> int:
         for rec in records:
             out.write(json.dumps(rec, default=_jsonable, separators=(",", ":")) + "\n")
         return 0
+    cal = next((r for r in records if r["type"] == "calibrated"), None)
+    if cal is not None:
+        print(f"spinesense: calibrated at t={cal['t']:g} s: upright from {cal['method']}, "
+              f"forward axis {cal['forward_method']}", file=sys.stderr)
     print(summary(records, args.file))
     return 0
 

@@ -66,6 +66,10 @@ class Pipeline:
         if calibration is not None and calibration.complete and calibrate_window is None:
             self._use(calibration)
         else:
+            if calibration is None and calibrate_window is None and \
+                    not cfg.pipeline.auto_calibrate:
+                raise ValueError("no calibration and pipeline.auto_calibrate is false: run "
+                                 "`spinesense calibrate` or pass --calibrate START:END")
             given = None if calibration is None or calibrate_window else calibration.up
             self.auto = AutoCalibrator(window=calibrate_window, given_up=given,
                                        up_method="stored" if given is not None else "",

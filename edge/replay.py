@@ -49,17 +49,18 @@ def _check_header(path: Path, line: str) -> tuple[int, int | None]:
     return len(cols), sat
 
 
-def _slow_block(path: Path, lines: list[str], first_line: int, ncols: int) -> np.ndarray:
+def _slow_block(path: Path, lines: list[str], first_line: int,
+                cols: list[int]) -> np.ndarray:
     """Parse line by line, failing on the first bad line with its number."""
-    out = np.full((len(lines), ncols), np.nan)
+    out = np.full((len(lines), len(cols)), np.nan)
     for i, raw in enumerate(lines):
         lineno = first_line + i
         cells = raw.rstrip("\r\n").split(",")
         if len(cells) < 7:
             raise RecordingError(f"{path}:{lineno}: {len(cells)} columns, expected at least 7 "
                                  f"(t,ax,ay,az,gx,gy,gz)")
-        for j, cell in enumerate(cells[:ncols]):
-            cell = cell.strip()
+        for j, col in enumerate(cols):
+            cell = cells[col].strip() if col < len(cells) else ""
             if cell == "":
                 if j < 4:
                     raise RecordingError(f"{path}:{lineno}: column {HEADER[j]} is empty; "
@@ -68,25 +69,36 @@ def _slow_block(path: Path, lines: list[str], first_line: int, ncols: int) -> np
             try:
                 out[i, j] = float(cell)
             except ValueError:
-                name = HEADER[j] if j < 7 else f"column {j + 1}"
+                name = HEADER[j] if j < 7 else f"column {col + 1}"
                 raise RecordingError(f"{path}:{lineno}: {name} is {cell[:20]!r}, not a "
                                      "number") from None
     return out
 
 
-def _blocks(fh: io.TextIOBase, path: Path, ncols: int) -> Iterator[np.ndarray]:
+def _fill_empty(lines: list[str]) -> str:
+    """Empty cells (accelerometer-only rows) become 'nan', so the C parser takes them."""
+    text = "".join(lines)
+    if ",," in text or ",\n" in text or ",\r" in text:
+        text = text.replace(",,", ",nan,").replace(",,", ",nan,")
+        text = text.replace(",\r\n", ",nan\n").replace(",\n", ",nan\n")
+        if text.endswith(","):
+            text += "nan"
+    return text
+
+
+def _blocks(fh: io.TextIOBase, path: Path, cols: list[int]) -> Iterator[np.ndarray]:
     lineno = 2
     while True:
         lines = fh.readlines(BLOCK_LINES * 60)
         if not lines:
             return
         try:
-            arr = np.loadtxt(lines, delimiter=",", usecols=range(min(ncols, 8)),
+            arr = np.loadtxt(io.StringIO(_fill_empty(lines)), delimiter=",", usecols=cols,
                              ndmin=2, dtype=float)
-            if arr.shape[0] != len(lines):
-                raise ValueError("blank lines")
+            if arr.shape[0] != len(lines) or np.isnan(arr[:, :4]).any():
+                raise ValueError("blank lines or empty required cells")
         except ValueError:
-            arr = _slow_block(path, lines, lineno, min(ncols, 8))
+            arr = _slow_block(path, lines, lineno, cols)
         yield arr
         lineno += len(lines)
 
@@ -102,13 +114,14 @@ def read_csv(path: str | Path) -> SampleChunk:
         try:
             header = fh.readline()
         except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{p}: not a readable CSV ({exc})") from None
+            raise RecordingError(f"{p}: corrupt or not a CSV ({exc})") from None
         if not header:
             raise RecordingError(f"{p}: empty file; expected the header "
                                  f"'{','.join(HEADER)}'")
-        ncols, sat_col = _check_header(p, header)
+        _ncols, sat_col = _check_header(p, header)
         try:
-            parts = list(_blocks(fh, p, ncols))
+            cols = list(range(7)) + ([sat_col] if sat_col is not None else [])
+            parts = list(_blocks(fh, p, cols))
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise RecordingError(f"{p}: corrupt or truncated ({exc})") from None
     data = np.concatenate(parts) if parts else np.zeros((0, 8))
@@ -128,8 +141,8 @@ def read_csv(path: str | Path) -> SampleChunk:
     has_gyro = bool(np.isfinite(gyro_cols).any())
     gyro = gyro_cols.copy() if has_gyro else None
     saturated = None
-    if sat_col is not None and sat_col < data.shape[1]:
-        saturated = np.nan_to_num(data[:, sat_col]) != 0
+    if sat_col is not None:
+        saturated = np.nan_to_num(data[:, 7]) != 0
     return SampleChunk(t.copy(), np.ascontiguousarray(data[:, 1:4]), gyro, saturated)
 
 
