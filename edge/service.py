@@ -177,7 +177,7 @@ class EdgeService:
 
     # -- parts --------------------------------------------------------------------------
     def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int):
-        from spinesense.firmware.reader import open_sensor
+        from spinesense.firmware import open_sensor
 
         if not emulate:
             return open_sensor(self.cfg.sensor, clock=self.mono)

@@ -79,8 +79,13 @@ def _run(args: argparse.Namespace) -> int:
             raise CliError(f"--scenario {args.scenario!r} is unknown; one of "
                            f"{', '.join(SCENARIOS)}", 2)
     from spinesense.edge.service import EdgeService
+    from spinesense.firmware import SensorError
 
-    service = EdgeService(cfg, emulate=args.emulate, scenario=args.scenario, seed=args.seed,
-                          speed=args.speed, duration_s=args.duration,
-                          drain_timeout_s=args.drain_timeout)
+    try:
+        service = EdgeService(cfg, emulate=args.emulate, scenario=args.scenario,
+                              seed=args.seed, speed=args.speed, duration_s=args.duration,
+                              drain_timeout_s=args.drain_timeout)
+    except SensorError as exc:
+        # under systemd, Restart=always tries again until the sensor is plugged in
+        raise CliError(f"sensor: {exc}") from None
     return service.run()
