@@ -8,6 +8,7 @@ A plan can be written as text for the command line::
     nack@12+0.5       from t=12 s for 0.5 s the chip does not acknowledge (EREMOTEIO)
     disconnect@20+3   unplugged at t=20 s for 3 s: NACKs, then the chip comes back reset
     overflow@30       the FIFO overflows at t=30 s (as if the host had stalled)
+    brownout@40       a supply dip resets the chip at t=40 s, without any bus error
 
 Several faults are separated by commas; ``:0x69`` after a fault limits it to one address.
 """
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from spinesense.firmware.emulator import EmulatedChip
 
-KINDS = ("eio", "timeout", "nack", "disconnect", "overflow")
+KINDS = ("eio", "timeout", "nack", "disconnect", "overflow", "brownout")
 _SPEC = re.compile(r"^(?P<kind>[a-z]+)@(?P<at>\d+(?:\.\d*)?)"
                    r"(?:x(?P<count>\d+)|\+(?P<dur>\d+(?:\.\d*)?))?(?::(?P<addr>0x[0-9a-fA-F]+))?$")
 
@@ -76,7 +77,7 @@ class FaultPlan:
             if not m or m["kind"] not in KINDS:
                 raise FaultSpecError(
                     f"bad fault {part!r}; write e.g. eio@5x20, timeout@8x3, nack@12+0.5, "
-                    "disconnect@20+3, overflow@30 (optionally :0x68)")
+                    "disconnect@20+3, overflow@30, brownout@40 (optionally :0x68)")
             kind = m["kind"]
             if kind in ("eio", "timeout") and not m["count"]:
                 raise FaultSpecError(f"{part!r}: give the number of failures, e.g. {kind}@5x20")
@@ -95,10 +96,13 @@ class FaultPlan:
         for f in self.faults:
             if f.state == "done" or f.at > elapsed or not f.applies_to(address):
                 continue
-            if f.kind == "overflow":
+            if f.kind in ("overflow", "brownout"):
                 if chip is not None:
                     chip.advance(t_origin + f.at)
-                    chip.force_overflow()
+                    if f.kind == "overflow":
+                        chip.force_overflow()
+                    else:
+                        chip.power_on(t_origin + f.at)
                 f.state = "done"
             elif f.kind in ("eio", "timeout"):
                 if f.state == "pending":

@@ -100,6 +100,13 @@ class ImuDriver(RegisterBlock):
     def reset_fifo(self) -> None:
         raise NotImplementedError
 
+    signature: tuple[int, int] = (0, 0)   # (register, value) that configure() leaves behind
+
+    def configured(self) -> bool:
+        """Whether the chip still holds our configuration (it loses it on a power glitch)."""
+        reg, value = self.signature
+        return self.read_reg(reg) == value
+
     def read_fifo(self) -> FifoRead:
         """Drain whatever whole samples the FIFO holds (a few transactions in all)."""
         raise NotImplementedError

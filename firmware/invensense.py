@@ -153,6 +153,7 @@ class MpuDriver(ImuDriver):
         if self.use_gyro:
             fifo_en = XYZG_FIFO_EN.put(fifo_en, 7)
         self.write_reg(FIFO_EN.addr, fifo_en)
+        self.signature = (FIFO_EN.addr, fifo_en)      # 0x00 after a reset
         self.reset_fifo()
 
     def reset_fifo(self) -> None:

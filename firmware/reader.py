@@ -39,6 +39,8 @@ DEFAULT_ODR_ERROR = 0.002    # emulated chips run 0.2 % fast, like a real oscill
 PHASE_GAIN = 0.1             # share of the timing error corrected per burst
 FREQ_GAIN = 0.02             # share folded into the period estimate per burst
 PERIOD_TOLERANCE = 0.05      # the estimated period stays within ±5 % of nominal
+SLOW_READ_S = 0.02           # a FIFO read slower than this does not steer the timing
+STALL_S = 1.0                # no data this long: check the chip still holds its config
 RETRY_BACKOFF_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 REINIT_BACKOFF_S = (0.1, 0.25, 0.5)
 
@@ -117,6 +119,8 @@ class SensorReader:
         self._lost_since: float | None = None
         self._next_attempt = 0.0
         self._attempt = 0
+        self._last_data = self._restart_t
+        self._last_check = self._restart_t
 
     @property
     def motion_epoch(self) -> float | None:
@@ -183,11 +187,36 @@ class SensorReader:
                 self._failed(exc, now, events)
             return None, events
         if len(batch) == 0:
+            self._watchdog(now, events)
             return None, events
-        return self._chunk(batch, now, events), events
+        self._last_data = now
+        # a read that took long (the host was descheduled) cannot time the samples well
+        timed = self.clock() - now <= SLOW_READ_S
+        return self._chunk(batch, now, events, timed), events
 
-    def _chunk(self, batch: FifoRead, now: float, events: list[dict[str, Any]]) -> SampleChunk:
-        t = self._stamp(len(batch), now)
+    def _watchdog(self, now: float, events: list[dict[str, Any]]) -> None:
+        """No data for a while but no bus error: a brown-out may have reset the chip to
+        its power-on state (an MPU then sleeps, an ST chip powers down) without a NACK."""
+        quiet = now - max(self._last_data, self._restart_t)
+        if quiet < STALL_S or now - self._last_check < STALL_S:
+            return
+        self._last_check = now
+        try:
+            intact = self._retry(self.driver.configured)
+        except OSError as exc:
+            self._failed(exc, now, events)
+            return
+        if not intact:
+            log.warning("%s lost its configuration (a brown-out?); re-initialising",
+                        self.info.chip)
+            self._open_gap("chip_reset")
+            self._ok = False
+            self._attempt = 0
+            self._reinit(now, events)
+
+    def _chunk(self, batch: FifoRead, now: float, events: list[dict[str, Any]],
+               timed: bool = True) -> SampleChunk:
+        t = self._stamp(len(batch), now, timed)
         if self._gap is not None:
             self._close_gap(float(t[0]), events)
         self._last_t = float(t[-1])
@@ -196,14 +225,16 @@ class SensorReader:
         return SampleChunk(t, batch.acc_g, batch.gyro_dps, batch.saturated)
 
     # -- timing -----------------------------------------------------------------------------
-    def _stamp(self, n: int, now: float) -> np.ndarray:
+    def _stamp(self, n: int, now: float, timed: bool = True) -> np.ndarray:
         """Timestamps for ``n`` samples whose newest was produced in (now − period, now]."""
         period = self._period
         target = now - 0.5 * period
         if self._anchored:
             predicted = self._t_newest + n * period
             error = target - predicted
-            if abs(error) <= max(5 * period, 0.05):
+            if not timed:
+                newest = predicted
+            elif abs(error) <= max(5 * period, 0.1):
                 newest = predicted + PHASE_GAIN * error
                 period += FREQ_GAIN * error / n
                 lo, hi = (self.nominal_period * (1 - PERIOD_TOLERANCE),

@@ -187,11 +187,13 @@ class Lsm6Driver(ImuDriver):
         self.write_reg(CTRL3_C.addr, BDU.put(IF_INC.put(0, 1), 1))
         ctrl1 = FS_XL.put(ODR_XL.put(0, c["odr"]), c["fs_xl"])
         if self.model.tagged:
-            self.write_reg(CTRL1_XL.addr, LPF2_XL_EN.put(ctrl1, 1))
+            ctrl1 = LPF2_XL_EN.put(ctrl1, 1)
             self.write_reg(CTRL8_XL.addr, HPCF_XL.put(0, c["filter"]))
         else:
-            self.write_reg(CTRL1_XL.addr, BW_XL.put(ctrl1, c["filter"]))
+            ctrl1 = BW_XL.put(ctrl1, c["filter"])
             self.write_reg(CTRL4_C.addr, XL_BW_SCAL_ODR.put(0, 1))
+        self.write_reg(CTRL1_XL.addr, ctrl1)
+        self.signature = (CTRL1_XL.addr, ctrl1)       # 0x00 (power-down) after a reset
         gyro_odr = c["odr"] if self.use_gyro else 0
         self.write_reg(CTRL2_G.addr, ODR_G.put(gyro_range_bits(self.model,
                                                                int(s.gyro_range_dps)),

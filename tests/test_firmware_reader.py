@@ -207,3 +207,40 @@ def test_nack_gives_eremoteio_like_the_pi() -> None:
     assert bus.read_byte_data(0x68, 0x75) == 0x68
     with pytest.raises(OSError):
         bus.read_byte_data(0x69, 0x75)                # nobody home
+
+
+@pytest.mark.parametrize("chip", ["mpu6050", "mpu6500", "lsm6ds3", "lsm6dsox"])
+def test_a_silent_chip_reset_is_noticed_and_repaired(chip: str) -> None:
+    """A brown-out resets the chip without any bus error; the reader must not go quiet."""
+    clock = Clock()
+    reader = open_sensor(SensorConfig(), emulate=chip, clock=clock, faults="brownout@10")
+    got, events = run(reader, clock, 20.0)
+    gaps = [e for e in events if e["type"] == "gap"]
+    assert [g["reason"] for g in gaps] == ["chip_reset"]
+    origin = reader.emulator.t_origin
+    assert origin + 9.7 < gaps[0]["t"] <= origin + 10
+    assert gaps[0]["end"] - gaps[0]["t"] < 2.0                 # found within ~1.5 s
+    assert np.sum(got.t > origin + 12) > 7 * reader.info.rate_hz
+    assert np.allclose(got.acc, [0, 0, 1], atol=2e-4)
+
+
+def test_slow_reads_do_not_disturb_the_timing() -> None:
+    """A read that took long (host descheduled) must not drag the timestamps around."""
+
+    clock, motion = Clock(), LoggingMotion()
+    reader = open_sensor(SensorConfig(), emulate="mpu6050", motion=motion, clock=clock)
+    bus = reader.emulator
+    original = bus.read_byte_data
+
+    def slow_status(addr: int, reg: int) -> int:
+        if reg == 0x3A and int(clock.now * 4) % 7 == 0:
+            clock.now += 0.06      # 60 ms pass between the reader's clock read and the FIFO
+        return original(addr, reg)
+
+    bus.read_byte_data = slow_status
+    got, events = run(reader, clock, 60.0)
+    true_t = np.concatenate(motion.times) + reader.motion_epoch
+    assert events == [] and np.all(np.diff(got.t) > 0)
+    n = min(len(got), len(true_t))
+    # without the slow-read guard this is about 11 ms
+    assert np.max(np.abs(got.t[n // 2:n] - true_t[n // 2:n])) < 0.005
