@@ -54,6 +54,15 @@ class LabelParams:
 DEFAULT_LABELS = LabelParams()
 
 
+def label_params(overrides: dict[str, float] | None = None) -> LabelParams:
+    """`DEFAULT_LABELS` with ``overrides``; unknown keys are an error naming the valid ones."""
+    unknown = set(overrides or {}) - set(DEFAULT_LABELS.to_dict())
+    if unknown:
+        raise ValueError(f"unknown label parameter(s) {', '.join(sorted(unknown))}; valid: "
+                         f"{', '.join(DEFAULT_LABELS.to_dict())}")
+    return dataclasses.replace(DEFAULT_LABELS, **(overrides or {}))
+
+
 def _r(x: float) -> float:
     return round(float(x), 6)
 
@@ -126,8 +135,8 @@ def label_sitting(segments: list[Segment], duration: float, p: LabelParams,
             "sitting_alerts": alerts, "sitting_reminders": reminders, "breaks": breaks}
 
 
-def label_truth(t: np.ndarray, flexion: np.ndarray, posture: np.ndarray,
-                segments: list[Segment], calibration: dict[str, Any], p: LabelParams,
+def label_truth(*, t: np.ndarray, flexion: np.ndarray, posture: np.ndarray,
+                segments: list[Segment], calibration: dict[str, Any], params: LabelParams,
                 duration: float, t0: float,
                 blocked: np.ndarray | None = None) -> dict[str, Any]:
     """All truth keys of a simulation (interface 2). ``posture`` indexes
@@ -145,8 +154,8 @@ def label_truth(t: np.ndarray, flexion: np.ndarray, posture: np.ndarray,
     eligible = posture <= 1
     if blocked is not None:
         eligible &= ~blocked
-    out["slouch_episodes"] = label_slouches(t, flexion, eligible, p)
-    out |= label_sitting(segments, duration, p, t0)
+    out["slouch_episodes"] = label_slouches(t, flexion, eligible, params)
+    out |= label_sitting(segments, duration, params, t0)
     out["segments"] = [{**s.to_dict(), "start": _r(s.start + t0), "end": _r(s.end + t0)}
                        for s in segments]
     walking: list[dict[str, Any]] = []

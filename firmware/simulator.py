@@ -12,7 +12,7 @@ itself does not depend on the sample rate.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from spinesense.firmware import kinematics as kin
 from spinesense.firmware.csvfast import write_csv
-from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_truth
+from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_params, label_truth
 from spinesense.firmware.motion import ArrayMotion
 from spinesense.firmware.scenarios import SCENARIOS
 from spinesense.firmware.timeline import Segment, Timeline
@@ -95,6 +95,15 @@ class Simulation:
     gyro_true: np.ndarray  # noiseless sensor-frame angular rate (deg/s)
     segments: list[Segment] = field(repr=False)
     saturated: np.ndarray | None = None
+    # what label_truth needs on the full sample grid (gaps included), for relabel()
+    labelling: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def relabel(self, **labels: float) -> dict[str, Any]:
+        """The truth under other label parameters (same motion), without simulating again:
+        ~0.1 s for an 8-hour day instead of a few seconds. Returns a new truth dict."""
+        params = label_params(labels)
+        truth = {**self.truth, "label_params": params.to_dict()}
+        return truth | label_truth(params=params, segments=self.segments, **self.labelling)
 
     @property
     def rate_hz(self) -> float:
@@ -201,11 +210,7 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     duration = float(spec.default_s if duration_s is None else duration_s)
     if duration <= 0:
         raise ValueError(f"duration_s must be positive, got {duration}")
-    unknown = set(labels or {}) - set(DEFAULT_LABELS.to_dict())
-    if unknown:
-        raise ValueError(f"unknown label parameter(s) {', '.join(sorted(unknown))}; valid: "
-                         f"{', '.join(DEFAULT_LABELS.to_dict())}")
-    params = replace(DEFAULT_LABELS, **(labels or {}))
+    params = label_params(labels)
     sensor = sensor or SensorModel()
     seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(6)
 
@@ -257,12 +262,14 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     }
     posture = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
     seg_idx = np.searchsorted([s.start for s in tl.segments], tq, side="right") - 1
-    truth |= label_truth(t, flexion_true, posture[np.clip(seg_idx, 0, None)], tl.segments,
-                         tl.calibration_info, params, duration, t0, blocked=in_gap)
+    labelling = {"t": t, "flexion": flexion_true, "posture": posture[np.clip(seg_idx, 0, None)],
+                 "calibration": tl.calibration_info, "duration": duration, "t0": t0,
+                 "blocked": in_gap if in_gap.any() else None}
+    truth |= label_truth(params=params, segments=tl.segments, **labelling)
     if in_gap.any():
         keep = ~in_gap
         t, acc, flexion_true, euler, acc_true, gyro_true, sat = (
             x[keep] for x in (t, acc, flexion_true, euler, acc_true, gyro_true, sat))
         gyro = None if gyro is None else gyro[keep]
     return Simulation(t, acc, gyro, flexion_true, truth, mount, euler,
-                      acc_true, gyro_true, tl.segments, sat)
+                      acc_true, gyro_true, tl.segments, sat, labelling)

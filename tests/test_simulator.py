@@ -590,3 +590,17 @@ def test_truth_axes_recover_flexion_from_the_accelerometer(mounting):
         cal = sim.truth["calibration"]
         a, b = index(sim, cal["start"]), index(sim, cal["end"])
         assert np.degrees(np.arccos(np.clip(g[a:b] @ up, -1, 1))).max() < 3.0
+
+
+def test_relabel_equals_simulating_with_those_labels():
+    labels = {"threshold_deg": 20.0, "release_deg": 16.0, "delay_s": 2.0,
+              "sitting_limit_s": 900.0, "break_s": 30.0, "repeat_s": 300.0}
+    for kwargs in ({}, {"gaps": [(300.0, 20.0)], "jitter_s": 0.001, "t0": 50.0}):
+        base = simulate("mixed", 5, duration_s=1500, **kwargs)
+        direct = simulate("mixed", 5, duration_s=1500, labels=labels, **kwargs)
+        relabelled = base.relabel(**labels)
+        assert relabelled == direct.truth
+        assert relabelled != base.truth
+        assert base.relabel() == base.truth
+    with pytest.raises(ValueError, match="valid: threshold_deg"):
+        base.relabel(limit=3)
