@@ -130,6 +130,12 @@ class SensorReader:
         return next(iter(self.emulator.chips.values())).epoch
 
     @property
+    def max_read_interval_s(self) -> float:
+        """The longest pause between polls that leaves a margin (¼ of the FIFO's depth) for
+        hiccups; beyond it the FIFO overflows whenever the host is late."""
+        return 0.75 * self.info.fifo_capacity_s
+
+    @property
     def stats(self) -> ReaderStats:
         self._stats.transactions = self.bus.stats.transactions
         self._stats.bytes = self.bus.stats.wire_bytes
@@ -378,4 +384,9 @@ def open_sensor(cfg: SensorConfig, *, bus: SMBusLike | None = None,
     reader = SensorReader(driver, counting, clock=clock, sleep=sleep, retries=cfg.retries,
                           emulator=emulator)
     reader.start()
+    if cfg.read_interval_s > reader.max_read_interval_s:
+        log.warning("sensor.read_interval_s = %g s but the %s FIFO holds only %.2f s at "
+                    "%g Hz: it will overflow between reads; set sensor.read_interval_s to "
+                    "%.2f or less", cfg.read_interval_s, chip, reader.info.fifo_capacity_s,
+                    reader.info.rate_hz, reader.max_read_interval_s)
     return reader
