@@ -1,0 +1,118 @@
+"""Calibration: guided (`spinesense calibrate`, emulated chip), stored and reused, learned
+from data, stale after the clip moved, and the no-evidence fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from spinesense.edge.calibration import Calibration, angle_deg
+from spinesense.edge.pipeline import Pipeline
+from spinesense.edge.replay import replay
+from spinesense.firmware.simulator import simulate
+
+from spinesense.cli import main
+from spinesense.config import Config
+from spinesense.samples import SampleChunk
+
+
+def test_guided_calibration_with_an_emulated_chip(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[device]\nstate_dir = "{tmp_path / "state"}"\n')
+    code = main(["calibrate", "--config", str(cfg), "--emulate", "mpu6050", "--yes",
+                 "--seed", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Step 1/2" in out and "lean forward" in out
+    cal = Calibration.load(tmp_path / "state" / "calibration.json")
+    sim = simulate("calibration", 4, duration_s=40.0)
+    assert angle_deg(cal.up, sim.up_sensor) < 4.0
+    assert angle_deg(cal.forward, -sim.forward_sensor) < 6.0  # where gravity swings
+    assert cal.forward_method == "guided lean"
+
+
+def test_a_stored_calibration_is_used_as_is(tmp_path: Path) -> None:
+    sim = simulate("slouch_short", 2, duration_s=300)
+    cal = Calibration(sim.up_sensor, -sim.forward_sensor, method="test")
+    recs = replay(sim.chunk(), Config(), calibration=cal)
+    assert not any(r["type"] == "calibrated" for r in recs)  # nothing to learn, no hold
+    assert sum(r["type"] == "slouch_start" for r in recs) == len(sim.truth["slouch_episodes"])
+
+
+def test_learned_forward_matches_the_body(tmp_path: Path) -> None:
+    sim = simulate("calibration", 9, accel_only=True)
+    recs = replay(sim.chunk(), Config())
+    cal = next(r for r in recs if r["type"] == "calibrated")
+    assert angle_deg(np.array(cal["up"]), sim.up_sensor) < 5.0
+    assert angle_deg(np.array(cal["forward"]), -sim.forward_sensor) < 15.0
+    assert "sit_to_stand" in cal["forward_method"] or "brief" in cal["forward_method"]
+
+
+def test_moved_clip_is_reported_as_stale() -> None:
+    sim = simulate("walking", 5, duration_s=600)
+    cal = Calibration(sim.up_sensor, -sim.forward_sensor, method="test")
+    ok = replay(sim.chunk(), Config(), calibration=cal)
+    assert not any(r["type"] == "calibration_stale" for r in ok)
+    moved = Rotation.from_rotvec(np.radians(35) * np.array([0.6, 0.8, 0.0])).as_matrix()
+    acc = sim.acc.copy()
+    gyro = sim.gyro.copy()
+    late = sim.t > 300
+    acc[late] = acc[late] @ moved.T
+    gyro[late] = gyro[late] @ moved.T
+    recs = replay(SampleChunk(sim.t, acc, gyro), Config(), calibration=cal)
+    stale = [r for r in recs if r["type"] == "calibration_stale"]
+    assert len(stale) == 1 and stale[0]["t"] > 300 and stale[0]["angle_deg"] > 20
+
+
+def test_nothing_to_learn_from_still_locks_with_a_loud_fallback() -> None:
+    t = np.arange(0, 120, 0.02)
+    acc = np.tile([0.0, 0.6, 0.8], (len(t), 1)) + np.random.default_rng(1).normal(
+        0, 0.003, (len(t), 3))
+    cfg = Config()
+    pipe = Pipeline(cfg)
+    recs = pipe.process(SampleChunk(t, acc))
+    assert recs == []  # held: nothing is known about forward yet
+    recs += pipe.flush()
+    cal = next(r for r in recs if r["type"] == "calibrated")
+    assert cal["confidence"] == "none" and "sign arbitrary" in cal["forward_method"]
+    assert len([r for r in recs if r["type"] == "metric"]) == 12
+    assert not any(r["type"].startswith("slouch") for r in recs)
+
+
+def test_calibration_wait_limit_releases_held_output() -> None:
+    cfg = Config()
+    cfg.pipeline.calibration_wait_s = 60.0
+    t = np.arange(0, 300, 0.02)
+    acc = np.tile([0.0, 0.6, 0.8], (len(t), 1))
+    recs = Pipeline(cfg).process(SampleChunk(t, acc))
+    cal = next(r for r in recs if r["type"] == "calibrated")
+    assert cal["t"] == pytest.approx(60.0)  # released without waiting for the end
+
+
+def test_no_calibration_and_no_auto_calibrate_is_refused() -> None:
+    cfg = Config()
+    cfg.pipeline.auto_calibrate = False
+    with pytest.raises(ValueError, match="spinesense calibrate"):
+        Pipeline(cfg)
+
+
+def test_replay_with_a_stored_calibration_file(tmp_path: Path, capsys) -> None:
+    sim = simulate("slouch_short", 6, duration_s=240)
+    path = tmp_path / "r.csv"
+    sim.write(path)
+    calp = tmp_path / "cal.json"
+    Calibration(sim.up_sensor, -sim.forward_sensor, method="test").save(calp)
+    assert main(["replay", str(path), "--calibration", str(calp), "--jsonl"]) == 0
+    recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert sum(r["type"] == "slouch_start" for r in recs) == len(sim.truth["slouch_episodes"])
+    calp.write_text("{}")
+    assert main(["replay", str(path), "--calibration", str(calp)]) == 2
+    assert "not a calibration record" in capsys.readouterr().err
+
+
+def test_evaluate_prints_the_table(capsys) -> None:
+    code = main(["evaluate", "--scenario", "calibration", "--seeds", "1", "--accel-only"])
+    out = capsys.readouterr().out
+    assert code == 0 and "ep_F1" in out and "calibration" in out and "walking" in out
