@@ -248,3 +248,40 @@ def test_soft_reset_restores_datasheet_reset_values(chip: str) -> None:
         bus.write_byte_data(0x6A, 0x12, 0x01)
         assert bus.read_byte_data(0x6A, 0x12) == 0x04         # IF_INC set after reset
         assert bus.read_byte_data(0x6A, 0x10) == 0x00         # power-down
+
+
+def test_lsm6ds3_realigns_with_fifo_pattern() -> None:
+    """A read that stopped mid-sample leaves the FIFO mid-pattern; FIFO_PATTERN tells the
+    driver how many words to skip to the next GX."""
+    acc, gyro = (0.1, 0.2, 0.9), (1.0, 2.0, 3.0)
+    clock, bus, _emu, driver = setup("lsm6ds3", StaticMotion(acc, gyro))
+    clock.now += 0.1
+    _fifo_bytes(bus, 0x6A, 0x3E, 4)                  # pop GX, GY of the first sample
+    status = bytes(bus.read_i2c_block_data(0x6A, 0x3A, 4))
+    assert status[2] | status[3] << 8 == 2           # next word is GZ (pattern index 2)
+    got = driver.read_fifo()
+    assert len(got) >= 9
+    assert np.allclose(got.acc_g, [acc] * len(got), atol=2e-4)
+    assert np.allclose(got.gyro_dps, [gyro] * len(got), atol=0.02)
+
+
+def test_mpu6500_fifo_mode_stops_when_full() -> None:
+    """CONFIG.FIFO_MODE = 1: a full FIFO keeps its whole frames and raises the flag."""
+    clock, bus, _emu, driver = setup("mpu6500")
+    bus.write_byte_data(0x68, 0x1A, bus.read_byte_data(0x68, 0x1A) | 0x40)
+    driver.reset_fifo()
+    clock.now += 2.0
+    assert bus.read_byte_data(0x68, 0x3A) & 0x10
+    count = struct.unpack(">H", bytes(bus.read_i2c_block_data(0x68, 0x72, 2)))[0]
+    assert count == (512 // 12) * 12                 # whole frames only
+    data = _fifo_bytes(bus, 0x68, 0x74, count)
+    assert np.allclose(driver.parse_fifo(data).acc_g, [0, 0, 1], atol=2e-4)
+
+
+@pytest.mark.parametrize("chip,dlpf,expected", [("mpu6050", 5, 5), ("mpu6050", 200, 184),
+                                                 ("mpu9250", 40, 44.8),
+                                                 ("lsm6dso", 10, 10.4), ("lsm6ds3", 90, 100)])
+def test_low_pass_choice_is_the_nearest_supported(chip: str, dlpf: float,
+                                                   expected: float) -> None:
+    _c, _b, _e, driver = setup(chip, dlpf_hz=dlpf)
+    assert driver.settings.dlpf_hz == pytest.approx(expected)
