@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=("random", "normal", "flipped", "aligned"),
                    help="sensor mounting on the back (default random: any in-plane "
                         "rotation, a few degrees of tilt, a quarter of seeds flipped)")
+    p.add_argument("--mount-slip", type=float, default=0.0, metavar="DEG",
+                   help="let the clip turn this far on the back over the recording, while "
+                        "the wearer moves (a stale calibration; default 0)")
     p.add_argument("--ideal-sensor", action="store_true",
                    help="no noise, bias, scale error or quantisation")
     p.add_argument("--t0", type=float, default=0.0, metavar="S",
@@ -111,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         sim = simulate(args.scenario, args.seed, rate_hz=args.rate, accel_only=args.accel_only,
                        duration_s=args.duration, labels=_labels(args), mounting=args.mounting,
                        sensor=SensorModel.ideal() if args.ideal_sensor else None, t0=args.t0,
-                       gaps=args.gap, jitter_s=args.jitter / 1000.0)
+                       gaps=args.gap, jitter_s=args.jitter / 1000.0,
+                       mount_slip_deg=args.mount_slip)
         csv_path, truth_path = sim.write(args.out)
     except ValueError as exc:
         raise CliError(str(exc), 2) from None

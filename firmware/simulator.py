@@ -24,7 +24,7 @@ from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_params
 from spinesense.firmware.motion import ArrayMotion
 from spinesense.firmware.scenarios import SCENARIOS
 from spinesense.firmware.timeline import Segment, Timeline
-from spinesense.firmware.trunk import render
+from spinesense.firmware.trunk import render, slip_mounting
 
 POSTURES = ("sitting", "standing", "walking", "lying")
 
@@ -189,7 +189,7 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
              duration_s: float | None = None, labels: dict | None = None,
              mounting: str | np.ndarray = "random", sensor: SensorModel | None = None,
              t0: float = 0.0, gaps: list[tuple[float, float]] | None = None,
-             jitter_s: float = 0.0) -> Simulation:
+             jitter_s: float = 0.0, mount_slip_deg: float = 0.0) -> Simulation:
     """Simulate ``scenario`` (a key of `SCENARIOS`) deterministically from ``seed``.
 
     ``labels`` overrides the truth definition (threshold_deg, release_deg, delay_s,
@@ -200,6 +200,8 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     treats a gap like walking (no episode starts in it, one in progress ends at its
     start). ``jitter_s`` adds Gaussian timestamp jitter (σ, kept below 0.4 sample
     periods so ``t`` stays increasing) while the motion stays regularly sampled.
+    ``mount_slip_deg`` lets the clip turn that far on the back over the recording, while
+    the wearer moves (`trunk.slip_mounting`): a stale calibration to detect.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of "
@@ -212,7 +214,7 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         raise ValueError(f"duration_s must be positive, got {duration}")
     params = label_params(labels)
     sensor = sensor or SensorModel()
-    seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(6)
+    seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(7)
 
     tl = Timeline(np.random.default_rng(seqs[0]))
     spec.program(tl, duration)
@@ -229,6 +231,11 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
             raise ValueError("mounting must be a 3x3 rotation matrix")
     acc_true, gyro_true, euler = render(tl, np.random.default_rng(seqs[1]), duration, tq,
                                         mount)
+    mount_end = mount
+    if mount_slip_deg:
+        slip = slip_mounting(acc_true, gyro_true, tq, tl.segments, mount_slip_deg,
+                             np.random.default_rng(seqs[6]))
+        mount_end = mount @ slip
     acc, sat = _sensor_errors(acc_true, np.random.default_rng(seqs[3]), sensor.accel_noise_g,
                               sensor.accel_bias_g, sensor.scale_error, 0.0,
                               sensor.accel_lsb_g, sensor.accel_range_g, tq)
@@ -256,6 +263,8 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         "gaps": [{"start": round(a + t0, 6), "end": round(a + b + t0, 6)}
                  for a, b in sorted(gaps or ())],
         "mounting": np.round(mount, 9).tolist(),
+        "mount_slip_deg": float(mount_slip_deg),
+        "mounting_end": np.round(mount_end, 9).tolist(),
         "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
         "label_params": params.to_dict(),

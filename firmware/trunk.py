@@ -10,6 +10,7 @@ day and the result does not depend on the chunk size.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 from spinesense.firmware import kinematics as kin
 from spinesense.firmware.timeline import Timeline
 
@@ -90,3 +91,35 @@ def render(tl: Timeline, rng: np.random.Generator, duration: float, tq: np.ndarr
             gyro[sl, j] = (gyro_body[:, 0] * mount[0, j] + gyro_body[:, 1] * mount[1, j]
                            + gyro_body[:, 2] * mount[2, j])
     return acc, gyro, euler
+
+
+MOVING = ("walking", "sit_to_stand", "stand_to_sit", "lie_down", "sit_up", "reach")
+
+
+def slip_mounting(acc: np.ndarray, gyro: np.ndarray, tq: np.ndarray, segments: list,
+                  slip_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """Let the sensor slip on the back by ``slip_deg`` in all, in place.
+
+    The clip turns about a random axis in the plane of the back (the sensor's x-y plane),
+    and it moves only while the wearer moves (walking, transitions, reaches), in
+    proportion to the time spent moving, or evenly if they never move. ``acc``/``gyro``
+    are the sensor-frame signals of the initial mounting M0; the return value is Q(T),
+    the slip at the end, so the final mounting is M0 @ Q(T).
+    """
+    beta = rng.uniform(0.0, 2 * np.pi)
+    axis = np.array([np.cos(beta), np.sin(beta), 0.0])
+    moving = np.zeros(len(tq))
+    for seg in segments:
+        if seg.activity in MOVING:
+            moving[np.searchsorted(tq, seg.start):np.searchsorted(tq, seg.end)] = 1.0
+    if moving.sum() == 0:
+        moving[:] = 1.0
+    angle = np.radians(slip_deg) * np.cumsum(moving) / moving.sum()  # s(t), radians
+    rate = np.degrees(np.gradient(angle, tq)) if len(tq) > 1 else np.zeros_like(tq)
+    # readings in the slipped frame: v' = Q(t)ᵀ v, Rodrigues with angle −s(t)
+    c, s = np.cos(-angle)[:, None], np.sin(-angle)[:, None]
+    for v in (acc, gyro):
+        k_dot_v = (v @ axis)[:, None]
+        v[:] = v * c + np.cross(axis, v) * s + axis * k_dot_v * (1.0 - c)
+    gyro += rate[:, None] * axis  # the slip itself is a (slow) rotation the gyro sees
+    return Rotation.from_rotvec(axis * angle[-1]).as_matrix() if len(tq) else np.eye(3)

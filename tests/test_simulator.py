@@ -604,3 +604,28 @@ def test_relabel_equals_simulating_with_those_labels():
         assert base.relabel() == base.truth
     with pytest.raises(ValueError, match="valid: threshold_deg"):
         base.relabel(limit=3)
+
+
+def test_mount_slip_turns_the_sensor_but_not_the_truth():
+    still = simulate("calibration", 4, sensor=SensorModel.ideal())
+    slipped = simulate("calibration", 4, sensor=SensorModel.ideal(), mount_slip_deg=10.0)
+    np.testing.assert_array_equal(slipped.flexion_true, still.flexion_true)
+    assert slipped.truth["slouch_episodes"] == still.truth["slouch_episodes"]
+    end = np.array(slipped.truth["mounting_end"])
+    start = np.array(slipped.truth["mounting"])
+    np.testing.assert_allclose(end @ end.T, np.eye(3), atol=1e-8)
+    turn = Rotation.from_matrix(start.T @ end)
+    assert np.degrees(turn.magnitude()) == pytest.approx(10.0, abs=1e-6)
+    assert abs(turn.as_rotvec()[2]) < 1e-9, "slips about an axis in the plane of the back"
+    up_body = slipped.orientation().inv().apply([0.0, 0.0, 1.0])
+    last = slice(-300, None)  # sitting still at the end
+    def angle(a: np.ndarray, b: np.ndarray) -> float:
+        cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
+
+    got = slipped.acc_true[last].astype(float)
+    assert angle(got, up_body[last] @ end) < 0.6  # Mᵀ·up, row-wise, with the final mounting
+    moved = angle(up_body[last] @ start, up_body[last] @ end)
+    assert moved > 2.0 and angle(got, up_body[last] @ start) == pytest.approx(moved, abs=0.6)
+    first = slice(0, 300)  # before any movement nothing has slipped yet
+    np.testing.assert_allclose(slipped.acc_true[first], still.acc_true[first], atol=1e-6)
