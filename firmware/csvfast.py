@@ -73,7 +73,7 @@ def write_csv(path: str | Path, t: np.ndarray, acc: np.ndarray,
     gzip-compressed when the name ends in ``.gz``."""
     path = Path(path)
     if path.name.endswith(".gz"):
-        with gzip.open(path, "wb", compresslevel=6) as out:
+        with gzip.open(path, "wb", compresslevel=4) as out:
             write_stream(out, t, acc, gyro)
     else:
         with open(path, "wb") as out:
