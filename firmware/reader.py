@@ -249,6 +249,8 @@ class SensorReader:
             else:
                 log.info("sensor timing jumped by %.3f s; re-anchoring", error)
                 newest = target
+                if error > 0 and self._gap is None:      # samples went missing unflagged
+                    self._gap = {"start": self._last_t, "reason": "timing"}
         else:
             newest = target
             # the first sample cannot predate the FIFO (re)start

@@ -107,16 +107,6 @@ class RegisterBlock:
         """Up to 32 bytes in one SMBus block read (the kernel's I2C_SMBUS_BLOCK_MAX)."""
         return bytes(self.bus.read_i2c_block_data(self.address, addr, length))
 
-    def update(self, reg: Register, **values: int) -> None:
-        """Set several fields of one register in a single read-modify-write."""
-        fields = {name: getattr(type(self), name) for name in values}
-        if any(f.reg != reg for f in fields.values()):
-            raise ValueError(f"all fields must belong to {reg.name}")
-        byte = self.read_reg(reg.addr)
-        for name, f in fields.items():
-            byte = f.put(byte, values[name])
-        self.write_reg(reg.addr, byte)
-
 
 class RegisterMap:
     """All registers of a chip (for reset images, documentation and tests)."""

@@ -285,3 +285,24 @@ def test_low_pass_choice_is_the_nearest_supported(chip: str, dlpf: float,
                                                    expected: float) -> None:
     _c, _b, _e, driver = setup(chip, dlpf_hz=dlpf)
     assert driver.settings.dlpf_hz == pytest.approx(expected)
+
+
+def test_fields_work_as_adafruit_style_descriptors() -> None:
+    from spinesense.firmware.invensense import AFS_SEL, FIFO_OFLOW_EN, FS_SEL
+    from spinesense.firmware.registers import RegisterBlock
+
+    class Regs(RegisterBlock):
+        accel_fs = AFS_SEL
+        gyro_fs = FS_SEL
+        overflow_irq = FIFO_OFLOW_EN
+
+    _c, bus, _e, _d = setup("mpu6050")
+    regs = Regs(bus, 0x68)
+    regs.accel_fs = 3
+    regs.gyro_fs = 1
+    assert bus.read_byte_data(0x68, 0x1C) == 0b11 << 3
+    assert bus.read_byte_data(0x68, 0x1B) == 0b01 << 3
+    assert (regs.accel_fs, regs.gyro_fs, regs.overflow_irq) == (3, 1, 1)
+    assert AFS_SEL.meaning(regs.accel_fs) == 16
+    with pytest.raises(ValueError, match="cannot hold 4"):
+        regs.accel_fs = 4
