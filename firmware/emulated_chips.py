@@ -13,6 +13,9 @@ from spinesense.firmware import st_lsm6 as st
 from spinesense.firmware.emulator import EmulatedChip
 from spinesense.firmware.motion import MotionSource
 
+# TAG_PARITY: makes the tag byte's bit count even
+_PARITY = np.array([bin(i).count("1") & 1 for i in range(256)], np.uint8)
+
 
 class EmulatedMpu(EmulatedChip):
     """MPU-6050/6500/9250: byte FIFO, frames in register order, big-endian."""
@@ -173,8 +176,7 @@ class EmulatedLsm6(EmulatedChip):
         cnt = (ks % 4).astype(np.uint8)
         for j, (data, tag) in enumerate(zip(sets, tags, strict=True)):
             byte = ((tag << 3) | (cnt << 1)).astype(np.uint8)
-            parity = np.unpackbits(byte[:, None], axis=1).sum(axis=1) % 2
-            out[:, j, 0] = byte | parity.astype(np.uint8)
+            out[:, j, 0] = byte | _PARITY[byte]
             out[:, j, 1:] = np.ascontiguousarray(data.astype("<i2")).view(np.uint8)
         return out.tobytes()
 

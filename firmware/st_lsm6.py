@@ -257,6 +257,10 @@ class Lsm6Driver(ImuDriver):
         if not self.use_gyro:
             acc = values[tag == TAG_ACCEL]
             return self.to_units(acc, None, raw_bytes=len(data))
+        pairs = tag[0::2], tag[1::2]
+        if (len(tag) % 2 == 0 and (pairs[0] == TAG_GYRO).all() and (pairs[1] == TAG_ACCEL).all()
+                and (cnt[0::2] == cnt[1::2]).all()):    # the usual layout: G, A per slot
+            return self.to_units(values[1::2], values[0::2], raw_bytes=len(data))
         keep = (tag == TAG_ACCEL) | (tag == TAG_GYRO)
         tag, cnt, values = tag[keep], cnt[keep], values[keep]
         if len(tag) == 0:
