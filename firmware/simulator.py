@@ -95,6 +95,7 @@ class Simulation:
     gyro_true: np.ndarray  # noiseless sensor-frame angular rate (deg/s)
     segments: list[Segment] = field(repr=False)
     saturated: np.ndarray | None = None
+    posture: np.ndarray | None = None  # per-sample indices into POSTURES
     # what label_truth needs on the full sample grid (gaps included), for relabel()
     labelling: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -125,9 +126,7 @@ class Simulation:
 
     def posture_index(self) -> np.ndarray:
         """Per-sample true posture as indices into `POSTURES`."""
-        starts = np.array([s.start for s in self.segments]) + self.truth["t0"]
-        codes = np.array([POSTURES.index(s.posture) for s in self.segments], dtype=np.int8)
-        return codes[np.clip(np.searchsorted(starts, self.t, side="right") - 1, 0, None)]
+        return self.posture
 
     def motion(self, *, sensor_errors: bool = True) -> ArrayMotion:
         """An interpolating motion source for the emulators (times relative to ``t[0]``).
@@ -157,6 +156,16 @@ class Simulation:
         write_csv(path, self.t, self.acc, self.gyro)
         truth_path.write_text(json.dumps(self.truth, indent=1) + "\n")
         return path, truth_path
+
+
+def _mounting(mounting: str | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(mounting, str):
+        return mounting_matrix(rng, mounting)
+    mount = np.asarray(mounting, dtype=float)
+    if mount.shape != (3, 3) or not np.allclose(mount @ mount.T, np.eye(3), atol=1e-6) \
+            or np.linalg.det(mount) < 0:
+        raise ValueError("mounting must be a 3x3 rotation matrix (orthonormal, det +1)")
+    return mount
 
 
 def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bias: float,
@@ -210,25 +219,25 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         raise ValueError(f"rate_hz {rate_hz} is outside 1..2000 Hz")
     spec = SCENARIOS[scenario]
     duration = float(spec.default_s if duration_s is None else duration_s)
-    if duration <= 0:
-        raise ValueError(f"duration_s must be positive, got {duration}")
+    n = int(np.floor(duration * rate_hz + 1e-9))
+    if n < 2:
+        raise ValueError(f"duration_s {duration} is too short: need at least two samples")
+    if jitter_s < 0:
+        raise ValueError(f"jitter_s must not be negative, got {jitter_s}")
+    for start, length in gaps or ():
+        if length <= 0 or start < 0:
+            raise ValueError(f"gap ({start}, {length}): start must be >= 0 and length > 0")
     params = label_params(labels)
     sensor = sensor or SensorModel()
     seqs = np.random.SeedSequence([int(seed), 0x5E51]).spawn(7)
+    mount = _mounting(mounting, np.random.default_rng(seqs[2]))
 
     tl = Timeline(np.random.default_rng(seqs[0]))
     spec.program(tl, duration)
     tl.segments = [s for s in tl.segments if s.start < duration]
     tl.segments[-1].end = duration
 
-    n = int(np.floor(duration * rate_hz + 1e-9))
     tq = np.arange(n) / rate_hz
-    if isinstance(mounting, str):
-        mount = mounting_matrix(np.random.default_rng(seqs[2]), mounting)
-    else:
-        mount = np.asarray(mounting, dtype=float)
-        if mount.shape != (3, 3) or not np.allclose(mount @ mount.T, np.eye(3), atol=1e-6):
-            raise ValueError("mounting must be a 3x3 rotation matrix")
     acc_true, gyro_true, euler = render(tl, np.random.default_rng(seqs[1]), duration, tq,
                                         mount)
     mount_end = mount
@@ -253,8 +262,6 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         t += np.clip(jitter, -0.4 / rate_hz, 0.4 / rate_hz)
     in_gap = np.zeros(n, bool)
     for start, length in gaps or ():
-        if length <= 0 or start < 0:
-            raise ValueError(f"gap ({start}, {length}): start must be >= 0 and length > 0")
         in_gap[np.searchsorted(tq, start - 1e-9):np.searchsorted(tq, start + length - 1e-9)] = True
     truth = {
         "scenario": scenario, "seed": int(seed), "rate_hz": float(rate_hz),
@@ -269,16 +276,17 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
         "label_params": params.to_dict(),
     }
-    posture = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
+    codes = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
     seg_idx = np.searchsorted([s.start for s in tl.segments], tq, side="right") - 1
-    labelling = {"t": t, "flexion": flexion_true, "posture": posture[np.clip(seg_idx, 0, None)],
+    posture = codes[np.clip(seg_idx, 0, None)]
+    labelling = {"t": t, "flexion": flexion_true, "posture": posture,
                  "calibration": tl.calibration_info, "duration": duration, "t0": t0,
                  "blocked": in_gap if in_gap.any() else None}
     truth |= label_truth(params=params, segments=tl.segments, **labelling)
     if in_gap.any():
         keep = ~in_gap
-        t, acc, flexion_true, euler, acc_true, gyro_true, sat = (
-            x[keep] for x in (t, acc, flexion_true, euler, acc_true, gyro_true, sat))
+        t, acc, flexion_true, euler, acc_true, gyro_true, sat, posture = (
+            x[keep] for x in (t, acc, flexion_true, euler, acc_true, gyro_true, sat, posture))
         gyro = None if gyro is None else gyro[keep]
     return Simulation(t, acc, gyro, flexion_true, truth, mount, euler,
-                      acc_true, gyro_true, tl.segments, sat, labelling)
+                      acc_true, gyro_true, tl.segments, sat, posture, labelling)

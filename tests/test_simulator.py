@@ -391,6 +391,12 @@ def test_duration_cuts_and_extends():
     assert len(long.truth["reaches"]) > 2 * len(simulate("reaches", 3).truth["reaches"]) - 2
     with pytest.raises(ValueError, match="unknown scenario"):
         simulate("nope", 1)
+    with pytest.raises(ValueError, match="too short"):
+        simulate("reaches", 1, duration_s=0.001)
+    with pytest.raises(ValueError, match="rotation"):
+        simulate("reaches", 1, mounting=np.diag([1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match="jitter"):
+        simulate("reaches", 1, jitter_s=-1.0)
 
 
 def test_motion_sources():
