@@ -131,15 +131,16 @@ class Sway:
                    6.0 * c3 * x + 2.0 * c2)
 
 
-def oscillation(env: Sig, amp: np.ndarray, phase: np.ndarray, omega: np.ndarray,
-                harmonic: float, offset: float | np.ndarray) -> Sig:
-    """``amp · env(t) · sin(harmonic·phase + offset)`` with exact derivatives."""
-    w = harmonic * omega
-    arg = harmonic * phase + offset
+def oscillation(env: Sig, amp: np.ndarray, phase: Sig, harmonic: float,
+                offset: float | np.ndarray) -> Sig:
+    """``amp · env(t) · sin(harmonic·phase(t) + offset)`` with exact derivatives (the
+    phase may wander: cadence varies from step to step)."""
+    w, wd = harmonic * phase.d1, harmonic * phase.d2
+    arg = harmonic * phase.v + offset
     s, c = np.sin(arg), np.cos(arg)
     return Sig(amp * env.v * s,
                amp * (env.d1 * s + env.v * w * c),
-               amp * (env.d2 * s + 2.0 * env.d1 * w * c - env.v * w * w * s))
+               amp * (env.d2 * s + 2.0 * env.d1 * w * c + env.v * (wd * c - w * w * s)))
 
 
 def gravity_body(flex: np.ndarray, lean: np.ndarray) -> np.ndarray:

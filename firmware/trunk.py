@@ -18,15 +18,20 @@ CHUNK = 1 << 18
 
 
 def _gait(tl: Timeline, tq: np.ndarray, flex: kin.Sig, lean: kin.Sig, yaw: kin.Sig,
-          hip: np.ndarray) -> None:
-    """Add the walking oscillations in place, computed on the walking samples only."""
+          hip: np.ndarray, variability: list[kin.Sway]) -> None:
+    """Add the walking oscillations in place, computed on the walking samples only.
+
+    Steps are not a metronome: the phase wanders (±0.5 rad over a few seconds, about 2 %
+    cadence variability) and the amplitude breathes by ±10 %."""
     ranges = [np.searchsorted(tq, [w.start, w.end]) for w in tl.walks]
     walks = [(w, a, b) for w, (a, b) in zip(tl.walks, ranges, strict=True) if b > a]
     if not walks:
         return
     idx = np.concatenate([np.arange(a, b) for _, a, b in walks])
     tw = tq[idx]
-    env = tl.walk_env.evaluate(tw)
+    env = tl.walk_env.evaluate(tw) * (variability[1].evaluate(tw).scale(0.1)
+                                      + kin.Sig(np.ones_like(tw), np.zeros_like(tw),
+                                                np.zeros_like(tw)))
     phase, omega = np.empty_like(tw), np.empty_like(tw)
     amps = {k: np.empty_like(tw) for k in tl.walks[0].amp}
     pos = 0
@@ -37,9 +42,11 @@ def _gait(tl: Timeline, tq: np.ndarray, flex: kin.Sig, lean: kin.Sig, yaw: kin.S
         phase[sl] = omega[sl] * (tw[sl] - w.start) + w.phase0
         for k, v in w.amp.items():
             amps[k][sl] = v
+    wander = variability[0].evaluate(tw).scale(0.5)
+    phase_sig = kin.Sig(phase + wander.v, omega + wander.d1, wander.d2)
 
     def osc(key: str, harmonic: float, offset: float, gain: float = 1.0) -> kin.Sig:
-        return kin.oscillation(env, gain * amps[key], phase, omega, harmonic, offset)
+        return kin.oscillation(env, gain * amps[key], phase_sig, harmonic, offset)
 
     # vertical bounce at the step frequency (plus a harmonic), fore-aft at the step
     # frequency, side-to-side at the stride frequency (half the step rate)
@@ -64,7 +71,7 @@ def _chunk(tl: Timeline, sways: list[kin.Sway],
     hip[:, 0] = tl.hip_x.evaluate(tq).d2 / kin.G
     hip[:, 2] = tl.hip_z.evaluate(tq).d2 / kin.G
     if tl.walks:
-        _gait(tl, tq, flex, lean, yaw, hip)
+        _gait(tl, tq, flex, lean, yaw, hip, sways[5:7])
     rad = np.pi / 180.0
     acc, gyro = kin.body_motion(yaw.scale(rad), flex.scale(rad), lean.scale(rad),
                                 yaw_base.v * rad, hip)
@@ -79,7 +86,9 @@ def render(tl: Timeline, rng: np.random.Generator, duration: float, tq: np.ndarr
     sways = [kin.Sway(rng, duration), kin.Sway(rng, duration),
              kin.Sway(rng, duration, knot_s=2.0, smooth_s=6.0),
              kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08),
-             kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08)]
+             kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08),
+             kin.Sway(rng, duration, knot_s=1.0, smooth_s=3.0),  # gait phase wander
+             kin.Sway(rng, duration, knot_s=1.0, smooth_s=2.0)]  # gait amplitude
     acc, gyro = np.empty((len(tq), 3), np.float32), np.empty((len(tq), 3), np.float32)
     euler = np.empty((len(tq), 3))
     for start in range(0, len(tq), CHUNK):
