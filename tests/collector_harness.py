@@ -3,6 +3,7 @@ and a fast QoS 1 publisher. Real servers only (see conftest.py)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -41,6 +42,17 @@ def write_config(path: Path, *, mqtt_port: int, influx_url: str, db: str,
     return path
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A failed test must not leave collectors running: kill ours (by process)."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class CollectorProc:
     """`spinesense collector run` as a child process (so it can be SIGKILLed)."""
 
@@ -50,20 +62,30 @@ class CollectorProc:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> CollectorProc:
-        mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        """Start and wait until it has subscribed."""
+        return self.spawn().wait_ready("subscribed to", timeout)
+
+    def spawn(self) -> CollectorProc:
+        self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "spinesense", "collector", "run", "--config",
              str(self.config), "--instance", self.instance],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+        _STARTED.append(self.proc)
         log.close()
+        return self
+
+    def wait_ready(self, marker: str, timeout: float = 20.0) -> CollectorProc:
+        """Wait until the log (since the last spawn) contains ``marker``."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
-        while "subscribed to" not in self.log()[mark:]:
+        while marker not in self.log()[self._mark:]:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"collector exited {self.proc.returncode}: {self.log()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"collector did not connect: {self.log()}")
-            time.sleep(0.05)
+                raise RuntimeError(f"collector did not log {marker!r}: {self.log()}")
+            time.sleep(0.01)
         return self
 
     def log(self) -> str:
