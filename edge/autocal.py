@@ -225,6 +225,10 @@ class AutoCalibrator:
 
     def finish(self, t_now: float) -> Calibration | None:
         """At the end of the data (or the waiting limit): use what there is."""
+        if self.result is None and self.window is not None and self.up is None:
+            a, b = self.window
+            raise CalibrationError(f"calibration window {a:g}:{b:g}: outside the recording "
+                                   f"(it ends at {t_now:g} s)")
         if self.result is None:
             self._try_lock(t_now, final=True)
         return self.result

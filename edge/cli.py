@@ -81,7 +81,7 @@ def _jsonable(x: Any) -> Any:
 
 def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.calibration import Calibration, CalibrationError
-    from spinesense.edge.replay import RecordingError, parse_window, read_csv, replay, summary
+    from spinesense.edge.replay import RecordingError, parse_window, replay, summary
 
     cfg = load_config(args)
     if args.states and not args.jsonl:
@@ -89,11 +89,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         cal = Calibration.load(args.calibration) if args.calibration else None
-        chunk = read_csv(args.file)
-        if window is not None and not (chunk.t[0] <= window[0] and window[1] <= chunk.t[-1]):
-            raise CliError(f"--calibrate {args.calibrate}: outside the recording "
-                           f"({chunk.t[0]:g} to {chunk.t[-1]:g} s)", EXIT_USAGE)
-        records = replay(chunk, cfg, calibrate=window, calibration=cal, states=args.states,
+        records = replay(args.file, cfg, calibrate=window, calibration=cal, states=args.states,
                          chunk_size=args.chunk)
     except (RecordingError, CalibrationError, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None

@@ -80,6 +80,29 @@ class Resampler:
     def last_t(self) -> float | None:
         return None if self._last is None else self._last[0]
 
+    def _usable(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None,
+                saturated: np.ndarray | None) -> np.ndarray | None:
+        """Mask of samples to keep, or None when all are (the common, cheap case)."""
+        prev = -np.inf if self._last is None else self._last[0]
+        sat = None if saturated is None else np.asarray(saturated, bool)
+        if sat is not None:
+            self.saturated += int(sat.sum())
+        clean = (len(t) == 0 or ((t[0] > prev and bool(np.all(t[1:] > t[:-1]))
+                                 and bool(np.isfinite(acc).all()))
+                 and (gyro is None or bool(np.isfinite(gyro).all()))
+                 and (sat is None or not sat.any())))
+        if clean:
+            return None
+        keep = np.isfinite(t) & np.isfinite(acc).all(axis=1)
+        if gyro is not None:
+            keep &= np.isfinite(gyro).all(axis=1)
+        if sat is not None:
+            keep &= ~sat
+        # strictly increasing, also against the carried sample
+        tk = np.where(keep, t, -np.inf)
+        keep &= tk > np.maximum.accumulate(np.concatenate(([prev], tk[:-1])))
+        return keep
+
     def push(self, chunk: SampleChunk) -> tuple[Ticks, list[Gap]]:
         t = np.asarray(chunk.t, dtype=float)
         acc = np.asarray(chunk.acc, dtype=float).reshape(-1, 3)
@@ -90,19 +113,9 @@ class Resampler:
             gyro = np.zeros_like(acc)
         if not self.has_gyro:
             gyro = None
-        keep = np.isfinite(t) & np.isfinite(acc).all(axis=1)
-        if gyro is not None:
-            keep &= np.isfinite(gyro).all(axis=1)
-        if chunk.saturated is not None:
-            sat = np.asarray(chunk.saturated, bool)
-            self.saturated += int(sat.sum())
-            keep &= ~sat
-        # strictly increasing, also against the carried sample
-        prev = -np.inf if self._last is None else self._last[0]
-        tk = np.where(keep, t, -np.inf)
-        keep &= tk > np.maximum.accumulate(np.concatenate(([prev], tk[:-1])))
-        self.dropped += int(len(t) - keep.sum())
-        if not keep.all():
+        keep = self._usable(t, acc, gyro, chunk.saturated)
+        if keep is not None:
+            self.dropped += int(len(t) - keep.sum())
             t, acc = t[keep], acc[keep]
             gyro = None if gyro is None else gyro[keep]
         if len(t) == 0:

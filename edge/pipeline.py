@@ -59,6 +59,7 @@ class Pipeline:
         self._gaps: list[Gap] = []
         self._held: list[tuple[TickFeatures, SecondFeatures, list[dict[str, Any]], int | None]] = []
         self._commands: list[dict[str, Any]] = []
+        self._done_sec: int | None = None
         self.detectors: Detectors | None = None
         self.auto: AutoCalibrator | None = None
         self.calibration: Calibration | None = None
@@ -88,6 +89,9 @@ class Pipeline:
         # every tick up to floor(last_t * TICK_HZ) is final; whole seconds go on
         known_k = math.floor(last_t * TICK_HZ)
         done_sec = (known_k + 1) // TICK_HZ  # seconds below this are complete
+        if done_sec == self._done_sec:  # no second completed: nothing can change yet
+            return self._take_commands()
+        self._done_sec = done_sec
         return self._run(done_sec * TICK_HZ, frontier_sec=done_sec - 1)
 
     def flush(self) -> list[dict[str, Any]]:

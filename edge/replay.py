@@ -1,149 +1,22 @@
-"""Reading DESIGN A1 recordings and replaying them through the live pipeline.
+"""Replaying recordings through the live pipeline (DESIGN A2), and the human summary.
 
-Reading is the slow part of a replay, so the CSV is parsed in large blocks by numpy's C
-parser (``np.loadtxt`` on a block of lines is several times faster than on the whole
-file line by line in Python). Only when a block fails does a slow, line-by-line pass run
-over that block, to say exactly which line is wrong and how.
+The recording is streamed block by block from `spinesense.edge.csvread`, so a replay
+holds one block of samples at a time, not the whole file.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from spinesense.edge.calibration import Calibration
+from spinesense.edge.csvread import RecordingError, iter_csv, read_csv
 
 from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
-HEADER = ("t", "ax", "ay", "az", "gx", "gy", "gz")
-BLOCK_LINES = 200_000
-
-
-class RecordingError(ValueError):
-    """A malformed recording; the message names the file, the line and the problem."""
-
-
-def _open(path: Path) -> io.TextIOBase:
-    try:
-        if path.name.endswith(".gz"):
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-        return open(path, encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise RecordingError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _check_header(path: Path, line: str) -> tuple[int, int | None]:
-    cols = [c.strip() for c in line.strip().lstrip("\ufeff").split(",")]
-    if tuple(cols[:7]) != HEADER:
-        raise RecordingError(f"{path}:1: header is {line.strip()[:60]!r}; expected "
-                             f"'{','.join(HEADER)}' (extra columns may follow)")
-    sat = next((i for i, c in enumerate(cols) if c in ("saturated", "sat")), None)
-    return len(cols), sat
-
-
-def _slow_block(path: Path, lines: list[str], first_line: int,
-                cols: list[int]) -> np.ndarray:
-    """Parse line by line, failing on the first bad line with its number."""
-    out = np.full((len(lines), len(cols)), np.nan)
-    for i, raw in enumerate(lines):
-        lineno = first_line + i
-        cells = raw.rstrip("\r\n").split(",")
-        if len(cells) < 7:
-            raise RecordingError(f"{path}:{lineno}: {len(cells)} columns, expected at least 7 "
-                                 f"(t,ax,ay,az,gx,gy,gz)")
-        for j, col in enumerate(cols):
-            cell = cells[col].strip() if col < len(cells) else ""
-            if cell == "":
-                if j < 4:
-                    raise RecordingError(f"{path}:{lineno}: column {HEADER[j]} is empty; "
-                                         "t and ax..az are required")
-                continue
-            try:
-                out[i, j] = float(cell)
-            except ValueError:
-                name = HEADER[j] if j < 7 else f"column {col + 1}"
-                raise RecordingError(f"{path}:{lineno}: {name} is {cell[:20]!r}, not a "
-                                     "number") from None
-    return out
-
-
-def _fill_empty(lines: list[str]) -> str:
-    """Empty cells (accelerometer-only rows) become 'nan', so the C parser takes them."""
-    text = "".join(lines)
-    if ",," in text or ",\n" in text or ",\r" in text:
-        text = text.replace(",,", ",nan,").replace(",,", ",nan,")
-        text = text.replace(",\r\n", ",nan\n").replace(",\n", ",nan\n")
-        if text.endswith(","):
-            text += "nan"
-    return text
-
-
-def _blocks(fh: io.TextIOBase, path: Path, cols: list[int]) -> Iterator[np.ndarray]:
-    lineno = 2
-    while True:
-        lines = fh.readlines(BLOCK_LINES * 60)
-        if not lines:
-            return
-        try:
-            arr = np.loadtxt(io.StringIO(_fill_empty(lines)), delimiter=",", usecols=cols,
-                             ndmin=2, dtype=float)
-            if arr.shape[0] != len(lines) or np.isnan(arr[:, :4]).any():
-                raise ValueError("blank lines or empty required cells")
-        except ValueError:
-            arr = _slow_block(path, lines, lineno, cols)
-        yield arr
-        lineno += len(lines)
-
-
-def read_csv(path: str | Path) -> SampleChunk:
-    """Read a DESIGN A1 CSV (or .csv.gz) into one SampleChunk.
-
-    Raises RecordingError naming the line for a bad header, a malformed row or a time
-    that does not increase. Empty gyro columns mean an accelerometer-only recording.
-    """
-    p = Path(path)
-    with _open(p) as fh:
-        try:
-            header = fh.readline()
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{p}: corrupt or not a CSV ({exc})") from None
-        if not header:
-            raise RecordingError(f"{p}: empty file; expected the header "
-                                 f"'{','.join(HEADER)}'")
-        _ncols, sat_col = _check_header(p, header)
-        try:
-            cols = list(range(7)) + ([sat_col] if sat_col is not None else [])
-            parts = list(_blocks(fh, p, cols))
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{p}: corrupt or truncated ({exc})") from None
-    data = np.concatenate(parts) if parts else np.zeros((0, 8))
-    t = data[:, 0]
-    if len(t) == 0:
-        raise RecordingError(f"{p}: no data rows after the header")
-    bad_t = ~np.isfinite(t)
-    if bad_t.any():
-        i = int(np.flatnonzero(bad_t)[0])
-        raise RecordingError(f"{p}:{i + 2}: t is {t[i]}, not a finite time")
-    dt = np.diff(t)
-    if (dt <= 0).any():
-        i = int(np.flatnonzero(dt <= 0)[0]) + 1
-        raise RecordingError(f"{p}:{i + 2}: t={t[i]:.6f} is not after the previous "
-                             f"t={t[i - 1]:.6f}; times must increase (sort or split the file)")
-    gyro_cols = data[:, 4:7]
-    has_gyro = bool(np.isfinite(gyro_cols).any())
-    gyro = gyro_cols.copy() if has_gyro else None
-    saturated = None
-    if sat_col is not None:
-        saturated = np.nan_to_num(data[:, 7]) != 0
-    return SampleChunk(t.copy(), np.ascontiguousarray(data[:, 1:4]), gyro, saturated)
+__all__ = ["RecordingError", "iter_csv", "parse_window", "read_csv", "replay", "summary"]
 
 
 def parse_window(text: str) -> tuple[float, float]:
@@ -172,13 +45,14 @@ def replay(source: str | Path | SampleChunk, cfg: Config | None = None, *,
     from spinesense.config import Config as _Config
 
     cfg = cfg or _Config()
-    chunk = source if isinstance(source, SampleChunk) else read_csv(source)
+    chunks = [source] if isinstance(source, SampleChunk) else iter_csv(source)
     pipe = Pipeline(cfg, calibration, states=states, calibrate_window=calibrate)
     out: list[dict[str, Any]] = []
-    n = len(chunk)
-    step = n if not chunk_size else int(chunk_size)
-    for i in range(0, n, max(step, 1)):
-        out += pipe.process(chunk[i:i + step])
+    for chunk in chunks:
+        n = len(chunk)
+        step = n if not chunk_size else int(chunk_size)
+        for i in range(0, n, max(step, 1)):
+            out += pipe.process(chunk[i:i + step])
     out += pipe.flush()
     return out
 

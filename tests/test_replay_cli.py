@@ -182,3 +182,29 @@ def test_bad_calibration_windows(day, capsys, window: str, fragment: str) -> Non
 def test_states_needs_jsonl(day, capsys) -> None:
     code, _, err = run(capsys, "replay", str(day[0]), "--states")
     assert code == 2 and "--states needs --jsonl" in err
+
+
+def test_errors_name_the_right_line_across_blocks(tmp_path: Path) -> None:
+    from spinesense.edge.csvread import iter_csv
+    rows = [f"{i * 0.01:.2f},0,0,1,0,0,0\n" for i in range(3000)]
+    good = write(tmp_path, HEADER + "".join(rows), "good.csv")
+    chunks = list(iter_csv(good, block_bytes=4096))
+    assert len(chunks) > 10 and sum(len(c) for c in chunks) == 3000
+    assert np.all(np.diff(np.concatenate([c.t for c in chunks])) > 0)
+    bad_rows = rows.copy()
+    bad_rows[2500] = "25.00,0,0,x1,0,0,0\n"
+    with pytest.raises(RecordingError, match=r"bad\.csv:2502: az is 'x1'"):
+        list(iter_csv(write(tmp_path, HEADER + "".join(bad_rows)), block_bytes=4096))
+    back_rows = rows.copy()
+    back_rows[1700] = "1.00,0,0,1,0,0,0\n"
+    with pytest.raises(RecordingError, match=r"back\.csv:1702: t=1\.000000 is not after"):
+        list(iter_csv(write(tmp_path, HEADER + "".join(back_rows), "back.csv"),
+                      block_bytes=4096))
+    blank = [*rows[:100], "\n", "  \n", *rows[100:200]]
+    assert len(read_csv(write(tmp_path, HEADER + "".join(blank), "blank.csv"))) == 200
+
+
+def test_crlf_line_endings_and_no_final_newline(tmp_path: Path) -> None:
+    text = "t,ax,ay,az,gx,gy,gz\r\n0,0,0,1,,,\r\n0.01,0,0,1,,,\r\n0.02,0,0,1,,,"
+    chunk = read_csv(write(tmp_path, text, "crlf.csv"))
+    assert len(chunk) == 3 and chunk.gyro is None and chunk.t[-1] == 0.02

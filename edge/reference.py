@@ -1,0 +1,185 @@
+"""A straightforward per-sample Python implementation of the pipeline's per-tick work.
+
+This is the baseline the benchmark compares against, and a cross-check in the tests: the
+same grid resampling, the same biquad filters (direct form II transposed, as scipy's
+``sosfilt``), flexion with the complementary filter, step peaks, per-second walking and
+the slouch state machine, written the obvious way: one Python loop iteration per sample
+and per tick. It needs a complete calibration (no learning) and leaves out sit/stand
+transitions, sedentary bouts and metrics formatting. Not used by the product.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import signal
+from spinesense.edge.calibration import Calibration
+from spinesense.edge.features import (
+    STEP_BAND_HZ,
+    STEP_MIN_G,
+    STEP_MIN_INTERVAL_S,
+    WALK_RMS_G,
+)
+from spinesense.edge.filters import TICK_HZ, TICK_S, bandpass, lowpass
+from spinesense.edge.slouch import SlouchParams
+
+from spinesense.samples import SampleChunk
+
+
+class Biquads:
+    """Cascaded second-order sections for one channel, one sample at a time."""
+
+    def __init__(self, sos: np.ndarray):
+        self.sos = [tuple(map(float, row)) for row in sos]
+        self.zi = [tuple(map(float, z)) for z in signal.sosfilt_zi(sos)]
+        self.z = [[0.0, 0.0] for _ in self.sos]
+
+    def reset(self, x0: float) -> None:
+        self.z = [[z0 * x0, z1 * x0] for z0, z1 in self.zi]
+
+    def step(self, x: float) -> float:
+        for (b0, b1, b2, _a0, a1, a2), z in zip(self.sos, self.z, strict=True):
+            y = b0 * x + z[0]
+            z[0] = b1 * x - a1 * y + z[1]
+            z[1] = b2 * x - a2 * y
+            x = y
+        return x
+
+
+def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
+                  gravity_cutoff_hz: float = 0.5, flexion_cutoff_hz: float = 1.5,
+                  tau_s: float = 1.0, params: SlouchParams | None = None
+                  ) -> list[dict[str, Any]]:
+    """Slouch events of ``chunk`` (walking blocks slouching), computed sample by sample."""
+    params = params or SlouchParams()
+    up = [float(x) for x in cal.up]
+    fwd = [float(x) for x in cal.forward]  # type: ignore[union-attr]
+    lat = [float(x) for x in cal.lateral]
+    grav = [Biquads(lowpass(gravity_cutoff_hz)) for _ in range(3)]
+    fast = [Biquads(lowpass(flexion_cutoff_hz)) for _ in range(3)]
+    mag_lp = Biquads(lowpass(0.03, order=1))
+    step_bp = Biquads(bandpass(*STEP_BAND_HZ))
+    rate_hp = Biquads(signal.butter(1, 0.02, "high", fs=TICK_HZ, output="sos"))
+    a_cf = tau_s / (tau_s + TICK_S)
+    has_gyro = chunk.gyro is not None
+    events: list[dict[str, Any]] = []
+    # per-tick state
+    restart = True
+    theta = 0.0
+    prev_bp = [math.nan, math.nan]
+    last_step_k = -(10**12)
+    min_step = round(STEP_MIN_INTERVAL_S * TICK_HZ)
+    # per-second state
+    sec_cur: int | None = None
+    sec_ticks: list[tuple[int, float]] = []
+    sec_steps, sec_sq, sec_n = 0, 0.0, 0
+    prev = (-(10**12), 0, False)  # (second, steps, rhythmic)
+    # slouch state
+    phase, onset_k, alert_k = 0, 0, 0
+    delay = params.delay_ticks
+
+    def slouch_tick(k: int, flex: float, blocked: bool) -> None:
+        nonlocal phase, onset_k, alert_k
+        above = (not blocked) and flex > params.threshold_deg
+        if phase == 1 and not above:
+            phase = 0
+        if phase == 0 and above:
+            phase, onset_k = 1, k
+        if phase == 1 and k >= onset_k + delay:
+            phase, alert_k = 2, k
+            events.append({"type": "slouch_start", "t": k / TICK_HZ,
+                           "onset": onset_k / TICK_HZ})
+            return
+        if phase == 2 and (blocked or not flex >= params.release_deg):
+            events.append({"type": "slouch_end", "t": k / TICK_HZ,
+                           "onset": onset_k / TICK_HZ, "alert_t": alert_k / TICK_HZ})
+            phase = 0
+
+    def close_second() -> None:
+        nonlocal prev
+        if sec_cur is None or sec_n == 0:
+            return
+        rms = math.sqrt(sec_sq / sec_n)
+        prev_steps = prev[1] if sec_cur - prev[0] == 1 else 0
+        raw = rms > WALK_RMS_G and sec_steps >= 1 and sec_steps + prev_steps >= 3
+        walking = raw and sec_cur - prev[0] == 1 and prev[2]
+        prev = (sec_cur, sec_steps, raw)
+        for k, flex in sec_ticks:
+            slouch_tick(k, flex, walking or math.isnan(flex))
+
+    t_arr = chunk.t.tolist()
+    acc_arr = chunk.acc.tolist()
+    gyro_arr = chunk.gyro.tolist() if has_gyro else None
+    last: tuple[float, list[float], list[float] | None] | None = None
+    next_k = 0
+    for i, t in enumerate(t_arr):
+        a = acc_arr[i]
+        g = gyro_arr[i] if gyro_arr is not None else None
+        if not all(math.isfinite(x) for x in a) or (last is not None and t <= last[0]):
+            continue
+        if last is None:
+            next_k = math.ceil(t * TICK_HZ)
+            last = (t, a, g)
+        lt, la, lg = last
+        tt0, tt1 = lt * TICK_HZ, t * TICK_HZ
+        marked = False
+        for k in range(next_k, math.floor(tt1) + 1):
+            gx = None
+            if k == tt1:                                  # a tick on this sample
+                x, gx = a, g
+            elif t - lt > gap_s:                          # inside a gap: one marker
+                if marked:
+                    continue
+                marked, x = True, None
+            else:
+                w = (k - tt0) / (tt1 - tt0)
+                x = [la[j] + w * (a[j] - la[j]) for j in range(3)]
+                if g is not None and lg is not None:
+                    gx = [lg[j] + w * (g[j] - lg[j]) for j in range(3)]
+            sec = k // TICK_HZ
+            if sec != sec_cur:
+                close_second()
+                sec_cur, sec_ticks = sec, []
+                sec_steps, sec_sq, sec_n = 0, 0.0, 0
+            if x is None:
+                sec_ticks.append((k, math.nan))
+                prev_bp = [math.nan, math.nan]
+                restart = True
+                continue
+            if restart:
+                for f, v in zip(grav + fast, x + x, strict=True):
+                    f.reset(v)
+            _gravity = [f.step(v) for f, v in zip(grav, x, strict=True)]
+            fv = [f.step(v) for f, v in zip(fast, x, strict=True)]
+            mag = math.sqrt(x[0] ** 2 + x[1] ** 2 + x[2] ** 2)
+            if restart:
+                mag_lp.reset(mag)
+            a_vert = mag - mag_lp.step(mag)
+            if restart:
+                step_bp.reset(a_vert)
+            bp = step_bp.step(a_vert)
+            gu = sum(fv[j] * up[j] for j in range(3))
+            flex = math.degrees(math.atan2(sum(fv[j] * fwd[j] for j in range(3)), gu))
+            if gx is not None:
+                rate = sum(gx[j] * lat[j] for j in range(3))
+                if restart:
+                    rate_hp.reset(rate)
+                    theta = flex
+                rate = rate_hp.step(rate)
+                theta = a_cf * (theta + rate * TICK_S) + (1 - a_cf) * flex
+                flex = theta
+            restart = False
+            b0, b1 = prev_bp
+            if b1 > b0 and b1 >= bp and b1 > STEP_MIN_G and k - last_step_k >= min_step:
+                sec_steps += 1
+                last_step_k = k
+            prev_bp = [b1, bp]
+            sec_sq += bp * bp
+            sec_n += 1
+            sec_ticks.append((k, flex))
+        next_k = max(next_k, math.floor(tt1) + 1)
+        last = (t, a, g)
+    close_second()
+    return events
