@@ -40,7 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", default="workday", metavar="NAME",
                    help="scenario name (see --list; default workday)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", metavar="FILE.csv", help="output CSV (.csv or .csv.gz)")
+    p.add_argument("--out", metavar="FILE.csv", help="output CSV (.csv or .csv.gz); with "
+                   "--count, put {seed} in the name")
+    p.add_argument("--count", type=int, default=1, metavar="N",
+                   help="write N recordings, seeds SEED..SEED+N-1 (default 1)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the true flexion, slouch truth, postures and sitting "
+                        "bouts ({seed} is replaced with --count)")
     p.add_argument("--rate", type=float, default=100.0, metavar="HZ",
                    help="sample rate in Hz (default 100)")
     p.add_argument("--accel-only", action="store_true",
@@ -90,7 +96,7 @@ def _labels(args: argparse.Namespace) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinesense.firmware.simulator import SCENARIOS, SensorModel, simulate
+    from spinesense.firmware.simulator import SCENARIOS
 
     if args.list:
         width = max(map(len, SCENARIOS))
@@ -104,28 +110,47 @@ def run(args: argparse.Namespace) -> int:
                        f"{', '.join(SCENARIOS)} (see --list)", 2)
     if not args.out.endswith((".csv", ".csv.gz")):
         raise CliError(f"--out {args.out!r} must end in .csv or .csv.gz", 2)
+    if args.count < 1:
+        raise CliError(f"--count must be at least 1, got {args.count}", 2)
+    if args.count > 1 and "{seed}" not in args.out:
+        raise CliError("with --count, --out needs {seed} in the name, e.g. day-{seed}.csv", 2)
     if not 25.0 <= args.rate <= 400.0:
         raise CliError(f"--rate {args.rate:g} is outside DESIGN A1's 25..400 Hz", 2)
     if not 0.0 <= args.jitter < 400.0 / args.rate:
         raise CliError(f"--jitter {args.jitter:g} ms must be between 0 and 0.4 sample "
                        f"periods ({400.0 / args.rate:g} ms at {args.rate:g} Hz)", 2)
+    if args.count > 1 and args.plot and "{seed}" not in args.plot:
+        raise CliError("with --count, --plot needs {seed} in the name, e.g. day-{seed}.png", 2)
+    labels = _labels(args)
+    for seed in range(args.seed, args.seed + args.count):
+        _one(args, seed, labels)
+    return 0
+
+
+def _one(args: argparse.Namespace, seed: int, labels: dict[str, float]) -> None:
+    from spinesense.firmware.simulator import SensorModel, simulate
+
     started = time.perf_counter()
+    sensor = SensorModel.ideal() if args.ideal_sensor else None
+    out = args.out.replace("{seed}", str(seed))
     try:
-        sim = simulate(args.scenario, args.seed, rate_hz=args.rate, accel_only=args.accel_only,
-                       duration_s=args.duration, labels=_labels(args), mounting=args.mounting,
-                       sensor=SensorModel.ideal() if args.ideal_sensor else None, t0=args.t0,
-                       gaps=args.gap, jitter_s=args.jitter / 1000.0,
+        sim = simulate(args.scenario, seed, rate_hz=args.rate, accel_only=args.accel_only,
+                       duration_s=args.duration, labels=labels, mounting=args.mounting,
+                       sensor=sensor, t0=args.t0, gaps=args.gap, jitter_s=args.jitter / 1000.0,
                        mount_slip_deg=args.mount_slip)
-        csv_path, truth_path = sim.write(args.out)
+        csv_path, truth_path = sim.write(out)
+        plot = ""
+        if args.plot:
+            from spinesense.firmware.simplot import plot_simulation
+            plot = f", {plot_simulation(sim, args.plot.replace('{seed}', str(seed)))}"
     except ValueError as exc:
         raise CliError(str(exc), 2) from None
     except OSError as exc:
-        raise CliError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
     tr = sim.truth
     print(f"wrote {csv_path} ({len(sim.t)} samples, {tr['duration_s'] / 3600:.2f} h at "
-          f"{args.rate:g} Hz, {args.scenario} seed {args.seed}"
-          f"{', accel only' if args.accel_only else ''}) and {truth_path}: "
+          f"{args.rate:g} Hz, {args.scenario} seed {seed}"
+          f"{', accel only' if args.accel_only else ''}) and {truth_path}{plot}: "
           f"{len(tr['slouch_episodes'])} slouch episodes, {len(tr['sitting_bouts'])} sitting "
           f"bouts, {len(tr['sitting_alerts'])} sitting alerts, {len(tr['breaks'])} breaks, "
           f"{len(tr['walking'])} walks in {time.perf_counter() - started:.1f} s")
-    return 0

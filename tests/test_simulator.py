@@ -687,3 +687,19 @@ def test_mount_slip_turns_the_sensor_but_not_the_truth():
     assert moved > 2.0 and angle(got, up_body[last] @ start) == pytest.approx(moved, abs=0.6)
     first = slice(0, 300)  # before any movement nothing has slipped yet
     np.testing.assert_allclose(slipped.acc_true[first], still.acc_true[first], atol=1e-6)
+
+
+def test_cli_count_and_plot(tmp_path, capsys):
+    out = tmp_path / "r-{seed}.csv.gz"
+    assert main(["simulate", "--scenario", "reaches", "--seed", "5", "--count", "2",
+                 "--duration", "40", "--out", str(out), "--plot",
+                 str(tmp_path / "r-{seed}.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "seed 5" in lines[0] and "seed 6" in lines[1]
+    for seed in (5, 6):
+        assert (tmp_path / f"r-{seed}.csv.gz").exists()
+        assert (tmp_path / f"r-{seed}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        truth = json.loads((tmp_path / f"r-{seed}.truth.json").read_text())
+        assert truth["seed"] == seed
+    assert main(["simulate", "--count", "2", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "{seed}" in capsys.readouterr().err
