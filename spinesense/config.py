@@ -165,7 +165,8 @@ class CollectorConfig:
     client_id: str = opt("", "MQTT client id (persistent session); empty derives one from the "
                          "host name.")
     batch_size: int = opt(5000, "Points per InfluxDB write at most.", lo=1, hi=1000000)
-    flush_interval_s: float = opt(0.5, "Longest wait before a partial batch is written.",
+    flush_interval_s: float = opt(0.1, "Longest wait before a partial batch is written "
+                                  "(bounds the publish-to-queryable latency).",
                                   lo=0.001, hi=60.0)
     max_inflight: int = opt(20000, "Unacknowledged messages held at most (backpressure).",
                             lo=1, hi=10000000)
