@@ -85,3 +85,32 @@ def test_writer_creates_the_database_and_isolates_refused_points(influxd):
 def test_validator_names_the_problem(topic, payload, reason):
     with pytest.raises(Rejected, match=reason):
         Validator().check(topic, payload)
+
+
+def test_v2_writer_tells_setup_errors_from_outages(influxd):
+    """influxdb-client against influxd 1.6 (which has no /api/v2/write): a 404 is a setup
+    problem (retried loudly, never dead-lettered); a closed port is an outage."""
+    from spinesense.collector.writers import AuthError, InfluxV2Writer, RetryableError
+
+    from spinesense.devservers import free_port
+
+    line = message_to_line("events", make_message("a", 1, NOW, "gap", {"x": 1.0}))
+    w = InfluxV2Writer(InfluxConfig(api="v2", url=influxd.url, token="t", timeout_s=5.0))
+    with pytest.raises(AuthError, match="404"):
+        w.write([line])
+    w.close()
+    down = InfluxV2Writer(InfluxConfig(api="v2", url=f"http://127.0.0.1:{free_port()}",
+                                       token="t", timeout_s=2.0))
+    with pytest.raises(RetryableError, match="unreachable"):
+        down.write([line])
+    down.close()
+
+
+def test_v1_writer_outage_is_retryable():
+    from spinesense.collector.writers import RetryableError
+
+    from spinesense.devservers import free_port
+
+    w = InfluxV1Writer(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", timeout_s=2.0))
+    with pytest.raises(RetryableError, match="unreachable"):
+        w.write(["m,device=a x=1.0 1"])
