@@ -142,8 +142,8 @@ def _run_with_outage(tmp_path: Path, mosquitto_factory, device: str, outage_s: f
     witness = Witness(broker.port, device)
     cfg = _config(tmp_path, device, broker.port)
     log = tmp_path / "edge.log"
-    # 40 simulated minutes at 60x: ~40 s of real time, the outage in the middle of it
-    edge = _edge(cfg, "--seed", "5", "--speed", "60", "--duration", "40m",
+    # simulated minutes at 60x are real seconds: the run goes on well after the outage
+    edge = _edge(cfg, "--seed", "5", "--speed", "60", "--duration", f"{outage_s + 40:g}m",
                  "--drain-timeout", "90", log=log)
     try:
         assert _wait(lambda: len(witness.sequenced()) >= 5, 30), log.read_text()[-2000:]
@@ -158,6 +158,8 @@ def _run_with_outage(tmp_path: Path, mosquitto_factory, device: str, outage_s: f
         time.sleep(0.5)  # a late duplicate would show up here
         msgs = witness.sequenced()
         assert before < last - 20, "the outage must fall in the middle of the run"
+        reconnected = log.read_text().split("disconnected", 1)[1]
+        assert "stopping (duration reached)" in reconnected.split("connected (session")[1]
         _assert_delivered(witness.deliveries(), last, edge_dups_ok=sigkill)
         events = [m for m in msgs if m["type"] != "metric"]
         assert {"slouch_start", "slouch_end"} <= {m["type"] for m in events}
@@ -194,13 +196,14 @@ def test_power_cuts_lose_nothing_spooled(tmp_path: Path, mosquitto_factory,
     rng = random.Random(os.getpid())
     try:
         for cut in range(3):
-            edge = _edge(cfg, "--seed", str(cut), "--speed", "100", "--duration", "30m",
+            edge = _edge(cfg, "--seed", str(cut), "--speed", "300", "--duration", "2h",
                          log=log)
-            time.sleep(rng.uniform(4.0, 12.0))  # startup takes a few seconds of these
+            # start-up and learning the calibration take ~3 s; then ~30 messages/s
+            time.sleep(rng.uniform(4.0, 9.0))
             assert edge.poll() is None, log.read_text()[-2000:]
             edge.send_signal(signal.SIGKILL)  # the battery runs flat
             edge.wait(10)
-        edge = _edge(cfg, "--seed", "9", "--speed", "100", "--duration", "10m", log=log)
+        edge = _edge(cfg, "--seed", "9", "--speed", "300", "--duration", "20m", log=log)
         assert edge.wait(120) == 0, log.read_text()[-3000:]
         last = _last_spooled(tmp_path / "state")
         assert _wait(lambda: len({m["seq"] for m in witness.sequenced()}) >= last, 30)
