@@ -6,6 +6,8 @@ import errno
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
@@ -244,3 +246,33 @@ def test_slow_reads_do_not_disturb_the_timing() -> None:
     n = min(len(got), len(true_t))
     # without the slow-read guard this is about 11 ms
     assert np.max(np.abs(got.t[n // 2:n] - true_t[n // 2:n])) < 0.005
+
+
+fault_st = st.tuples(st.sampled_from(["eio", "timeout", "nack", "disconnect", "overflow",
+                                      "brownout"]),
+                     st.floats(1.0, 40.0), st.integers(1, 60), st.floats(0.05, 4.0))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(chip=st.sampled_from(list(DRIVERS)), faults=st.lists(fault_st, max_size=6),
+       step=st.sampled_from([0.1, 0.25, 0.3]))
+def test_no_fault_plan_breaks_the_reader(chip: str, faults: list, step: float) -> None:
+    """Any mix of faults: no exception, strictly increasing time, correct values after
+    every recovery, and every hole in the data is a recorded gap (none is silent)."""
+    plan = FaultPlan()
+    for kind, at, count, duration in faults:
+        plan.add(kind, at, count=count, duration=duration)
+    clock = Clock()
+    reader = open_sensor(SensorConfig(), emulate=chip, clock=clock, faults=plan)
+    got, events = run(reader, clock, 60.0, step)
+    kinds = [e["type"] for e in events]
+    assert kinds.count("sensor_lost") == kinds.count("sensor_back")   # all over by t=44 s
+    assert got is not None and np.all(np.diff(got.t) > 0)
+    assert np.allclose(got.acc, [0, 0, 1], atol=2e-4)
+    period = 1 / reader.info.rate_hz
+    holes = {(round(a, 9), round(b, 9)) for a, b, d in zip(got.t[:-1], got.t[1:],
+                                                          np.diff(got.t), strict=True)
+             if d > 1.5 * period}
+    gaps = {(round(e["t"], 9), round(e["end"], 9)) for e in events if e["type"] == "gap"}
+    assert holes == gaps
+    assert got.t[-1] > reader.emulator.t_origin + 59.0            # reading at the end
