@@ -7,6 +7,7 @@ an smbus2-shaped bus), optionally fed by a simulated scenario and injected fault
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import signal
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from spinesense.cli import CliError, add_common, load_config
 
+log = logging.getLogger(__name__)
 CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox", "ism330dhcx")
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?)\s*(ms|s|m|min|h)?$")
 
@@ -260,7 +262,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     header = default_header(reader.info, device=cfg.device.id,
                             source=(f"emulated {reader.info.chip}" if args.emulate
                                     else f"/dev/i2c-{cfg.sensor.bus}"),
-                            scenario=args.scenario, seed=args.seed if args.scenario else None)
+                            scenario=args.scenario, seed=args.seed if args.scenario else None,
+                            # maps the monotonic t column to wall time (if the clock was set)
+                            clock_anchor={"t": clock(), "unix_s": round(time.time(), 3),
+                                          "virtual": bool(args.fast)})
     try:
         writer = RecordingWriter(args.out, header, overwrite=args.force, fsync=not args.fast)
     except RecordingError as exc:
@@ -275,6 +280,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     interval = cfg.sensor.read_interval_s
     start = clock()
     deadline = time.monotonic()
+    next_report = deadline + 60.0
     events = 0
     try:
         with reader, writer:
@@ -285,7 +291,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                     clock.now += interval
                 chunk, evs = reader.poll()
                 events += len(evs)
+                for ev in evs:
+                    log.info("sensor event: %s", ev)
                 writer.write(chunk, evs)
+                if not args.fast and time.monotonic() >= next_report:
+                    next_report += 60.0
+                    log.info("recorded %d samples so far (%.0f s), %d gaps", writer.samples,
+                             clock() - start, reader.stats.gaps)
                 if not args.fast:
                     deadline += interval
                     time.sleep(max(0.0, deadline - time.monotonic()))
