@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,10 +90,15 @@ def main() -> None:
         print(f"read_csv: {t_read:.2f} s = {n / t_read / 1e6:.2f} M rows/s; "
               f"replay FILE (read + pipeline): {t_file:.2f} s = {n / t_file / 1e6:.2f} M "
               "samples/s")
-        code = ("import sys, resource; from spinesense.cli import main; "
+        t_np, _ = best_of(1, lambda: np.loadtxt(path, delimiter=",", skiprows=1))
+        print(f"baseline np.loadtxt on the whole file: {t_np:.2f} s = {n / t_np / 1e6:.2f} M "
+              f"rows/s (read_csv: {t_np / t_read:.2f}x that, in bounded memory, with line "
+              "numbers for errors)")
+        # VmHWM of the child itself (ru_maxrss would include the parent's peak after fork)
+        code = ("import sys; from spinesense.cli import main; "
                 "rc = main(['replay', sys.argv[1], '--jsonl', '--states']); "
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-                "sys.exit(rc)")
+                "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]; "
+                "print(hwm[0].split()[1], file=sys.stderr); sys.exit(rc)")
         proc = subprocess.run([sys.executable, "-c", code, str(path)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, check=True)
         rss_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
@@ -114,21 +118,22 @@ def main() -> None:
     live_n = int(args.live_min * 60 * 100)
     live = chunk[0:live_n]
     pipe = Pipeline(cfg, cal)
-    tracemalloc.start()
     c0 = time.process_time()
     for i in range(0, live_n, 10):
         pipe.process(live[i:i + 10])
     cpu = time.process_time() - c0
+    pipe = Pipeline(cfg, cal)
+    tracemalloc.start()
+    for i in range(0, live_n, 10):
+        pipe.process(live[i:i + 10])
     held = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     share = cpu / (live_n / 100.0)
     print(f"live loop, 100 Hz in 10-sample chunks: {cpu:.2f} CPU s for {args.live_min:g} min "
           f"of data = {share * 100:.2f}% of one core ({cpu / (live_n / 10) * 1e6:.0f} µs per "
-          "call; tracemalloc on)")
+          "call)")
     print(f"memory held by the pipeline after {args.live_min:g} min of live feeding: "
           f"{held / 1024:.0f} KiB")
-    per = statistics.median
-    del per
     print(f"process peak RSS so far: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (holds the "
           "simulated day and its noiseless copy)")

@@ -10,7 +10,6 @@ slow, line-by-line pass run over that block, to name exactly which line is wrong
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +84,8 @@ def _fast_block(text: str, nlines: int, cols: list[int]) -> np.ndarray | None:
         text = text.replace(",,", ",nan,").replace(",,", ",nan,")
         text = text.replace(",\r\n", ",nan\n").replace(",\n", ",nan\n")
     try:
-        arr = np.loadtxt(io.StringIO(text), delimiter=",", usecols=cols, ndmin=2,
+        # a list of lines parses about twice as fast as a StringIO of the same text
+        arr = np.loadtxt(text.splitlines(), delimiter=",", usecols=cols, ndmin=2,
                          dtype=float)
     except ValueError:
         return None
