@@ -88,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rsub = record.add_subparsers(dest="record_command", metavar="SUBCOMMAND")
     export = rsub.add_parser("export", help="convert a recording to the DESIGN A1 CSV")
     add_common(export, config=False)
-    export.add_argument("file", metavar="FILE", help="recording to convert")
+    export.add_argument("file", metavar="FILE", nargs="+",
+                        help="recording(s) to convert; several files of one session are "
+                             "joined in time order")
     export.add_argument("--csv", required=True, metavar="OUT",
                         help="CSV to write (gzip-compressed if it ends in .gz)")
     export.set_defaults(func=cmd_export)

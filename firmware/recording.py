@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
+import math
 import os
 import struct
 import zlib
@@ -319,9 +321,34 @@ def read_recording(path: str | Path) -> Recording:
     return rec
 
 
-def export_csv(src: str | Path, out: str | Path) -> tuple[int, Recording]:
-    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz); returns (rows, recording)."""
-    rec = read_recording(src)
+def read_many(paths: list[str | Path]) -> Recording:
+    """Several recordings of one session (e.g. the edge's hourly files) as one, in time
+    order; they must not overlap, since the CSV's t has to increase."""
+    pairs = sorted(((read_recording(p), p) for p in paths),
+                   key=lambda rp: rp[0].chunk.t[0] if len(rp[0].chunk) else math.inf)
+    recs = [r for r, _p in pairs]
+    if len(recs) == 1:
+        return recs[0]
+    if len({bool(r.header.get("gyro", True)) for r in recs}) > 1:
+        raise RecordingError("some recordings have a gyro and some do not; export them "
+                             "separately")
+    filled = [(r.chunk, p) for r, p in pairs if len(r.chunk)]
+    for (a, pa), (b, pb) in itertools.pairwise(filled):
+        if b.t[0] <= a.t[-1]:
+            raise RecordingError(f"{pb} overlaps {pa} in time (another boot or session?); "
+                                 "export them one by one")
+    chunks = [c for c, _p in filled]
+    merged = Recording(recs[0].header, SampleChunk.concat(chunks) if chunks else recs[0].chunk,
+                       [e for r in recs for e in r.events], sum(r.blocks for r in recs),
+                       sum(r.skipped_bytes for r in recs), any(r.torn_tail for r in recs))
+    merged.notes = [n for r in recs for n in r.notes]
+    return merged
+
+
+def export_csv(src: str | Path | list[str | Path], out: str | Path) -> tuple[int, Recording]:
+    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz); returns (rows, recording).
+    ``src`` may be a list of recordings of one session, joined in time order."""
+    rec = read_many(src if isinstance(src, list) else [src])
     out = Path(out)
     c = rec.chunk
     cols = [c.t[:, None], c.acc]

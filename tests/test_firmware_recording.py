@@ -195,3 +195,23 @@ def test_scenario_recording_carries_the_simulated_motion(tmp_path: Path) -> None
         # timing within a few ms and 1 LSB (0.122 mg) of quantisation
         error = np.abs(chunk.acc[:, axis] - expected)
         assert np.median(error) < 1e-3 and np.percentile(error, 99) < 5e-3
+
+
+def test_export_joins_the_files_of_one_session(tmp_path: Path) -> None:
+    clock = Clock()
+    reader = open_sensor(SensorConfig(), emulate="lsm6dso", motion=Wobble(), clock=clock)
+    parts = []
+    for i in range(3):                                   # like the edge's rotating files
+        path = tmp_path / f"raw-{i}.ssrec"
+        with RecordingWriter(path, default_header(reader.info), fsync=False) as w:
+            for _ in range(8):
+                clock.now += 0.25
+                w.write(*reader.poll())
+        parts.append(path)
+    out = tmp_path / "all.csv"
+    assert main(["record", "export", str(parts[2]), str(parts[0]), str(parts[1]),
+                 "--csv", str(out)]) == 0
+    t = np.loadtxt(out, delimiter=",", skiprows=1)[:, 0]
+    assert len(t) == sum(len(read_recording(p).chunk) for p in parts)
+    assert np.all(np.diff(t) > 0)
+    assert main(["record", "export", str(parts[0]), str(parts[0]), "--csv", str(out)]) == 1
