@@ -70,8 +70,10 @@ class FaultPlan:
         return self
 
     @classmethod
-    def parse(cls, text: str) -> FaultPlan:
-        plan = cls()
+    def parse(cls, text: str, *, nack_errno: int = errno.EREMOTEIO) -> FaultPlan:
+        """The text form above; ``nack_errno=errno.ENXIO`` mimics adapters other than
+        the Pi's."""
+        plan = cls(nack_errno=nack_errno)
         for part in filter(None, (p.strip() for p in text.split(","))):
             m = _SPEC.match(part)
             if not m or m["kind"] not in KINDS:
