@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mount-slip", type=float, default=0.0, metavar="DEG",
                    help="let the clip turn this far on the back over the recording, while "
                         "the wearer moves (a stale calibration; default 0)")
+    p.add_argument("--knocks", type=float, default=4.0, metavar="PER_H",
+                   help="bumps (desk, chair, cable tug: 0.2–1 g for a fraction of a second) "
+                        "per hour of still activity (default 4; 0 for none)")
     p.add_argument("--ideal-sensor", action="store_true",
                    help="no noise, bias, scale error or quantisation")
     p.add_argument("--t0", type=float, default=0.0, metavar="S",
@@ -137,7 +140,7 @@ def _one(args: argparse.Namespace, seed: int, labels: dict[str, float]) -> None:
         sim = simulate(args.scenario, seed, rate_hz=args.rate, accel_only=args.accel_only,
                        duration_s=args.duration, labels=labels, mounting=args.mounting,
                        sensor=sensor, t0=args.t0, gaps=args.gap, jitter_s=args.jitter / 1000.0,
-                       mount_slip_deg=args.mount_slip)
+                       mount_slip_deg=args.mount_slip, knocks_per_h=args.knocks)
         csv_path, truth_path = sim.write(out)
         plot = ""
         if args.plot:

@@ -198,7 +198,8 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
              duration_s: float | None = None, labels: dict | None = None,
              mounting: str | np.ndarray = "random", sensor: SensorModel | None = None,
              t0: float = 0.0, gaps: list[tuple[float, float]] | None = None,
-             jitter_s: float = 0.0, mount_slip_deg: float = 0.0) -> Simulation:
+             jitter_s: float = 0.0, mount_slip_deg: float = 0.0,
+             knocks_per_h: float = 4.0) -> Simulation:
     """Simulate ``scenario`` (a key of `SCENARIOS`) deterministically from ``seed``.
 
     ``labels`` overrides the truth definition (threshold_deg, release_deg, delay_s,
@@ -211,6 +212,8 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     periods so ``t`` stays increasing) while the motion stays regularly sampled.
     ``mount_slip_deg`` lets the clip turn that far on the back over the recording, while
     the wearer moves (`trunk.slip_mounting`): a stale calibration to detect.
+    ``knocks_per_h`` scatters bumps (0.2–1 g, damped 4–12 Hz, ~0.1–0.5 s) over the still
+    segments: brief accelerations that change no posture and must raise nothing.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of "
@@ -222,8 +225,9 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     n = int(np.floor(duration * rate_hz + 1e-9))
     if n < 2:
         raise ValueError(f"duration_s {duration} is too short: need at least two samples")
-    if jitter_s < 0:
-        raise ValueError(f"jitter_s must not be negative, got {jitter_s}")
+    if jitter_s < 0 or knocks_per_h < 0:
+        raise ValueError(f"jitter_s ({jitter_s}) and knocks_per_h ({knocks_per_h}) must "
+                         "not be negative")
     for start, length in gaps or ():
         if length <= 0 or start < 0:
             raise ValueError(f"gap ({start}, {length}): start must be >= 0 and length > 0")
@@ -236,6 +240,8 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
     spec.program(tl, duration)
     tl.segments = [s for s in tl.segments if s.start < duration]
     tl.segments[-1].end = duration
+    if knocks_per_h > 0:
+        tl.add_knocks(knocks_per_h, duration)
 
     tq = np.arange(n) / rate_hz
     acc_true, gyro_true, euler = render(tl, np.random.default_rng(seqs[1]), duration, tq,
@@ -275,6 +281,7 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
         "label_params": params.to_dict(),
+        "knocks": [{"t": round(k.t + t0, 4), "peak_g": round(k.peak_g, 3)} for k in tl.knocks],
     }
     codes = np.array([POSTURES.index(s.posture) for s in tl.segments], dtype=np.int8)
     seg_idx = np.searchsorted([s.start for s in tl.segments], tq, side="right") - 1

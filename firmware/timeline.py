@@ -46,6 +46,18 @@ class Segment:
 
 
 @dataclass
+class Knock:
+    """A bump (the desk, the chair, a cable tug): a damped oscillation of the body's
+    position, felt as a brief acceleration; the posture does not change."""
+
+    t: float
+    peak_g: float
+    freq_hz: float
+    decay_s: float
+    direction: tuple[float, float, float]  # unit vector, heading frame
+
+
+@dataclass
 class Walk:
     start: float
     end: float
@@ -65,6 +77,7 @@ class Timeline:
         self.sway = [Track(a) for a in SWAY["still"]]
         self.walk_env = Track(0.0)
         self.walks: list[Walk] = []
+        self.knocks: list[Knock] = []
         self.segments: list[Segment] = []
         self.calibration_info: dict[str, Any] = {}
         self.seated = True
@@ -97,6 +110,23 @@ class Timeline:
         self._move(self.lean, self.now, ramp, lean)
         self._sway_to(sway, min(1.0, duration))
         self._push(activity, posture, duration, **info)
+
+    def add_knocks(self, per_hour: float, end: float) -> None:
+        """Scatter bumps over the still-ish segments (sitting, standing, lying; never
+        during calibration, which the wearer keeps deliberately still)."""
+        still = [s for s in self.segments if s.start < end and s.activity in (
+            "sitting_upright", "typing", "slouch", "recline", "armrest_lean", "standing",
+            "lying")]
+        total = sum(min(s.end, end) - s.start for s in still)
+        count = int(self.rng.poisson(per_hour * total / 3600.0)) if total > 0 else 0
+        for _ in range(count):
+            seg = still[int(self.rng.choice(len(still), p=np.array(
+                [min(s.end, end) - s.start for s in still]) / total))]
+            direction = self.rng.normal(size=3)
+            self.knocks.append(Knock(
+                self.u(seg.start, min(seg.end, end)), self.u(0.2, 1.0), self.u(4.0, 12.0),
+                self.u(0.03, 0.1), tuple(direction / np.linalg.norm(direction))))
+        self.knocks.sort(key=lambda k: k.t)
 
     # -- sitting -----------------------------------------------------------------------
     def still_upright(self, duration: float) -> None:

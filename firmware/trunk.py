@@ -59,11 +59,35 @@ def _gait(tl: Timeline, tq: np.ndarray, flex: kin.Sig, lean: kin.Sig, yaw: kin.S
         sig.add_at(idx, osc(key, harmonic, offset))
 
 
-def _chunk(tl: Timeline, sways: list[kin.Sway],
+def _breathing(tq: np.ndarray, breath: tuple[float, float, kin.Sway, kin.Sway]) -> kin.Sig:
+    """Chest and upper back rise and fall with each breath: ~0.25° of flexion at 12–18
+    breaths a minute, the rhythm and depth varying a little."""
+    freq, phase0, wander, depth = breath
+    w = wander.evaluate(tq).scale(0.6)
+    phase = kin.Sig(2 * np.pi * freq * tq + phase0 + w.v, 2 * np.pi * freq + w.d1, w.d2)
+    ones = kin.Sig(np.ones_like(tq), np.zeros_like(tq), np.zeros_like(tq))
+    env = ones + depth.evaluate(tq).scale(0.2)
+    return kin.oscillation(env, np.float64(0.25), phase, 1.0, 0.0)
+
+
+def _knocks(tl: Timeline, tq: np.ndarray, hip: np.ndarray) -> None:
+    """Add each bump's damped oscillation to the hip acceleration (in place)."""
+    if not len(tq):
+        return
+    for k in tl.knocks:
+        a, b = np.searchsorted(tq, [k.t, k.t + 6 * k.decay_s])
+        if b <= a:
+            continue
+        tau = tq[a:b] - k.t
+        pulse = k.peak_g * np.exp(-tau / k.decay_s) * np.sin(2 * np.pi * k.freq_hz * tau)
+        hip[a:b] += pulse[:, None] * np.asarray(k.direction)
+
+
+def _chunk(tl: Timeline, sways: list[kin.Sway], breath: tuple,
            tq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     amp = [track.evaluate(tq) for track in tl.sway]
     flex = (tl.flex.evaluate(tq) + amp[0] * sways[0].evaluate(tq)
-            + amp[3] * sways[3].evaluate(tq))
+            + amp[3] * sways[3].evaluate(tq) + _breathing(tq, breath))
     lean = tl.lean.evaluate(tq) + amp[1] * sways[1].evaluate(tq)
     yaw_base = tl.yaw.evaluate(tq)
     yaw = yaw_base + amp[2] * sways[2].evaluate(tq) + amp[3] * sways[4].evaluate(tq)
@@ -72,6 +96,7 @@ def _chunk(tl: Timeline, sways: list[kin.Sway],
     hip[:, 2] = tl.hip_z.evaluate(tq).d2 / kin.G
     if tl.walks:
         _gait(tl, tq, flex, lean, yaw, hip, sways[5:7])
+    _knocks(tl, tq, hip)
     rad = np.pi / 180.0
     acc, gyro = kin.body_motion(yaw.scale(rad), flex.scale(rad), lean.scale(rad),
                                 yaw_base.v * rad, hip)
@@ -89,11 +114,14 @@ def render(tl: Timeline, rng: np.random.Generator, duration: float, tq: np.ndarr
              kin.Sway(rng, duration, knot_s=0.1, smooth_s=0.08),
              kin.Sway(rng, duration, knot_s=1.0, smooth_s=3.0),  # gait phase wander
              kin.Sway(rng, duration, knot_s=1.0, smooth_s=2.0)]  # gait amplitude
+    breath = (rng.uniform(0.2, 0.3), rng.uniform(0, 2 * np.pi),
+              kin.Sway(rng, duration, knot_s=2.0, smooth_s=5.0),
+              kin.Sway(rng, duration, knot_s=4.0, smooth_s=10.0))
     acc, gyro = np.empty((len(tq), 3), np.float32), np.empty((len(tq), 3), np.float32)
     euler = np.empty((len(tq), 3))
     for start in range(0, len(tq), CHUNK):
         sl = slice(start, start + CHUNK)
-        acc_body, gyro_body, euler[sl] = _chunk(tl, sways, tq[sl])
+        acc_body, gyro_body, euler[sl] = _chunk(tl, sways, breath, tq[sl])
         for j in range(3):  # row-wise Mᵀ·v, body → sensor (10x faster than `@` here)
             acc[sl, j] = (acc_body[:, 0] * mount[0, j] + acc_body[:, 1] * mount[1, j]
                           + acc_body[:, 2] * mount[2, j])

@@ -703,3 +703,35 @@ def test_cli_count_and_plot(tmp_path, capsys):
         assert truth["seed"] == seed
     assert main(["simulate", "--count", "2", "--out", str(tmp_path / "x.csv")]) == 2
     assert "{seed}" in capsys.readouterr().err
+
+
+def test_knocks_are_brief_accelerations_that_change_no_posture():
+    calm = simulate("mixed", 6, knocks_per_h=0.0, sensor=SensorModel.ideal())
+    bumpy = simulate("mixed", 6, knocks_per_h=30.0, sensor=SensorModel.ideal())
+    assert calm.truth["knocks"] == [] and len(bumpy.truth["knocks"]) >= 15
+    np.testing.assert_array_equal(bumpy.flexion_true, calm.flexion_true)
+    assert bumpy.truth["slouch_episodes"] == calm.truth["slouch_episodes"]
+    assert bumpy.truth["segments"] == calm.truth["segments"]
+    cal = calm.truth["calibration"]
+    diff = np.linalg.norm(bumpy.acc_true.astype(float) - calm.acc_true, axis=1)
+    near = np.zeros(len(diff), bool)
+    for knock in bumpy.truth["knocks"]:
+        assert not cal["start"] <= knock["t"] <= cal["end"]
+        a = at(bumpy, knock["t"])
+        near[a:a + 60] = True
+        assert 0.25 * knock["peak_g"] < diff[a:a + 60].max() <= knock["peak_g"] + 1e-3
+    assert diff[~near].max() < 1e-6, "nothing changes away from the bumps"
+
+
+def test_breathing_shows_in_the_flexion_at_12_to_18_per_minute(mixed):
+    seg = max((s for s in mixed.truth["segments"] if s["activity"] in ("sitting_upright",
+                                                                        "typing")),
+              key=lambda s: s["end"] - s["start"])
+    a, b = at(mixed, seg["start"] + 5), at(mixed, seg["end"] - 2)
+    x = mixed.flexion_true[a:b] - mixed.flexion_true[a:b].mean()
+    freqs = np.fft.rfftfreq(len(x), 1.0 / mixed.rate_hz)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    band = (freqs > 0.15) & (freqs < 0.6)
+    assert 0.19 <= freqs[band][np.argmax(power[band])] <= 0.31
+    assert power[(freqs > 0.18) & (freqs < 0.32)].sum() > 3 * power[(freqs > 0.35)
+                                                                  & (freqs < 0.6)].sum()
