@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from spinesense.analysis import tune
 
+from spinesense.cli import main
+from spinesense.config import load
 
-def test_overlaps_matches_brute_force() -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        b_starts = np.sort(rng.uniform(0, 1000, 15))
-        b = np.column_stack([b_starts, b_starts + rng.uniform(0.1, 5, 15)])
-        b = b[np.r_[True, b[1:, 0] > b[:-1, 1]]]  # keep them disjoint
-        a0 = rng.uniform(0, 1000, 30)
-        a = np.column_stack([a0, a0 + rng.uniform(0.1, 20, 30)])
-        brute = [(bool(((b[:, 0] < e) & (b[:, 1] > s)).any())) for s, e in a]
-        assert tune.overlaps(a, b).tolist() == brute
+
+def test_episode_matching_is_one_to_one() -> None:
+    true = np.array([[10, 20], [30, 40], [50, 60], [100, 110]], float)
+    # one long detection over three labelled episodes finds one of them; a stray one
+    # is a false positive; touching ends do not overlap
+    pred = np.array([[5, 55], [70, 80], [110, 120]], float)
+    pi, tj = tune.match_episodes(pred, true)
+    assert pi.tolist() == [0] and tj.tolist() == [0]
+    pred = np.array([[12, 14], [15, 18], [35, 45], [99, 101]], float)
+    pi, tj = tune.match_episodes(pred, true)
+    assert list(zip(pi.tolist(), tj.tolist(), strict=True)) == [(0, 0), (2, 1), (3, 3)]
 
 
 def test_prf_edge_cases() -> None:
@@ -76,3 +81,82 @@ def test_metric_episodes_at_interval_resolution() -> None:
     assert ep.alert.tolist() == [25, 55]
     ep = tune.metric_episodes(f, {"threshold_deg": 21, "delay_s": 5, "release_deg": 18})
     assert ep.intervals().tolist() == [[20, 30], [40, 50], [80, 90]]
+
+
+@pytest.fixture(scope="module")
+def labelled_days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two simulated 8-hour workdays whose truth was labelled with threshold 20°,
+    release 17° and delay 8 s (not the defaults 15°/12°/5 s)."""
+    from spinesense.firmware.simulator import simulate
+
+    folder = tmp_path_factory.mktemp("tune")
+    paths = []
+    for seed in (1, 2):
+        sim = simulate("workday", seed=seed, rate_hz=25, labels=LABELS)
+        paths.append(sim.write(folder / f"day{seed}.csv")[0])
+    return paths
+
+
+LABELS = {"threshold_deg": 20.0, "release_deg": 17.0, "delay_s": 8.0}
+
+
+@pytest.mark.slow
+def test_tune_recovers_the_labelling_parameters(labelled_days: list[Path],
+                                                tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tuning"
+    argv = ["tune", *map(str, labelled_days), "--truth", "--alert-budget", "20/h",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0  # default grids: --thresholds 10:30:20 --delays 1:10:10
+    printed = capsys.readouterr().out
+    snippet = tomllib.loads((out / "recommended.toml").read_text())
+    assert abs(snippet["slouch"]["threshold_deg"] - LABELS["threshold_deg"]) <= 2.0
+    assert abs(snippet["slouch"]["delay_s"] - LABELS["delay_s"]) <= 1.0
+    assert snippet["slouch"]["release_deg"] < snippet["slouch"]["threshold_deg"]
+    load(None, overrides=snippet)  # the snippet is a valid config
+    with (out / "slouch_sweep.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 200
+    best_f1 = max(float(r["f1"]) for r in rows)
+    assert best_f1 > 0.9
+    # the defaults (15°, 5 s) are clearly worse against these labels
+    default = min((r for r in rows if float(r["delay_s"]) == 5),
+                  key=lambda r: abs(float(r["threshold_deg"]) - 15))
+    assert float(default["f1"]) < best_f1 - 0.05
+    assert "recommended" in printed and "current config" in printed
+    png = (out / "slouch_tradeoff.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+@pytest.mark.slow
+def test_tune_sitting_sweep_and_budget(labelled_days: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "tuning"
+    assert main(["tune", str(labelled_days[0]), "--truth", "--thresholds", "16:24:5",
+                 "--delays", "4,8,12", "--sitting-limits", "20:40:5", "--breaks", "60,90",
+                 "--alert-budget", "1/h", "--no-progress", "--out", str(out)]) == 0
+    summary = (out / "summary.txt").read_text()
+    with (out / "sitting_sweep.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 10
+    best = max(rows, key=lambda r: float(r["f1"]))
+    assert float(best["limit_min"]) == 30 and float(best["f1"]) > 0.6  # the labelled 30 min
+    # a 1 alert/h budget: the recommendation respects it (or says none does)
+    snippet = tomllib.loads((out / "recommended.toml").read_text())
+    chosen = next(r for r in csv.DictReader((out / "slouch_sweep.csv").open())
+                  if float(r["threshold_deg"]) == snippet["slouch"]["threshold_deg"]
+                  and float(r["delay_s"]) == snippet["slouch"]["delay_s"])
+    assert float(chosen["alerts_per_h"]) <= 1.0 or "no setting stays within" in summary
+    assert snippet["sitting"]["limit_min"] == 30
+
+
+def test_tune_errors_are_clear(tmp_path: Path, capsys) -> None:
+    rec = tmp_path / "r.csv"
+    rec.write_text("t,ax,ay,az,gx,gy,gz\n0,0,0,1,0,0,0\n")
+    assert main(["tune", str(rec), "--out", str(tmp_path / "o")]) == 2
+    assert "labels are needed" in capsys.readouterr().err
+    assert main(["tune", str(rec), "--truth", "--out", str(tmp_path / "o")]) == 2
+    assert "r.truth.json: truth file not found" in capsys.readouterr().err
+    assert main(["tune", str(rec), "--truth", "--thresholds", "30:10:5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--thresholds '30:10:5'" in capsys.readouterr().err
+    assert main(["tune", "--from-influx", "--out", str(tmp_path / "o")]) == 2
+    assert "--from-influx needs --device" in capsys.readouterr().err
