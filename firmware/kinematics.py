@@ -119,8 +119,13 @@ class Sway:
         self.knot_s, self.n = knot_s, n
         self.origin = -4 * knot_s
         grid = self.origin + np.arange(n) * knot_s
-        raw = gaussian_filter1d(rng.standard_normal(n), smooth_s / knot_s, mode="wrap")
-        raw /= max(float(np.std(raw)), 1e-12)
+        sigma = smooth_s / knot_s
+        raw = gaussian_filter1d(rng.standard_normal(n), sigma, mode="wrap")
+        # unit variance by the filter's own gain (not the sample's spread), so a short
+        # recording gets a slice of the same process, not an inflated one
+        impulse = np.zeros(8 * int(np.ceil(sigma)) + 1)
+        impulse[len(impulse) // 2] = 1.0
+        raw /= np.sqrt(np.sum(gaussian_filter1d(impulse, sigma) ** 2))
         self.coef = CubicSpline(grid, raw).c  # (4, n-1): polynomials in (t - grid[i])
 
     def evaluate(self, t: np.ndarray) -> Sig:

@@ -36,15 +36,18 @@ __all__ = ["DEFAULT_LABELS", "POSTURES", "SCENARIOS", "LabelParams", "SensorMode
 class SensorModel:
     """Sensor imperfections, roughly an MPU-6050 at ±4 g / ±500 °/s with a 44 Hz DLPF.
 
-    Biases and scale errors are drawn per axis, uniformly within ± the given value.
+    Biases, scale errors and cross-axis couplings are drawn per axis, uniformly within ±
+    the given value; drifts are slow (tens of minutes) wanders of the bias, 1-σ.
     """
 
     accel_noise_g: float = 0.0035
     gyro_noise_dps: float = 0.07
     accel_bias_g: float = 0.03
     gyro_bias_dps: float = 2.0
-    gyro_drift_dps: float = 0.2  # slow (minutes) wander of the gyro bias, 1-σ
+    accel_drift_g: float = 0.003
+    gyro_drift_dps: float = 0.2
     scale_error: float = 0.02
+    cross_axis: float = 0.01
     accel_lsb_g: float = 1.0 / 8192.0
     gyro_lsb_dps: float = 1.0 / 65.5
     accel_range_g: float = 4.0
@@ -53,7 +56,10 @@ class SensorModel:
     @classmethod
     def ideal(cls) -> SensorModel:
         """No noise, bias, scale error or quantisation: output equals the true motion."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, np.inf, np.inf)
+        return cls(accel_noise_g=0.0, gyro_noise_dps=0.0, accel_bias_g=0.0, gyro_bias_dps=0.0,
+                   accel_drift_g=0.0, gyro_drift_dps=0.0, scale_error=0.0, cross_axis=0.0,
+                   accel_lsb_g=0.0, gyro_lsb_dps=0.0, accel_range_g=np.inf,
+                   gyro_range_dps=np.inf)
 
 
 def _rot(axis: str, deg: float) -> np.ndarray:
@@ -168,12 +174,23 @@ def _mounting(mounting: str | np.ndarray, rng: np.random.Generator) -> np.ndarra
     return mount
 
 
-def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, noise: float, bias: float,
-                   scale: float, drift: float, lsb: float, full_scale: float,
-                   tq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale error, bias (+ slow drift), white noise, quantisation and clipping."""
+def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, sensor: SensorModel,
+                   kind: str, tq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale error and cross-axis coupling, bias (+ slow drift), white noise,
+    quantisation and clipping; ``kind`` is "accel" or "gyro"."""
+    accel = kind == "accel"
+    noise, bias, drift, lsb, full_scale = (
+        (sensor.accel_noise_g, sensor.accel_bias_g, sensor.accel_drift_g, sensor.accel_lsb_g,
+         sensor.accel_range_g) if accel else
+        (sensor.gyro_noise_dps, sensor.gyro_bias_dps, sensor.gyro_drift_dps,
+         sensor.gyro_lsb_dps, sensor.gyro_range_dps))
     n = len(clean)
-    out = clean * (1.0 + rng.uniform(-scale, scale, 3))
+    gain = np.diag(1.0 + rng.uniform(-sensor.scale_error, sensor.scale_error, 3))
+    gain += rng.uniform(-sensor.cross_axis, sensor.cross_axis, (3, 3)) * (1.0 - np.eye(3))
+    out = np.empty((n, 3))
+    for i in range(3):  # out = clean · gainᵀ, by columns (fast for n x 3)
+        out[:, i] = clean[:, 0] * gain[i, 0] + clean[:, 1] * gain[i, 1] \
+            + clean[:, 2] * gain[i, 2]
     out += rng.uniform(-bias, bias, 3)
     if drift > 0:
         duration = float(tq[-1]) + 1.0 if n else 1.0
@@ -251,15 +268,11 @@ def simulate(scenario: str, seed: int, *, rate_hz: float = 100.0, accel_only: bo
         slip = slip_mounting(acc_true, gyro_true, tq, tl.segments, mount_slip_deg,
                              np.random.default_rng(seqs[6]))
         mount_end = mount @ slip
-    acc, sat = _sensor_errors(acc_true, np.random.default_rng(seqs[3]), sensor.accel_noise_g,
-                              sensor.accel_bias_g, sensor.scale_error, 0.0,
-                              sensor.accel_lsb_g, sensor.accel_range_g, tq)
+    acc, sat = _sensor_errors(acc_true, np.random.default_rng(seqs[3]), sensor, "accel", tq)
     gyro = None
     if not accel_only:
-        gyro, gsat = _sensor_errors(gyro_true, np.random.default_rng(seqs[4]),
-                                    sensor.gyro_noise_dps, sensor.gyro_bias_dps,
-                                    sensor.scale_error, sensor.gyro_drift_dps,
-                                    sensor.gyro_lsb_dps, sensor.gyro_range_dps, tq)
+        gyro, gsat = _sensor_errors(gyro_true, np.random.default_rng(seqs[4]), sensor,
+                                    "gyro", tq)
         sat |= gsat
     flexion_true = euler[:, 1].copy()
     t = tq + t0
