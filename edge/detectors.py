@@ -23,7 +23,7 @@ from spinesense.edge.slouch import Q, SlouchParams, SlouchState, close_open, det
 
 from spinesense.config import Config
 
-GYRO_HIGHPASS_HZ = 0.02   # removes the gyro's bias before integration
+GYRO_HIGHPASS_HZ = 0.005  # removes the gyro bias (drifting over minutes) before integration
 STALE_WINDOW_S = 30       # walking seconds per stale-calibration check
 UQ = 1_000_000            # unit vectors summed as exact integers
 

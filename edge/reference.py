@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 from spinesense.edge.calibration import Calibration
+from spinesense.edge.detectors import GYRO_HIGHPASS_HZ
 from spinesense.edge.features import (
     STEP_BAND_HZ,
     STEP_MIN_G,
@@ -50,7 +51,7 @@ class Biquads:
 
 def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
                   gravity_cutoff_hz: float = 0.5, flexion_cutoff_hz: float = 1.5,
-                  tau_s: float = 1.0, params: SlouchParams | None = None
+                  tau_s: float = 0.5, params: SlouchParams | None = None
                   ) -> list[dict[str, Any]]:
     """Slouch events of ``chunk`` (walking blocks slouching), computed sample by sample."""
     params = params or SlouchParams()
@@ -61,7 +62,7 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
     fast = [Biquads(lowpass(flexion_cutoff_hz)) for _ in range(3)]
     mag_lp = Biquads(lowpass(0.03, order=1))
     step_bp = Biquads(bandpass(*STEP_BAND_HZ))
-    rate_hp = Biquads(signal.butter(1, 0.02, "high", fs=TICK_HZ, output="sos"))
+    rate_hp = Biquads(signal.butter(1, GYRO_HIGHPASS_HZ, "high", fs=TICK_HZ, output="sos"))
     a_cf = tau_s / (tau_s + TICK_S)
     has_gyro = chunk.gyro is not None
     events: list[dict[str, Any]] = []

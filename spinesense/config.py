@@ -74,7 +74,7 @@ class PipelineConfig:
     flexion_cutoff_hz: float = opt(1.5, "Low-pass cutoff of the accelerometer's flexion angle "
                                    "(faster than gravity_cutoff_hz: less alert latency).",
                                    lo=0.1, hi=10.0)
-    gyro_time_constant_s: float = opt(1.0, "Complementary filter: below this time scale the "
+    gyro_time_constant_s: float = opt(0.5, "Complementary filter: below this time scale the "
                                       "gyro leads the flexion estimate, above it the "
                                       "accelerometer.", lo=0.05, hi=60.0)
     calibration_wait_s: float = opt(600.0, "Learning the calibration from data: after this "
