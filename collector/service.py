@@ -102,7 +102,7 @@ class Collector:
         self._writing = 0
         self._first_t = 0.0
         self._last_t = 0.0
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # not re-entrant: cheaper
         self._stop = threading.Event()
         self._gen = 0
         self._connected = threading.Event()
@@ -228,11 +228,15 @@ class Collector:
             try:
                 write_isolating(self.writer.write, lines, lambda i, why: bad.setdefault(i, why))
                 break
-            except RetryableError as exc:
+            except Exception as exc:  # anything unforeseen is retried too, never fatal
                 self.stats.retries += 1
-                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
-                log.log(level, "InfluxDB write of %d points failed (%s); retrying in %.1fs",
-                        len(lines), exc, backoff)
+                if isinstance(exc, RetryableError):
+                    level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
+                    log.log(level, "InfluxDB write of %d points failed (%s); retrying in "
+                            "%.1fs", len(lines), exc, backoff)
+                else:
+                    log.exception("unexpected error writing %d points; retrying in %.1fs",
+                                  len(lines), backoff)
                 if give_up_at is not None and time.monotonic() + backoff > give_up_at:
                     return False
                 if self._stop.wait(backoff) and give_up_at is None:
