@@ -204,9 +204,10 @@ def _sensor_errors(clean: np.ndarray, rng: np.random.Generator, sensor: SensorMo
         out += white
         del white
     if lsb > 0:
-        np.round(out / lsb, out=out)
+        out *= 1.0 / lsb
+        np.rint(out, out=out)
         out *= lsb
-    saturated = np.any(np.abs(out) >= full_scale, axis=1)
+    saturated = (np.abs(out) >= full_scale).any(axis=1)
     np.clip(out, -full_scale, full_scale, out=out)
     return out, saturated
 
