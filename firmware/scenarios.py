@@ -184,6 +184,11 @@ def _slouch_body(tl: Timeline) -> None:
     tl.slouch(tl.u(8.0, 90.0))
 
 
+def _marginal_body(tl: Timeline) -> None:
+    (tl.typing if tl.rng.random() < 0.5 else tl.sit)(tl.u(15.0, 40.0))
+    tl.slouch(tl.u(20.0, 120.0), depth=tl.u(11.0, 19.0), ramp=tl.u(3.0, 10.0))
+
+
 def _reach_body(tl: Timeline) -> None:
     (tl.typing if tl.rng.random() < 0.5 else tl.sit)(tl.u(10.0, 30.0))
     tl.reach()
@@ -256,6 +261,10 @@ SCENARIOS: dict[str, Scenario] = {
     "slouch_short": Scenario(
         "sitting with clear slouches (18–40°, held 8–90 s) between upright sitting and "
         "typing", 12 * MIN, _repeat(_slouch_body)),
+    "marginal": Scenario(
+        "leaning 11–19°, right around the threshold and release, for 20 s to 2 min: sway "
+        "and breathing make flexion hover across them (hysteresis, chattering)",
+        15 * MIN, _repeat(_marginal_body)),
     "reaches": Scenario(
         "sitting with deep (25–50°) reaches shorter than the 5 s delay: no slouch truth",
         6 * MIN, _repeat(_reach_body)),

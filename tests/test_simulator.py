@@ -94,7 +94,7 @@ def check_episodes(sim, truth: dict, flex: np.ndarray) -> None:
             assert t[stop - 1] - t[start] < delay - 1e-9, f"missed episode at {t[start]}"
 
 
-@pytest.mark.parametrize("name", ["slouch_short", "mixed", "calibration"])
+@pytest.mark.parametrize("name", ["slouch_short", "mixed", "calibration", "marginal"])
 def test_slouch_truth_matches_the_noiseless_flexion(name):
     sim = simulate(name, 11)
     flex = flexion_from_orientation(sim)
@@ -735,3 +735,15 @@ def test_breathing_shows_in_the_flexion_at_12_to_18_per_minute(mixed):
     assert 0.19 <= freqs[band][np.argmax(power[band])] <= 0.31
     assert power[(freqs > 0.18) & (freqs < 0.32)].sum() > 3 * power[(freqs > 0.35)
                                                                   & (freqs < 0.6)].sum()
+
+
+def test_marginal_leans_hover_around_the_threshold():
+    sim = simulate("marginal", 1)
+    holds = [s for s in sim.truth["segments"] if s["activity"] == "slouch"]
+    above = [s for s in holds if s["target_deg"] > 16.5]
+    below = [s for s in holds if s["target_deg"] < 13.5]
+    assert above and below
+    episodes = sim.truth["slouch_episodes"]
+    assert 0 < len(episodes) < len(holds), "some leans alert, some do not"
+    for seg in below:  # well below the threshold: never an episode
+        assert not any(seg["start"] <= e["onset"] <= seg["end"] for e in episodes)
