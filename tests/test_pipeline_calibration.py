@@ -116,3 +116,28 @@ def test_evaluate_prints_the_table(capsys) -> None:
     code = main(["evaluate", "--scenario", "calibration", "--seeds", "1", "--accel-only"])
     out = capsys.readouterr().out
     assert code == 0 and "ep_F1" in out and "calibration" in out and "walking" in out
+
+
+def test_live_commands_snooze_thresholds_recalibrate() -> None:
+    sim = simulate("sitting_long", 3, duration_s=2700)
+    cal = Calibration(sim.up_sensor, -sim.forward_sensor, method="test")
+    chunk = sim.chunk()
+    cut = int(np.searchsorted(sim.t, 1750.0))
+    pipe = Pipeline(Config(), cal)
+    recs = pipe.process(chunk[:cut])
+    pipe.snooze(10)  # 10 minutes from t=1750: the 30-min alert waits until 2350
+    pipe.set_thresholds(threshold_deg=60.0, release_deg=55.0)  # no more slouch alerts
+    recs += pipe.process(chunk[cut:]) + pipe.flush()
+    snoozed = next(r for r in recs if r["type"] == "snoozed")
+    assert snoozed["until"] == pytest.approx(1750.0 + 600.0, abs=0.1)
+    alert = next(r for r in recs if r["type"] == "sitting_alert")
+    assert alert["t"] == pytest.approx(snoozed["until"], abs=1.0)
+    assert not any(r["type"] == "slouch_start" and r["t"] > 1751 for r in recs)
+    with pytest.raises(ValueError, match="below"):
+        pipe.set_thresholds(release_deg=70.0)
+    pipe2 = Pipeline(Config(), cal)
+    pipe2.process(chunk[:cut])
+    pipe2.recalibrate()
+    recs2 = pipe2.process(chunk[cut:]) + pipe2.flush()
+    assert pipe2.calibration is not None
+    assert any(r["type"] == "calibrated" and r["t"] > 1750 for r in recs2)
