@@ -93,6 +93,10 @@ class SecondFeatures:
     transitions: list[Transition] = field(default_factory=list)
 
 
+def _norm_rows(v: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", v, v))
+
+
 def _unit_rows(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.where(n > 0, n, 1.0)
@@ -124,13 +128,13 @@ class FrontEnd:
         grav = self.f_grav.run(acc, starts)
         fast = self.f_fast.run(acc, starts)
         slow = self.f_slow.run(acc, starts)
-        mag = np.linalg.norm(acc, axis=1)[:, None]
+        mag = _norm_rows(acc)[:, None]
         a_vert = mag - self.f_mag.run(mag, starts)             # g, vertical to 1st order
         vert_bp = self.f_step.run(a_vert, starts)[:, 0]
         w = 2 * np.pi * LIFT_CUTOFF_HZ
         lift = self.f_lift.run(a_vert, starts)[:, 0] * (G / (w * w))
-        dyn_mg = np.linalg.norm(acc - grav, axis=1) * 1000.0
-        cos = np.einsum("ij,ij->i", _unit_rows(fast), _unit_rows(slow))
+        dyn_mg = _norm_rows(acc - grav) * 1000.0
+        cos = np.einsum("ij,ij->i", fast, slow) / (_norm_rows(fast) * _norm_rows(slow))
         lean = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         step = self._steps(tk.k, vert_bp, starts)
         return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, lift,
