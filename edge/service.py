@@ -218,7 +218,7 @@ class EdgeService:
         return {"state": "online", "version": __version__, "sensor": self.sensor_state,
                 "chip": self.reader.info.chip, "rate_hz": self.reader.info.rate_hz,
                 "spool_backlog": self.spool.backlog,
-                "dropped_events": self.spool.dropped_events, "synced": self.clock.synced,
+                "dropped_events": self.spool.dropped_events, "clock_synced": self.clock.synced,
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "commands_ok": self.commands.accepted,
                 "commands_refused": self.commands.rejected}

@@ -1,0 +1,59 @@
+"""The live loop's time handling, in process: unsynced stamps are flagged, then fixed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+from spinesense.edge.clock import WallClock
+from spinesense.edge.service import EdgeService
+
+from spinesense import schema
+from spinesense.config import Config
+from spinesense.devservers import free_port
+
+
+def _rows(svc: EdgeService) -> list[dict]:
+    return [json.loads(p) for _, _, p in svc.spool.fetch(0, 100_000)]
+
+
+def test_stamps_before_clock_sync_are_flagged_then_restamped(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()  # nobody listens: everything stays spooled
+    cfg.pipeline.calibration_wait_s = 10.0
+    svc = EdgeService(cfg, emulate="mpu6050", scenario="slouch_short", seed=1, speed=1000,
+                      duration_s=600)
+    synced = {"now": False}
+    wall = {"offset": 3600.0}  # the Pi booted thinking it is 1970-01-01T01:00
+    svc.clock = WallClock(svc.mono, lambda: wall["offset"] + svc.mono(),
+                          lambda: (synced["now"], "test"), recheck_s=5.0)
+    try:
+        for _ in range(4 * 200):  # 200 s of data
+            svc.tick()
+        before = _rows(svc)
+        assert len(before) >= 10
+        assert all(m["synced"] is False and m["ts"] < 10**10 for m in before)
+        # NTP steps the clock; the next check notices and re-stamps the spool
+        synced["now"] = True
+        wall["offset"] = 1_750_000_000.0
+        for _ in range(4 * 100):
+            svc.tick()
+        after = _rows(svc)
+        assert len(after) > len(before)
+        assert all("synced" not in m for m in after)
+        old = {m["seq"]: m for m in before}
+        for m in after:
+            if m["seq"] in old:  # same message, moved by exactly the clock step
+                shift = round((1_750_000_000.0 - 3600.0) * 1000)
+                assert abs(m["ts"] - old[m["seq"]]["ts"] - shift) <= 1
+                assert m["data"] == {k: v + shift if k in schema.TIME_KEYS else v
+                                     for k, v in old[m["seq"]]["data"].items()}
+        metrics = [m for m in after if m["type"] == "metric"]
+        gaps = {b["ts"] - a["ts"] for a, b in itertools.pairwise(metrics)}
+        assert gaps == {10_000}  # one metric per 10 s, continuous across the re-stamp
+        assert svc.status()["clock_synced"] is True
+    finally:
+        svc.spool.close()
+        svc.reader.close()
