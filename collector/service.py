@@ -106,6 +106,7 @@ class Collector:
         self._stop = threading.Event()
         self._gen = 0
         self._connected = threading.Event()
+        self._last_connect_warning = -1e9
         self._thread: threading.Thread | None = None
         self._stats_thread: threading.Thread | None = None
         self._stats_lines: deque[str] = deque(maxlen=10_000)
@@ -133,6 +134,7 @@ class Collector:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     def topics(self) -> list[str]:
@@ -158,6 +160,13 @@ class Collector:
                  self.cfg.mqtt.host, self.cfg.mqtt.port, self.client_id,
                  "resumed" if flags.session_present else "new", ", ".join(self.topics()))
         self._connected.set()
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_connect_warning > 30:
+            self._last_connect_warning = now
+            log.warning("cannot reach the MQTT broker at %s:%s; retrying",
+                        self.cfg.mqtt.host, self.cfg.mqtt.port)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self._connected.clear()

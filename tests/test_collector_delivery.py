@@ -214,3 +214,38 @@ def test_refused_points_are_isolated_and_dead_lettered(
     assert json.loads(records[0]["payload"])["seq"] == 1
     assert collector.terminate() == 0
     pub.close()
+
+
+def test_collector_waits_for_the_broker_and_survives_its_restart(
+        influxd, unique_db, unique_device, tmp_path: Path):
+    from spinesense.devservers import Mosquitto, free_port
+
+    port = free_port()
+    cfg = write_config(tmp_path / "c.toml", mqtt_port=port, influx_url=influxd.url,
+                       db=unique_db, collector={"group": ""})
+    collector = CollectorProc(cfg, "w", tmp_path).spawn()
+    collector.wait_ready("cannot reach the MQTT broker", 20)  # says so, keeps trying
+    broker = Mosquitto(tmp_path / "late-broker", port=port).start()
+    try:
+        collector.wait_ready("subscribed to", 40)
+        base = int(time.time() * 1000) - 3_600_000
+        pub = Publisher(port)
+        for seq in range(100):
+            pub.publish(f"spinesense/{unique_device}/events",
+                        event(unique_device, seq, base + seq))
+        pub.wait_acked()
+        pub.close()
+        broker.stop()  # a broker restart: the collector reconnects and resubscribes
+        broker.start()
+        pub = Publisher(port)
+        for seq in range(100, 200):
+            pub.publish(f"spinesense/{unique_device}/events",
+                        event(unique_device, seq, base + seq))
+        pub.wait_acked()
+        wait_for(lambda: count_points(influxd, unique_db, "posture_event") >= 200, 60,
+                 what="events from before and after the broker restart")
+        assert stored_seqs(influxd, unique_db, unique_device) == list(range(200))
+        assert collector.terminate() == 0
+        pub.close()
+    finally:
+        broker.stop()
