@@ -79,7 +79,7 @@ def huge_value(draw):
     elif choice == 3:
         msg["seq"] = draw(st.integers(2**63, 2**80))
     else:
-        msg["data"]["note"] = "x" * draw(st.integers(257, 5000))
+        msg["data"]["note"] = "x" * draw(st.integers(1025, 5000))
     return f"spinesense/{dev}/events", dumps(msg)
 
 
