@@ -200,7 +200,8 @@ def plot_timeline(ds: Dataset, clock: Clock) -> Figure:
     alerts = [e["t"] for e in ds.of_type("sitting_alert", "sitting_reminder")]
     if alerts:
         ax.plot(clock(alerts), np.full(len(alerts), rows.index("sitting") + 0.52),
-                "v", color=SLOUCH_COLOR, markersize=6, label="sitting alert", clip_on=False)
+                "v", color=SLOUCH_COLOR, markersize=6, label="sitting alert or reminder",
+                clip_on=False)
     breaks = [e["t"] for e in ds.of_type("sitting_break")]
     if breaks:
         ax.plot(clock(breaks), np.full(len(breaks), rows.index("standing") + 0.5), "|",
