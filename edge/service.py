@@ -128,7 +128,7 @@ class EdgeService:
 
     def __init__(self, cfg: Config, *, emulate: str | None = None, scenario: str | None = None,
                  seed: int = 0, speed: float = 1.0, duration_s: float | None = None,
-                 drain_timeout_s: float = 60.0, pin_factory: Any = None):
+                 drain_timeout_s: float = 60.0, pin_factory: Any = None, bus: Any = None):
         self.cfg = cfg
         self.speed = speed
         self.duration_s = duration_s
@@ -149,7 +149,7 @@ class EdgeService:
             self.vclock = None
             self.mono = time.monotonic
             self.clock = WallClock(self.mono)
-        self.reader = self._open_sensor(emulate, scenario, seed)
+        self.reader = self._open_sensor(emulate, scenario, seed, bus)
         self.pipeline = self._open_pipeline()
         spool_path = cfg.spool.path or str(cfg.state_dir / "spool.sqlite3")
         self.spool = Spool(os.path.expanduser(spool_path), max_mb=cfg.spool.max_mb,
@@ -176,11 +176,11 @@ class EdgeService:
         self.counts = {"events": 0, "metrics": 0}
 
     # -- parts --------------------------------------------------------------------------
-    def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int):
+    def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int, bus: Any):
         from spinesense.firmware import open_sensor
 
-        if not emulate:
-            return open_sensor(self.cfg.sensor, clock=self.mono)
+        if not emulate:  # the I2C bus (or an smbus2-shaped stand-in), in real time
+            return open_sensor(self.cfg.sensor, bus=bus, clock=self.mono)
         from spinesense.firmware.motion import StaticMotion
 
         if scenario:
@@ -346,25 +346,26 @@ class EdgeService:
                  "emulated sensor" if self.vclock else "I2C sensor", interval,
                  f", speed {self.speed:g}x" if self.vclock else "",
                  f", for {self.duration_s:g} s" if self.duration_s else "")
-        real0 = time.monotonic()
         t0 = self.mono()
-        ticks = 0
+        step = interval / self.speed if self.vclock else interval
+        next_tick = time.monotonic()
         lag_warned = False
         while self.stop_reason is None:
             self.tick()
-            ticks += 1
-            elapsed = self.mono() - t0 if self.vclock else time.monotonic() - real0
-            if self.duration_s is not None and elapsed >= self.duration_s - 1e-9:
+            now = time.monotonic()
+            if self.duration_s is not None and self.mono() - t0 >= self.duration_s - 1e-9:
                 self.stop_reason = "duration reached"
                 break
-            target = real0 + ticks * interval / (self.speed if self.vclock else 1.0)
-            delay = target - time.monotonic()
+            next_tick += step
+            delay = next_tick - now
             if delay > 0:
                 time.sleep(delay)
+            elif self.vclock is None:
+                next_tick = now  # a real sensor's FIFO holds the backlog: no catching up
             elif delay < -5.0 and not lag_warned:
                 lag_warned = True
-                log.warning("the loop runs %.1f s behind real time; it catches up as fast as "
-                            "it can (lower --speed?)", -delay)
+                log.warning("the loop runs %.1f s behind --speed %g; it catches up as fast "
+                            "as it can", -delay, self.speed)
         return self.shutdown()
 
     def shutdown(self) -> int:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
-from spinesense.edge.clock import WallClock
+from spinesense.edge.clock import WallClock, detect_sync
 from spinesense.edge.service import EdgeService
 
 from spinesense import schema
 from spinesense.config import Config
-from spinesense.devservers import free_port
+from spinesense.devservers import Mosquitto, free_port
 
 
 def _rows(svc: EdgeService) -> list[dict]:
@@ -57,3 +58,28 @@ def test_stamps_before_clock_sync_are_flagged_then_restamped(tmp_path: Path) -> 
     finally:
         svc.spool.close()
         svc.reader.close()
+
+
+def test_real_time_loop_on_an_smbus_stand_in(tmp_path: Path, mosquitto: Mosquitto,
+                                             unique_device: str) -> None:
+    """The hardware code path: monotonic clock, real pacing, wall clock from the system."""
+    from spinesense.firmware.emulated_chips import make_chip
+    from spinesense.firmware.emulator import EmulatedBus
+    from spinesense.firmware.motion import StaticMotion
+
+    cfg = Config()
+    cfg.device.id = unique_device
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", mosquitto.port
+    bus = EmulatedBus(1)  # time.monotonic, like the real bus
+    bus.attach(make_chip("mpu6050", StaticMotion()))
+    svc = EdgeService(cfg, duration_s=3.0, bus=bus)
+    assert isinstance(svc.clock, WallClock)  # the system clock, trusted once synced
+    assert svc.clock.synced == detect_sync()[0]
+    t0 = time.monotonic()
+    assert svc.run() == 0
+    elapsed = time.monotonic() - t0
+    assert 3.0 <= elapsed < 8.0
+    samples = svc.reader.stats.samples
+    assert 2.5 * 100 <= samples <= 3.5 * 100  # real time, not accelerated
+    assert svc.sensor_state == "ok"
