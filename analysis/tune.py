@@ -287,9 +287,11 @@ def finish_slouch(rows: list[dict[str, float]], hours: float) -> None:
 
 
 def recommend(rows: list[dict[str, float]], budget: float | None,
-              rate_key: str = "alerts_per_h") -> tuple[dict[str, float], str]:
+              rate_key: str = "alerts_per_h", prefer: dict[str, float] | None = None
+              ) -> tuple[dict[str, float], str]:
     """Best F1 within the alert budget; ties → the closest alert timing (when the labels
-    have it), then the fewest alerts per hour."""
+    have it), then the fewest alerts per hour, then the least change from ``prefer``
+    (the current config)."""
     allowed = [r for r in rows if budget is None or r[rate_key] <= budget + 1e-9]
     note = ""
     if not allowed:
@@ -297,9 +299,12 @@ def recommend(rows: list[dict[str, float]], budget: float | None,
         return best, (f"no setting stays within {budget:g} alerts/h; the quietest gives "
                       f"{best[rate_key]:.2f}/h")
 
-    def key(r: dict[str, float]) -> tuple[float, float, float]:
+    def key(r: dict[str, float]) -> tuple[float, float, float, float]:
         timing = r.get("timing_s", math.nan)
-        return (-round(r["f1"], 6), timing if math.isfinite(timing) else 1e9, r[rate_key])
+        change = sum(abs(r[k] - v) / max(abs(v), 1e-9) for k, v in (prefer or {}).items()
+                     if k in r)
+        return (-round(r["f1"], 6), round(timing, 6) if math.isfinite(timing) else 1e9,
+                round(r[rate_key], 9), change)
 
     best = min(allowed, key=key)
     if budget is not None:
@@ -659,7 +664,8 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
         lines.append(note)
     best_slouch = None
     if has_labels:
-        best_slouch, why = recommend(rows, budget)
+        best_slouch, why = recommend(rows, budget, prefer={
+            "threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s})
         plot_slouch(result, best_slouch, budget, out / "slouch_tradeoff.png")
         lines += [f"labelled slouch episodes: {int(rows[0]['n_true'])}",
                   f"recommended ({why or 'best F1'}): " + _describe(best_slouch),
@@ -718,7 +724,8 @@ def _sitting_sweep(args: Any, cfg: Config, recs: list[Recording], hours: float, 
                 ["limit_min", "break_s", "precision", "recall", "f1", "break_precision",
                  "break_recall", "break_f1", "alerts_per_h", "tp", "n_pred", "found",
                  "n_true"])
-    best, _ = recommend(rows, None)
+    best, _ = recommend(rows, None, prefer={"limit_min": cfg.sitting.limit_min,
+                                            "break_s": cfg.sitting.break_s})
     plot_sitting(result, best, out / "sitting_tradeoff.png")
     lines.append(f"sitting: limit {best['limit_min']:g} min, break {best['break_s']:g} s: "
                  f"alert F1 {best['f1']:.3f}, break F1 {best['break_f1']:.3f} "

@@ -62,13 +62,13 @@ def main() -> None:
     n = len(settings)
     total = t_features + t_sweep
     baseline = n * t_replay
-    best, _ = tune.recommend(rows, None)
+    best, _ = tune.recommend(rows, None, prefer={"threshold_deg": 15.0, "delay_s": 5.0})
     print(f"features once: {t_features:.2f} s; {n} settings swept: {t_sweep:.2f} s "
           f"({1000 * t_sweep / n:.1f} ms per setting); total {total:.2f} s")
     print(f"baseline, one whole replay per setting: {t_replay:.2f} s x {n} = "
           f"{baseline:.0f} s")
-    print(f"speedup: {baseline / total:.0f}x (best F1 {best['f1']:.3f} at "
-          f"{best['threshold_deg']:g}°, {best['delay_s']:g} s)")
+    print(f"speedup: {baseline / total:.0f}x (recommended {best['threshold_deg']:.3g}°, "
+          f"{best['delay_s']:g} s against truth labelled at 15°, 5 s; F1 {best['f1']:.3f})")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import tomllib
 from pathlib import Path
 
@@ -160,3 +161,36 @@ def test_tune_errors_are_clear(tmp_path: Path, capsys) -> None:
     assert "--thresholds '30:10:5'" in capsys.readouterr().err
     assert main(["tune", "--from-influx", "--out", str(tmp_path / "o")]) == 2
     assert "--from-influx needs --device" in capsys.readouterr().err
+
+
+def test_tune_from_influx_metrics_alone(labelled_days: list[Path], influxd, unique_db,
+                                        unique_device, tmp_path: Path, capsys) -> None:
+    """The day's metrics in InfluxDB (through the wire schema and the collector's line
+    encoder), tuned against labels in epoch seconds: coarser, and it says so."""
+    from spinesense.analysis.dataset import records_to_lines, write_lines
+    from spinesense.edge.replay import replay
+
+    truth = tune.load_truth(tune.truth_path(labelled_days[0]))
+    t0 = 1_795_500_000.0  # 2026-11-24 04:00 UTC
+    cal = json.loads(tune.truth_path(labelled_days[0]).read_text())["calibration"]
+    records = replay(str(labelled_days[0]), load(None), calibrate=(cal["start"], cal["end"]))
+    write_lines(influxd.url, unique_db, records_to_lines(records, unique_device, t0))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("start,end,label\n" + "".join(
+        f"{a + t0},{b + t0},slouch\n" for a, b in truth.slouch))
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[influx]\nurl = "{influxd.url}"\ndatabase = "{unique_db}"\n')
+    out = tmp_path / "tuning"
+    base = ["tune", "-c", str(toml), "--from-influx", "--device", unique_device,
+            "--from", "2026-11-24", "--to", "2026-11-24", "--no-progress"]
+    assert main([*base, "--labels", str(labels), "--delays", "0,10,20,30",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "time resolution is the metrics interval (10 s)" in printed
+    rows = list(csv.DictReader((out / "slouch_sweep.csv").open()))
+    best = max(rows, key=lambda r: float(r["f1"]))
+    assert float(best["f1"]) > 0.6
+    assert 15 <= float(best["threshold_deg"]) <= 25  # mean flexion dilutes: loose
+    # without labels: alerts per hour only
+    assert main([*base, "--out", str(tmp_path / "nolabels")]) == 0
+    assert "no labels: only alerts per hour" in capsys.readouterr().out
