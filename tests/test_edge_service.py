@@ -252,7 +252,7 @@ def test_bad_commands_are_refused_and_the_loop_keeps_running(
     witness = Witness(mosquitto.port, unique_device)
     cfg = _config(tmp_path, unique_device, mosquitto.port)
     notify = NotifySocket(tmp_path)
-    edge = _edge(cfg, "--seed", "2", "--speed", "100",
+    edge = _edge(cfg, "--seed", "2", "--speed", "100", "--log-format", "json",
                  env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"},
                  log=tmp_path / "edge.log")
     cmd_topic = f"spinesense/{unique_device}/cmd"
@@ -290,6 +290,9 @@ def test_bad_commands_are_refused_and_the_loop_keeps_running(
         assert edge.wait(30) == 0
         assert _wait(lambda: witness.status()[-1]["data"].get("state") == "offline", 10)
         assert witness.status()[-1]["data"]["reason"] == "stopped"
+        lines = (tmp_path / "edge.log").read_text().splitlines()
+        logged = [json.loads(line) for line in lines]  # --log-format json: every line
+        assert any("command refused" in rec["msg"] for rec in logged)
         notes = notify.close()
         assert notes[0] == "READY=1" and "WATCHDOG=1" in notes and "STOPPING=1" in notes
     finally:
