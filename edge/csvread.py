@@ -10,6 +10,7 @@ slow, line-by-line pass run over that block, to name exactly which line is wrong
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,14 +80,14 @@ def _slow_block(path: Path, text: str, first_line: int, cols: list[int]) -> np.n
     return np.array(rows, float).reshape(-1, len(cols))
 
 
-def _fast_block(text: str, nlines: int, cols: list[int]) -> np.ndarray | None:
-    if ",," in text or ",\n" in text or ",\r" in text:
-        text = text.replace(",,", ",nan,").replace(",,", ",nan,")
-        text = text.replace(",\r\n", ",nan\n").replace(",\n", ",nan\n")
+def _fast_block(block: bytes, nlines: int, cols: list[int]) -> np.ndarray | None:
+    if b",," in block or b",\n" in block or b",\r" in block:
+        block = block.replace(b",,", b",nan,").replace(b",,", b",nan,")
+        block = block.replace(b",\r\n", b",nan\n").replace(b",\n", b",nan\n")
     try:
-        # a list of lines parses about twice as fast as a StringIO of the same text
-        arr = np.loadtxt(text.splitlines(), delimiter=",", usecols=cols, ndmin=2,
-                         dtype=float)
+        # raw bytes through the C parser: faster than str lines or a StringIO
+        arr = np.loadtxt(io.BytesIO(block), delimiter=",", usecols=cols, ndmin=2,
+                         dtype=float, encoding="latin-1")
     except ValueError:
         return None
     if arr.shape[0] != nlines or np.isnan(arr[:, :4]).any():
@@ -123,14 +124,14 @@ def iter_csv(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[Sa
             block, rest = buf[:cut], buf[cut:]
             if not block:
                 continue
-            try:
-                text = block.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = lineno + block[:exc.start].count(b"\n")
-                raise RecordingError(f"{p}:{bad}: not UTF-8 text") from None
-            nlines = text.count("\n")
-            arr = _fast_block(text, nlines, cols)
+            nlines = block.count(b"\n")
+            arr = _fast_block(block, nlines, cols)
             if arr is None:
+                try:
+                    text = block.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad = lineno + block[:exc.start].count(b"\n")
+                    raise RecordingError(f"{p}:{bad}: not UTF-8 text") from None
                 arr = _slow_block(p, text, lineno, cols)
                 if len(arr) != nlines:  # blank lines were skipped: recount line numbers
                     numbers = [lineno + i for i, ln in enumerate(text.split("\n")[:-1])

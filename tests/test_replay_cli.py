@@ -208,3 +208,10 @@ def test_crlf_line_endings_and_no_final_newline(tmp_path: Path) -> None:
     text = "t,ax,ay,az,gx,gy,gz\r\n0,0,0,1,,,\r\n0.01,0,0,1,,,\r\n0.02,0,0,1,,,"
     chunk = read_csv(write(tmp_path, text, "crlf.csv"))
     assert len(chunk) == 3 and chunk.gyro is None and chunk.t[-1] == 0.02
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes((HEADER + GOOD).encode() + b"0.03,\xe9,0,1,0,0,0\n")
+    code, _, err = run(capsys, "replay", str(path))
+    assert code == 2 and f"{path}:5: not UTF-8 text" in err
