@@ -161,9 +161,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    from spinesense.analysis import tune
+    from spinesense.analysis import dataset, tune
 
     try:
         return tune.main(args, cfg, progress=not args.no_progress)
-    except tune.TuneError as exc:
+    except (tune.TuneError, dataset.DataError) as exc:
         raise CliError(str(exc), 2) from None

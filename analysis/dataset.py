@@ -11,10 +11,12 @@ true, else the recording's own time base.
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -259,3 +261,102 @@ def write_lines(url: str, db: str, lines: list[str], batch: int = 5000) -> None:
         with urllib.request.urlopen(req, timeout=60) as resp:
             if resp.status != 204:
                 raise DataError(f"InfluxDB /write answered {resp.status}")
+
+
+# --------------------------------------------------------------------------------- labels
+
+
+@dataclass
+class Labels:
+    """Ground truth for one recording, in the recording's time base (seconds)."""
+
+    slouch: np.ndarray  # (n, 2) onset, end
+    slouch_alert: np.ndarray | None = None  # (n,) labelled alert times, when known
+    sitting_alerts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    breaks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # times recognised
+    params: dict[str, float] = field(default_factory=dict)  # label_params, when known
+    source: str = ""
+
+
+def _intervals(rows: Iterable[tuple[float, float]]) -> np.ndarray:
+    arr = np.array(sorted(rows), float).reshape(-1, 2)
+    return arr
+
+
+def load_truth(path: str | Path) -> Labels:
+    """The simulator's truth JSON (interface 2)."""
+    p = Path(path)
+    try:
+        truth = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{p}: truth file not found; `spinesense simulate` writes it next to "
+                        "the recording as <name>.truth.json") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from None
+    try:
+        eps = sorted(truth["slouch_episodes"], key=lambda e: e["onset"])
+        return Labels(
+            slouch=_intervals((e["onset"], e["end"]) for e in eps),
+            slouch_alert=np.array([e.get("alert", np.nan) for e in eps], float),
+            sitting_alerts=np.array(sorted(a["t"] for a in truth.get("sitting_alerts", [])),
+                                    float),
+            breaks=np.array(sorted(b["t"] for b in truth.get("breaks", [])), float),
+            params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
+                    if isinstance(v, (int, float))},
+            source=str(p))
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
+                        "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None
+
+
+LABEL_KINDS = {"slouch": "slouch", "slouching": "slouch", "sitting_alert": "sitting_alert",
+               "break": "break", "sitting_break": "break"}
+
+
+def load_labels_csv(path: str | Path) -> Labels:
+    """``start,end,label`` rows (seconds in the recording's time base; a header line is
+    optional). Labels: ``slouch`` intervals; ``sitting_alert`` and ``break`` instants
+    (their start is the time). Other labels are ignored (e.g. ``sitting``)."""
+    p = Path(path)
+    slouch: list[tuple[float, float]] = []
+    alerts: list[float] = []
+    brk: list[float] = []
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), 1):
+                if not row or row[0].startswith("#"):
+                    continue
+                if lineno == 1 and row[0].strip().lower() == "start":
+                    continue
+                if len(row) < 3:
+                    raise DataError(f"{p}:{lineno}: expected start,end,label, got {row!r}")
+                try:
+                    start, end = float(row[0]), float(row[1])
+                except ValueError:
+                    raise DataError(f"{p}:{lineno}: start and end must be seconds, got "
+                                    f"{row[0]!r}, {row[1]!r}") from None
+                if end < start:
+                    raise DataError(f"{p}:{lineno}: end {end} is before start {start}")
+                kind = LABEL_KINDS.get(row[2].strip().lower())
+                if kind == "slouch":
+                    slouch.append((start, end))
+                elif kind == "sitting_alert":
+                    alerts.append(start)
+                elif kind == "break":
+                    brk.append(end)
+    except FileNotFoundError:
+        raise DataError(f"{p}: labels file not found") from None
+    if not slouch and not alerts:
+        raise DataError(f"{p}: no slouch or sitting_alert labels; label rows as "
+                        "start,end,slouch")
+    return Labels(slouch=_intervals(slouch), sitting_alerts=np.array(sorted(alerts)),
+                  breaks=np.array(sorted(brk)), source=str(p))
+
+
+def truth_path(recording: Path) -> Path:
+    name = recording.name
+    for suffix in (".csv.gz", ".csv"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return recording.with_name(name + ".truth.json")

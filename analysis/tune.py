@@ -18,12 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
 
 from spinesense.config import Config
 
@@ -32,96 +33,6 @@ TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
 
 class TuneError(ValueError):
     """Bad labels or arguments: one line that names the problem and the fix."""
-
-
-# --------------------------------------------------------------------------------- labels
-
-
-@dataclass
-class Labels:
-    """Ground truth for one recording, in the recording's time base (seconds)."""
-
-    slouch: np.ndarray  # (n, 2) onset, end
-    slouch_alert: np.ndarray | None = None  # (n,) labelled alert times, when known
-    sitting_alerts: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    breaks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # times recognised
-    params: dict[str, float] = field(default_factory=dict)  # label_params, when known
-    source: str = ""
-
-
-def _intervals(rows: Iterable[tuple[float, float]]) -> np.ndarray:
-    arr = np.array(sorted(rows), float).reshape(-1, 2)
-    return arr
-
-
-def load_truth(path: str | Path) -> Labels:
-    """The simulator's truth JSON (interface 2)."""
-    p = Path(path)
-    try:
-        truth = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TuneError(f"{p}: truth file not found; `spinesense simulate` writes it next to "
-                        "the recording as <name>.truth.json") from None
-    except json.JSONDecodeError as exc:
-        raise TuneError(f"{p}: not valid JSON ({exc})") from None
-    try:
-        eps = sorted(truth["slouch_episodes"], key=lambda e: e["onset"])
-        return Labels(
-            slouch=_intervals((e["onset"], e["end"]) for e in eps),
-            slouch_alert=np.array([e.get("alert", np.nan) for e in eps], float),
-            sitting_alerts=np.array(sorted(a["t"] for a in truth.get("sitting_alerts", [])),
-                                    float),
-            breaks=np.array(sorted(b["t"] for b in truth.get("breaks", [])), float),
-            params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
-                    if isinstance(v, (int, float))},
-            source=str(p))
-    except (KeyError, TypeError) as exc:
-        raise TuneError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
-                        "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None
-
-
-LABEL_KINDS = {"slouch": "slouch", "slouching": "slouch", "sitting_alert": "sitting_alert",
-               "break": "break", "sitting_break": "break"}
-
-
-def load_labels_csv(path: str | Path) -> Labels:
-    """``start,end,label`` rows (seconds in the recording's time base; a header line is
-    optional). Labels: ``slouch`` intervals; ``sitting_alert`` and ``break`` instants
-    (their start is the time). Other labels are ignored (e.g. ``sitting``)."""
-    p = Path(path)
-    slouch: list[tuple[float, float]] = []
-    alerts: list[float] = []
-    brk: list[float] = []
-    try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            for lineno, row in enumerate(csv.reader(fh), 1):
-                if not row or row[0].startswith("#"):
-                    continue
-                if lineno == 1 and row[0].strip().lower() == "start":
-                    continue
-                if len(row) < 3:
-                    raise TuneError(f"{p}:{lineno}: expected start,end,label, got {row!r}")
-                try:
-                    start, end = float(row[0]), float(row[1])
-                except ValueError:
-                    raise TuneError(f"{p}:{lineno}: start and end must be seconds, got "
-                                    f"{row[0]!r}, {row[1]!r}") from None
-                if end < start:
-                    raise TuneError(f"{p}:{lineno}: end {end} is before start {start}")
-                kind = LABEL_KINDS.get(row[2].strip().lower())
-                if kind == "slouch":
-                    slouch.append((start, end))
-                elif kind == "sitting_alert":
-                    alerts.append(start)
-                elif kind == "break":
-                    brk.append(end)
-    except FileNotFoundError:
-        raise TuneError(f"{p}: labels file not found") from None
-    if not slouch and not alerts:
-        raise TuneError(f"{p}: no slouch or sitting_alert labels; label rows as "
-                        "start,end,slouch")
-    return Labels(slouch=_intervals(slouch), sitting_alerts=np.array(sorted(alerts)),
-                  breaks=np.array(sorted(brk)), source=str(p))
 
 
 # -------------------------------------------------------------------------------- scoring
@@ -557,15 +468,6 @@ def _labels_for(args: Any, paths: list[Path]) -> list[Labels]:
         raise TuneError(f"--truth: {len(files)} files for {len(paths)} recordings; give "
                         "one per recording, or none to use each <name>.truth.json")
     return [load_truth(f) for f in files]
-
-
-def truth_path(recording: Path) -> Path:
-    name = recording.name
-    for suffix in (".csv.gz", ".csv"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return recording.with_name(name + ".truth.json")
 
 
 def _window(text: str | None) -> tuple[float, float] | None:

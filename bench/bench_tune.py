@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from spinesense.analysis import tune
+from spinesense.analysis import dataset, tune
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
 
@@ -41,7 +41,7 @@ def main() -> None:
           f"{time.perf_counter() - t:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
         path, truth_file = sim.write(Path(tmp) / "bench.csv")
-        labels = tune.load_truth(truth_file)
+        labels = dataset.load_truth(truth_file)
         settings = tune.slouch_settings(np.linspace(10, 30, args.thresholds),
                                         np.linspace(1, 10, args.delays), 3.0)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spinesense.analysis import tune
+from spinesense.analysis import dataset, tune
 
 from spinesense.cli import main
 from spinesense.config import load
@@ -49,16 +49,16 @@ def test_labels_csv(tmp_path: Path) -> None:
     good = tmp_path / "labels.csv"
     good.write_text("start,end,label\n10,40,slouch\n100,130,Slouch\n200,200,sitting_alert\n"
                     "300,360,break\n400,500,sitting\n")
-    lab = tune.load_labels_csv(good)
+    lab = dataset.load_labels_csv(good)
     assert lab.slouch.tolist() == [[10, 40], [100, 130]]
     assert lab.sitting_alerts.tolist() == [200] and lab.breaks.tolist() == [360]
     bad = tmp_path / "bad.csv"
     bad.write_text("start,end,label\n10,forty,slouch\n")
-    with pytest.raises(tune.TuneError, match=r"bad.csv:2: start and end must be seconds"):
-        tune.load_labels_csv(bad)
+    with pytest.raises(dataset.DataError, match=r"bad.csv:2: start and end must be seconds"):
+        dataset.load_labels_csv(bad)
     bad.write_text("50,40,slouch\n")
-    with pytest.raises(tune.TuneError, match=r":1: end 40.0 is before start 50.0"):
-        tune.load_labels_csv(bad)
+    with pytest.raises(dataset.DataError, match=r":1: end 40.0 is before start 50.0"):
+        dataset.load_labels_csv(bad)
 
 
 def test_parse_arguments() -> None:
@@ -170,9 +170,9 @@ def test_tune_from_influx_metrics_alone(labelled_days: list[Path], influxd, uniq
     from spinesense.analysis.dataset import records_to_lines, write_lines
     from spinesense.edge.replay import replay
 
-    truth = tune.load_truth(tune.truth_path(labelled_days[0]))
+    truth = dataset.load_truth(dataset.truth_path(labelled_days[0]))
     t0 = 1_795_500_000.0  # 2026-11-24 04:00 UTC
-    cal = json.loads(tune.truth_path(labelled_days[0]).read_text())["calibration"]
+    cal = json.loads(dataset.truth_path(labelled_days[0]).read_text())["calibration"]
     records = replay(str(labelled_days[0]), load(None), calibrate=(cal["start"], cal["end"]))
     write_lines(influxd.url, unique_db, records_to_lines(records, unique_device, t0))
     labels = tmp_path / "labels.csv"
