@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+from spinesense.edge.calibration import Calibration
 from spinesense.edge.clock import WallClock, detect_sync
 from spinesense.edge.service import EdgeService
 
@@ -83,3 +85,30 @@ def test_real_time_loop_on_an_smbus_stand_in(tmp_path: Path, mosquitto: Mosquitt
     samples = svc.reader.stats.samples
     assert 2.5 * 100 <= samples <= 3.5 * 100  # real time, not accelerated
     assert svc.sensor_state == "ok"
+
+
+def test_recalibrate_command_saves_the_new_calibration(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    cfg.pipeline.calibration_wait_s = 30.0
+    svc = EdgeService(cfg, emulate="mpu6050", scenario="mixed", seed=4, speed=1000,
+                      duration_s=3600)
+    path = tmp_path / "calibration.json"
+    try:
+        for _ in range(4 * 300):
+            svc.tick()
+        assert svc.pipeline.calibration is not None  # learned by itself...
+        assert not path.exists()  # ...and not saved: the next session may sit differently
+        svc.publisher.commands.put(b'{"cmd": "recalibrate"}')
+        ticks = 0
+        while not path.exists() and ticks < 4 * 1800:
+            svc.tick()
+            ticks += 1
+        assert path.exists(), "no calibration saved within 30 min after recalibrate"
+        saved = Calibration.load(path)
+        assert saved.complete
+        assert np.allclose(saved.up, svc.pipeline.calibration.up)
+    finally:
+        svc.spool.close()
+        svc.reader.close()
