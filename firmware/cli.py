@@ -48,8 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe = sub.add_parser("probe", help="list the IMUs that answer on the bus",
                            description="Probe 0x68, 0x69, 0x6A and 0x6B and identify each "
                                        "chip by its WHO_AM_I register.")
-    info = sub.add_parser("info", help="configure the IMU and show its settings and a reading")
-    read = sub.add_parser("read", help="print live readings (averaged per interval)")
+    info = sub.add_parser("info", help="configure the IMU and show its settings and a reading",
+                          description="Configure the IMU from [sensor] (ranges, rate, low-pass) "
+                                      "and print the settings it accepted and one reading.")
+    read = sub.add_parser("read", help="print live readings (averaged per interval)",
+                          description="Read the IMU through its FIFO and print one line of "
+                                      "averaged acceleration (g) and rate (deg/s) per interval.")
     for p in (probe, info, read):
         add_common(p)
         p.add_argument("--bus", type=int, help="I2C bus number (default: sensor.bus, 1)")
@@ -86,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     record.add_argument("--force", action="store_true", help="overwrite an existing file")
     record.set_defaults(func=cmd_record, help_parser=record)
     rsub = record.add_subparsers(dest="record_command", metavar="SUBCOMMAND")
-    export = rsub.add_parser("export", help="convert a recording to the DESIGN A1 CSV")
+    export = rsub.add_parser("export", help="convert a recording to the DESIGN A1 CSV",
+                             description="Convert native recordings to the interchange CSV "
+                                         "(t,ax,ay,az,gx,gy,gz) that replay and tune read.")
     add_common(export, config=False)
     export.add_argument("file", metavar="FILE", nargs="+",
                         help="recording(s) to convert; several files of one session are "
@@ -94,7 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--csv", required=True, metavar="OUT",
                         help="CSV to write (gzip-compressed if it ends in .gz)")
     export.set_defaults(func=cmd_export)
-    rinfo = rsub.add_parser("info", help="summarise a recording (and check it)")
+    rinfo = rsub.add_parser("info", help="summarise a recording (and check it)",
+                            description="Print a recording's header, duration, sample count "
+                                        "and gaps, checking every block's CRC.")
     add_common(rinfo, config=False)
     rinfo.add_argument("file", metavar="FILE")
     rinfo.set_defaults(func=cmd_record_info)
