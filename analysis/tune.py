@@ -200,24 +200,31 @@ def finish_slouch(rows: list[dict[str, float]], hours: float) -> None:
 def recommend(rows: list[dict[str, float]], budget: float | None,
               rate_key: str = "alerts_per_h", prefer: dict[str, float] | None = None
               ) -> tuple[dict[str, float], str]:
-    """Best F1 within the alert budget; ties → the closest alert timing (when the labels
-    have it), then the fewest alerts per hour, then the least change from ``prefer``
-    (the current config)."""
+    """Best F1 within the alert budget, robust to one borderline episode.
+
+    Settings whose F1 is within one labelled episode's worth of the best (1 / number of
+    labelled episodes) count as equally good: such a difference is one borderline
+    episode, noise. Among those: the closest alert delays (when the labels have alert
+    times), then the higher F1, then fewer alerts per hour, then the least change from
+    ``prefer`` (the current config)."""
     allowed = [r for r in rows if budget is None or r[rate_key] <= budget + 1e-9]
     note = ""
     if not allowed:
         best = min(rows, key=lambda r: r[rate_key])
         return best, (f"no setting stays within {budget:g} alerts/h; the quietest gives "
                       f"{best[rate_key]:.2f}/h")
+    top = max(r["f1"] for r in allowed)
+    slack = 1.0 / max(1.0, max(r.get("n_true", 0.0) for r in allowed))
+    near = [r for r in allowed if r["f1"] >= top - slack + 1e-9]
 
     def key(r: dict[str, float]) -> tuple[float, float, float, float]:
         timing = r.get("timing_s", math.nan)
         change = sum(abs(r[k] - v) / max(abs(v), 1e-9) for k, v in (prefer or {}).items()
                      if k in r)
-        return (-round(r["f1"], 6), round(timing, 6) if math.isfinite(timing) else 1e9,
+        return (round(timing, 6) if math.isfinite(timing) else 1e9, -round(r["f1"], 6),
                 round(r[rate_key], 9), change)
 
-    best = min(allowed, key=key)
+    best = min(near, key=key)
     if budget is not None:
         note = f"best F1 among settings with at most {budget:g} alerts/h"
     return best, note
@@ -357,7 +364,9 @@ def plot_slouch(result: SweepResult, best: dict[str, float], budget: float | Non
     axes[1].plot(best["recall"], best["precision"], "*", color="#d9534f", markersize=14)
     axes[1].set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
                 title="precision against recall")
-    im = axes[2].pcolormesh(_edges(delays), _edges(ths), f1, cmap="viridis", vmin=0, vmax=1)
+    low = float(np.nanmin(f1)) if np.isfinite(f1).any() else 0.0
+    im = axes[2].pcolormesh(_edges(delays), _edges(ths), f1, cmap="viridis",
+                            vmin=math.floor(low * 10) / 10, vmax=1)
     fig.colorbar(im, ax=axes[2], label="episode F1")
     if budget is not None:
         axes[2].contour(delays, ths, rate, levels=[budget], colors="#d9534f",
@@ -598,7 +607,7 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
 
 def _describe(r: dict[str, float]) -> str:
     timing = r.get("timing_s", math.nan)
-    t = f", alert timing ±{timing:.1f} s" if math.isfinite(timing) else ""
+    t = f", alert delay off by {timing:.1f} s on average" if math.isfinite(timing) else ""
     return (f"threshold {r['threshold_deg']:g}°, delay {r['delay_s']:g} s (release "
             f"{r['release_deg']:g}°): F1 {r['f1']:.3f} (precision {r['precision']:.3f}, "
             f"recall {r['recall']:.3f}), {r['alerts_per_h']:.2f} alerts/h{t}")
