@@ -239,3 +239,57 @@ def test_tls_connection_with_a_private_ca(tmp_path: Path, mosquitto_factory,
     finally:
         pub.stop(None)
         sub.close()
+
+
+def test_mqtt_311_works_too(tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _cfg(mosquitto.port, unique_device, tmp_path, protocol="v311")
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/+"], f"s311-{unique_device}")
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 20, unique_device)
+    pub = Publisher(cfg)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert pub.drain(spool, 10)
+        assert _wait(lambda: len(sub.seqs("events")) + len(sub.seqs("metrics")) == 20, 10)
+    finally:
+        pub.stop(None)
+        sub.close()
+
+
+def test_commands_sent_while_offline_arrive_with_the_persistent_session(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _cfg(mosquitto.port, unique_device, tmp_path)
+    first = Publisher(cfg)
+    first.start()
+    assert first.connected.wait(10)
+    time.sleep(0.3)  # the cmd subscription is in place
+    first.stop({"state": "offline"})  # a clean stop keeps the session (expiry: a week)
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", mosquitto.port)
+    sender.loop_start()
+    sender.publish(f"spinesense/{unique_device}/cmd", b'{"cmd": "status"}',
+                   qos=1).wait_for_publish(5)
+    sender.loop_stop()
+    sender.disconnect()
+    second = Publisher(cfg)
+    second.start()
+    try:
+        assert second.connected.wait(10)
+        assert second.commands.get(timeout=10) == b'{"cmd": "status"}'
+    finally:
+        second.stop(None)
+
+
+def test_reconnect_backoff_is_exponential_jittered_and_capped(tmp_path: Path) -> None:
+    cfg = _cfg(1883, "d", tmp_path)
+    cfg.mqtt.reconnect_max_s = 8.0
+    pub = Publisher(cfg)
+    delays = []
+    for _ in range(12):
+        pub._backoff()
+        delays.append(pub.client._reconnect_min_delay)
+    caps = [min(8.0, 0.5 * 2 ** i) for i in range(12)]
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps, strict=True))
+    assert len({round(d, 6) for d in delays[-6:]}) > 1  # jittered, not lock-step
+    assert max(delays) <= 8.0
