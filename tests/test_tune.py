@@ -39,10 +39,21 @@ def test_recommend_respects_budget_and_breaks_ties() -> None:
             {"f1": 0.8, "alerts_per_h": 3.0, "timing_s": 2.0},
             {"f1": 0.8, "alerts_per_h": 2.0, "timing_s": 0.5},
             {"f1": 0.5, "alerts_per_h": 1.0, "timing_s": 0.1}]
+    for r in rows:
+        r["n_true"] = 20  # one episode's worth of F1: 0.05
     assert tune.recommend(rows, None)[0] is rows[0]
     assert tune.recommend(rows, 4.0)[0] is rows[2]  # equal F1: the better timing
     best, note = tune.recommend(rows, 0.5)
     assert best is rows[3] and "no setting stays within" in note
+    # within one episode of the best F1 counts as a tie: timing decides
+    close = [{"f1": 0.90, "alerts_per_h": 3.0, "timing_s": 2.0, "n_true": 20},
+             {"f1": 0.86, "alerts_per_h": 3.0, "timing_s": 0.0, "n_true": 20},
+             {"f1": 0.84, "alerts_per_h": 3.0, "timing_s": 0.0, "n_true": 20}]
+    assert tune.recommend(close, None)[0] is close[1]
+    # without timing: F1, then fewer alerts, then the least change from the config
+    flat = [{"f1": 1.0, "alerts_per_h": 3.0, "threshold_deg": th, "delay_s": 5.0,
+             "n_true": 10} for th in (10.0, 14.0, 18.0)]
+    assert tune.recommend(flat, None, prefer={"threshold_deg": 15.0})[0] is flat[1]
 
 
 def test_labels_csv(tmp_path: Path) -> None:
