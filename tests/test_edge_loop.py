@@ -1,0 +1,60 @@
+"""The live loop in process: alerts reach the vibration motor (gpiozero mock pins)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+from spinesense.edge.service import EdgeService
+
+from spinesense.config import Config
+from spinesense.devservers import free_port
+
+
+def test_slouch_alerts_buzz_the_motor(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    cfg.haptics.enabled, cfg.haptics.pin = True, 23
+    cfg.pipeline.calibration_wait_s = 30.0
+    factory = MockFactory()
+    svc = EdgeService(cfg, emulate="mpu6050", scenario="slouch_short", seed=1, speed=1000,
+                      duration_s=720, pin_factory=factory)
+    pin = factory.pin(23)
+    try:
+        spooled = []
+        for _ in range(4 * 720):
+            before = svc.spool.next_seq
+            svc.tick()
+            if svc.spool.next_seq > before:
+                rows = svc.spool.fetch(before - 1, 1000)
+                spooled += [p for _, k, p in rows if k == "events"]
+            if svc.haptics.played:
+                break
+        assert svc.haptics.played == 1
+        assert any(b'"slouch_start"' in p for p in spooled)
+        time.sleep(1.2)  # the pattern plays in gpiozero's thread
+        ons = [s for s in pin.states[1:] if s.state]
+        assert len(ons) == 3  # the slouch pattern: three taps
+    finally:
+        svc.haptics.close()
+        svc.spool.close()
+        svc.reader.close()
+
+
+def test_haptics_without_gpio_is_an_error_not_a_crash(tmp_path: Path, caplog,
+                                                      monkeypatch) -> None:
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "nonexistent")
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    cfg.haptics.enabled = True
+    svc = EdgeService(cfg, emulate="mpu6050", speed=1000, duration_s=10)
+    try:
+        assert svc.haptics is None
+        assert "haptics disabled" in caplog.text
+        svc.tick()
+    finally:
+        svc.spool.close()
+        svc.reader.close()
