@@ -44,9 +44,10 @@ class Publisher:
     """One device's MQTT connection: spooled messages out, commands in, status retained."""
 
     def __init__(self, cfg: Config, *, inflight: int = 64, client_id: str | None = None,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 synced: Callable[[], bool] = lambda: True):
         m = cfg.mqtt
-        self.cfg, self.device, self.wall_ms = cfg, cfg.device.id, wall_ms
+        self.cfg, self.device, self.wall_ms, self.synced = cfg, cfg.device.id, wall_ms, synced
         self.topics = {k: schema.topic(m.topic_prefix, self.device, k) for k in schema.KINDS}
         self.inflight = inflight
         self.rate = cfg.spool.replay_rate
@@ -103,7 +104,7 @@ class Publisher:
         self._will_ts = self.wall_ms()
         msg = schema.make_message(self.device, 0, self._will_ts, "status",
                                   {"state": "offline", "reason": "connection lost",
-                                   "version": __version__})
+                                   "version": __version__}, synced=self.synced())
         self.client.will_set(self.topics["status"], schema.encode(msg), qos=1, retain=True)
 
     def _backoff(self) -> None:
@@ -209,13 +210,14 @@ class Publisher:
     def publish_status(self, data: dict[str, Any]) -> mqtt.MQTTMessageInfo:
         """The retained device status (never older than the will it replaces)."""
         ts = max(self.wall_ms(), self._will_ts + 1)
-        msg = schema.make_message(self.device, 0, ts, "status", data)
+        msg = schema.make_message(self.device, 0, ts, "status", data, synced=self.synced())
         return self.client.publish(self.topics["status"], schema.encode(msg), qos=1,
                                    retain=True)
 
     def reply(self, type_: str, data: dict[str, Any]) -> None:
         """A command result on the status topic, not retained (the status stays)."""
-        msg = schema.make_message(self.device, 0, self.wall_ms(), type_, data)
+        msg = schema.make_message(self.device, 0, self.wall_ms(), type_, data,
+                                  synced=self.synced())
         self.client.publish(self.topics["status"], schema.encode(msg), qos=1)
 
     def stop(self, final_status: dict[str, Any] | None = None, timeout: float = 3.0) -> None:

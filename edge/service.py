@@ -155,7 +155,8 @@ class EdgeService:
         self.spool = Spool(os.path.expanduser(spool_path), max_mb=cfg.spool.max_mb,
                            hard_cap_mb=cfg.spool.hard_cap_mb)
         self.publisher = Publisher(cfg, inflight=cfg.spool.inflight,
-                                   wall_ms=self.clock.now_ms)
+                                   wall_ms=lambda: self.clock.now_ms(),
+                                   synced=lambda: self.clock.synced)
         self.commands = CommandHandler(cfg, self.pipeline, self.status)
         self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
                                     pin_factory=pin_factory)
