@@ -27,12 +27,16 @@ STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleratio
 STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
 WALK_RMS_G = 0.035           # band-passed vertical RMS while walking
 LIFT_CUTOFF_HZ = 0.25        # high-passed vertical displacement (sit/stand pushes)
-LIFT_UP_M = 0.148            # hip rise seen at the sensor that marks sit-to-stand
+LIFT_UP_M = 0.13             # hip rise seen at the sensor that marks sit-to-stand
 LIFT_DOWN_M = 0.115          # hip drop that marks stand-to-sit
 LIFT_RELEASE_M = 0.05
 BEND_LEVER_M = 0.2           # a deep bend alone lowers the sensor by ~L(1 - cos lean)
+BEND_REBOUND_M = 0.2         # ... and its high-passed rebound looks like a small rise
 TRANSITION_LEAN_DEG = 8.0    # forward lean that must come with the push
+TRANSITION_MAX_LEAN_DEG = 60.0  # more is lying down or getting up from lying
 TRANSITION_REFRACTORY_S = 2.0
+LOBE_LOOKBACK_S = 2.5        # an opposite lobe this recent makes a crossing its undershoot
+LOBE_FRACTION = 0.6
 
 
 @dataclass
@@ -200,12 +204,18 @@ class FrontEnd:
         looped over.
         """
         back = 2 * TICK_HZ
+        lobe_back = int(LOBE_LOOKBACK_S * TICK_HZ)
         ctx = tf if self._tail is None else TickFeatures.concat([self._tail, tf])
         off = len(ctx) - len(tf)
-        self._tail = ctx.take(slice(max(0, len(ctx) - back), None))
-        bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(np.nan_to_num(tf.lean_deg))))
-        x = np.where(tf.valid, tf.lift_m - bend, 0.0)
-        level = np.where(x > LIFT_UP_M, 1, np.where(x < -LIFT_DOWN_M, -1, 0))
+        self._tail = ctx.take(slice(max(0, len(ctx) - max(back, lobe_back)), None))
+        # a deep bend lowers the sensor with the hips still: it must not read as a
+        # drop (add it back), and its rebound must not read as a rise (take it off)
+        bend = 1.0 - np.cos(np.radians(np.nan_to_num(ctx.lean_deg)))
+        lift = np.where(ctx.valid, ctx.lift_m, 0.0)
+        up_c, down_c = lift - BEND_REBOUND_M * bend, lift + BEND_LEVER_M * bend
+        x_c = np.where(lift > 0, up_c, down_c)
+        up, down, x = up_c[off:], down_c[off:], x_c[off:]
+        level = np.where(up > LIFT_UP_M, 1, np.where(down < -LIFT_DOWN_M, -1, 0))
         calm = np.abs(x) < LIFT_RELEASE_M
         out: list[Transition] = []
         state = self._lift_state
@@ -225,10 +235,19 @@ class FrontEnd:
                     win = np.nan_to_num(ctx.lean_deg[lo:ci + 1], nan=-1.0)
                     j = lo + int(np.argmax(win))
                     lean = float(ctx.lean_deg[j])
-                    if lean >= TRANSITION_LEAN_DEG:
+                    # a quick sit-to-stand's displacement is biphasic once high-passed:
+                    # a drop right after a large rise is its undershoot
+                    # (only that way round: the forward bend before a sit-to-stand
+                    # dips the sensor before the rise, which is not an undershoot)
+                    recent = x_c[max(0, ci - lobe_back):ci]
+                    sign = state
+                    if state < 0 and len(recent) and \
+                            float(np.max(recent)) >= LOBE_FRACTION * LIFT_UP_M:
+                        sign = 1
+                    if TRANSITION_LEAN_DEG <= lean <= TRANSITION_MAX_LEAN_DEG:
                         d = (_unit_rows(ctx.fast[j:j + 1])[0]
                              - _unit_rows(ctx.grav[lo:lo + 1])[0])
-                        out.append(Transition(kk / TICK_HZ, "sit_to_stand" if state > 0
+                        out.append(Transition(kk / TICK_HZ, "sit_to_stand" if sign > 0
                                               else "stand_to_sit", float(x[i]), lean, d))
                         self._last_transition_k = kk
             else:
