@@ -154,8 +154,10 @@ def _fig(height: float) -> tuple[Figure, Any]:
 
 def plot_flexion(ds: Dataset, cfg: Config, clock: Clock) -> Figure:
     fig, ax = _fig(3.4)
-    x = clock(ds.line_t)
-    flex = ds.line_flexion
+    # break the line where data is missing, rather than drawing across the hole
+    holes = np.flatnonzero(np.diff(ds.line_t) > 3 * ds.resolution_s) + 1
+    x = np.insert(clock(ds.line_t), holes, np.nan)
+    flex = np.insert(ds.line_flexion.astype(float), holes, np.nan)
     for onset, end in slouch_spans(ds):
         ax.axvspan(clock(onset), clock(end), color=SLOUCH_COLOR, alpha=0.18, linewidth=0)
     ax.plot(x, flex, color="#2f4f6f", linewidth=0.6, label="flexion")
@@ -304,8 +306,9 @@ def cards(s: Summary, cfg: Config) -> str:
 
 
 def day_table(ds: Dataset, cfg: Config, tz: tzinfo) -> str:
-    """One row per day when the range spans several days."""
-    if not ds.epoch or ds.end - ds.start <= 36 * 3600:
+    """One row per day when the data spans several calendar days (in ``tz``)."""
+    if not ds.epoch or (datetime.fromtimestamp(ds.start, tz).date()
+                        == datetime.fromtimestamp(ds.end - 1, tz).date()):
         return ""
     rows = []
     day0 = datetime.fromtimestamp(ds.start, tz).replace(hour=0, minute=0, second=0,

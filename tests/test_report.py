@@ -132,3 +132,24 @@ def test_report_errors_are_one_line(influxd, unique_db, tmp_path: Path, capsys) 
     toml.write_text('[influx]\nurl = "http://127.0.0.1:9"\n')
     assert main(["report", "-c", str(toml), "--device", "x", "--out", out]) == 1
     assert "cannot reach InfluxDB at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_report_over_several_days_in_local_time(records, influxd, unique_db, unique_device,
+                                               tmp_path: Path) -> None:
+    """Two days in InfluxDB: one page with a day-by-day table, clock times in --tz."""
+    for day in (0, 1):
+        dataset.write_lines(influxd.url, unique_db,
+                            dataset.records_to_lines(records, unique_device,
+                                                     EPOCH0 + day * 86400))
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[influx]\nurl = "{influxd.url}"\ndatabase = "{unique_db}"\n')
+    out = tmp_path / "days.html"
+    assert main(["report", "-c", str(toml), "--device", unique_device, "--from",
+                 "2026-11-23", "--to", "2026-11-24", "--tz", "Europe/Berlin",
+                 "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<h2>Day by day</h2>" in page
+    assert page.count("<tr><td>Mon 23 Nov</td>") == 1 and "<tr><td>Tue 24 Nov</td>" in page
+    assert "CET" in page and len(IMG_RE.findall(page)) == 3
+    assert main(["report", "-c", str(toml), "--device", unique_device, "--tz", "Mars/Base",
+                 "--out", str(out)]) == 2
