@@ -66,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scenario (repeatable; default: all short ones)")
     e.add_argument("--seeds", type=int, default=3, metavar="N",
                    help="seeds per scenario (default 3)")
+    e.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="seeds S, S+1, ... (default 0; use fresh ones for held-out figures)")
     e.add_argument("--accel-only", action="store_true", help="no gyro")
     e.add_argument("--self-calibrate", action="store_true",
                    help="learn upright from the data too (default: the truth's still window, "
@@ -132,7 +134,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     for name in names:
         results = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             res, _ = run_one(name, seed, cfg, accel_only=args.accel_only,
                              duration_s=args.duration, self_calibrate=args.self_calibrate)
             results.append(res)
@@ -142,7 +144,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         mode = "accelerometer only" if args.accel_only else "accelerometer + gyro"
         cal = "self-calibrated" if args.self_calibrate else "upright from the still window"
-        print(f"{len(names)} scenarios x {args.seeds} seeds, random mountings, {mode}, {cal} "
+        print(f"{len(names)} scenarios x {args.seeds} seeds (from {args.first_seed}), random "
+              f"mountings, {mode}, {cal} "
               f"({time.perf_counter() - t0:.0f} s)")
         print(format_table(rows))
         print("latency: detected alert - (truth onset + delay), seconds; unknown: share of "
