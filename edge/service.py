@@ -145,6 +145,9 @@ class EdgeService:
             anchor = end_ms - int((duration_s or 0) * 1000) if duration_s else int(
                 time.time() * 1000)
             self.clock: WallClock | FixedWallClock = FixedWallClock(self.vclock, anchor)
+            if speed > 1 and not duration_s and not scenario:
+                log.warning("--speed %g without --duration: virtual time runs ahead of the "
+                            "wall clock, so stamps will lie in the future", speed)
         else:
             self.vclock = None
             self.mono = time.monotonic
