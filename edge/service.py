@@ -138,21 +138,22 @@ class EdgeService:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         load_thresholds(cfg)
 
-        if emulate:
-            self.vclock: VirtualClock | None = VirtualClock()
-            self.mono: Callable[[], float] = self.vclock
-            end_ms = int(time.time() * 1000 + (duration_s or 0) / speed * 1000)
-            anchor = end_ms - int((duration_s or 0) * 1000) if duration_s else int(
-                time.time() * 1000)
-            self.clock: WallClock | FixedWallClock = FixedWallClock(self.vclock, anchor)
-            if speed > 1 and not duration_s and not scenario:
+        self.vclock: VirtualClock | None = VirtualClock() if emulate else None
+        self.mono: Callable[[], float] = self.vclock or time.monotonic
+        self.reader = self._open_sensor(emulate, scenario, seed, bus)  # may set duration_s
+        self.clock: WallClock | FixedWallClock
+        if self.vclock is None:
+            self.clock = WallClock(self.mono)
+        else:
+            # a run of known length ends (in UTC) when it really ends: the simulated span
+            # lies in the past, where dashboards look, and nothing is stamped in the future
+            now_ms = int(time.time() * 1000)
+            span = self.duration_s or 0.0
+            self.clock = FixedWallClock(self.vclock, now_ms + round(span * 1000 / speed)
+                                        - round(span * 1000))
+            if speed > 1 and not span:
                 log.warning("--speed %g without --duration: virtual time runs ahead of the "
                             "wall clock, so stamps will lie in the future", speed)
-        else:
-            self.vclock = None
-            self.mono = time.monotonic
-            self.clock = WallClock(self.mono)
-        self.reader = self._open_sensor(emulate, scenario, seed, bus)
         self.pipeline = self._open_pipeline()
         spool_path = cfg.spool.path or str(cfg.state_dir / "spool.sqlite3")
         self.spool = Spool(os.path.expanduser(spool_path), max_mb=cfg.spool.max_mb,

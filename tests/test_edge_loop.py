@@ -58,3 +58,20 @@ def test_haptics_without_gpio_is_an_error_not_a_crash(tmp_path: Path, caplog,
     finally:
         svc.spool.close()
         svc.reader.close()
+
+
+def test_accelerated_runs_end_at_the_real_end(tmp_path: Path) -> None:
+    """A simulated span is stamped so it ends when the run really ends: in the past."""
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    now_ms = time.time() * 1000
+    svc = EdgeService(cfg, emulate="mpu6050", scenario="slouch_short", seed=1, speed=100)
+    try:
+        assert svc.duration_s == 720  # the scenario's length
+        real_end = now_ms + 720 / 100 * 1000
+        assert abs(svc.clock.to_ms(720.0) - real_end) < 3000
+        assert abs(svc.clock.to_ms(0.0) - (real_end - 720_000)) < 3000
+    finally:
+        svc.spool.close()
+        svc.reader.close()
