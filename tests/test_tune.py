@@ -205,3 +205,24 @@ def test_tune_from_influx_metrics_alone(labelled_days: list[Path], influxd, uniq
     # without labels: alerts per hour only
     assert main([*base, "--out", str(tmp_path / "nolabels")]) == 0
     assert "no labels: only alerts per hour" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_tune_with_csv_labels(labelled_days: list[Path], tmp_path: Path, capsys) -> None:
+    """Hand-made labels (intervals only, no alert times): overlap decides."""
+    truth = dataset.load_truth(dataset.truth_path(labelled_days[0]))
+    labels = tmp_path / "day1-labels.csv"
+    labels.write_text("start,end,label\n" + "".join(
+        f"{a:.2f},{b:.2f},slouch\n" for a, b in truth.slouch))
+    cal = json.loads(dataset.truth_path(labelled_days[0]).read_text())["calibration"]
+    out = tmp_path / "tuning"
+    assert main(["tune", str(labelled_days[0]), "--labels", str(labels), "--calibrate",
+                 f"{cal['start']}:{cal['end']}", "--thresholds", "14:26:7", "--delays",
+                 "2,5,8,11",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "labelled slouch episodes: " + str(len(truth.slouch)) in capsys.readouterr().out
+    snippet = tomllib.loads((out / "recommended.toml").read_text())
+    assert 16 <= snippet["slouch"]["threshold_deg"] <= 24
+    rows = list(csv.DictReader((out / "slouch_sweep.csv").open()))
+    assert len(rows) == 28 and all(r["timing_s"] == "" for r in rows)
+    assert max(float(r["f1"]) for r in rows) > 0.9
