@@ -111,8 +111,7 @@ class Clock:
             ax.xaxis.set_major_locator(mdates.DayLocator())
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
         else:
-            step = 1 if span_h <= 10 else 2 if span_h <= 20 else 4
-            ax.xaxis.set_major_locator(mdates.HourLocator(interval=step))
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=12))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
         ax.set_xlim(self(self.ds.start), self(self.ds.end))
 
