@@ -34,6 +34,7 @@ BEND_LEVER_M = 0.2           # a deep bend alone lowers the sensor by ~L(1 - cos
 BEND_REBOUND_M = 0.2         # ... and its high-passed rebound looks like a small rise
 TRANSITION_LEAN_DEG = 8.0    # forward lean that must come with the push
 TRANSITION_MAX_LEAN_DEG = 60.0  # more is lying down or getting up from lying
+SIT_TO_STAND_MAX_LEAN_DEG = 45.0  # a deeper bend whose rebound looks like a rise: a reach
 TRANSITION_REFRACTORY_S = 2.0
 LOBE_LOOKBACK_S = 2.5        # an opposite lobe this recent makes a crossing its undershoot
 LOBE_FRACTION = 0.6
@@ -244,7 +245,8 @@ class FrontEnd:
                     if state < 0 and len(recent) and \
                             float(np.max(recent)) >= LOBE_FRACTION * LIFT_UP_M:
                         sign = 1
-                    if TRANSITION_LEAN_DEG <= lean <= TRANSITION_MAX_LEAN_DEG:
+                    top = SIT_TO_STAND_MAX_LEAN_DEG if sign > 0 else TRANSITION_MAX_LEAN_DEG
+                    if TRANSITION_LEAN_DEG <= lean <= top:
                         d = (_unit_rows(ctx.fast[j:j + 1])[0]
                              - _unit_rows(ctx.grav[lo:lo + 1])[0])
                         out.append(Transition(kk / TICK_HZ, "sit_to_stand" if sign > 0
