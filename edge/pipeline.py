@@ -63,7 +63,6 @@ class Pipeline:
         self.detectors: Detectors | None = None
         self.auto: AutoCalibrator | None = None
         self.calibration: Calibration | None = None
-        self.ticks_done = -(2**62)  # all ticks below this index have been processed
         if calibration is not None and calibration.complete and calibrate_window is None:
             self._use(calibration)
         else:
