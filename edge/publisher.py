@@ -152,8 +152,8 @@ class Publisher:
         """Delete acknowledged messages, then hand the next ones to paho; returns how many
         were handed over."""
         self._process_acks(spool)
-        if not self.connected.is_set():
-            return 0
+        if not self.connected.is_set() or spool.next_seq - 1 <= self._last_handed:
+            return 0  # offline, or everything spooled is already with paho
         now = time.monotonic()
         self._tokens = min(max(self.rate, self.inflight),
                            self._tokens + (now - self._last_refill) * self.rate)
