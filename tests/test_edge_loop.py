@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,3 +77,22 @@ def test_accelerated_runs_end_at_the_real_end(tmp_path: Path) -> None:
     finally:
         svc.spool.close()
         svc.reader.close()
+
+
+_FOOTPRINT = """
+import sys
+from spinesense.cli import main
+sys.argv = ["spinesense", "edge", "run", "-c", sys.argv[1], "--emulate", "mpu6050",
+            "--duration", "20", "--speed", "20", "--drain-timeout", "0"]
+rc = main()
+print("matplotlib" in sys.modules, "tqdm" in sys.modules, rc)
+"""
+
+
+def test_edge_run_stays_lean(tmp_path: Path) -> None:
+    """The Pi process never loads the plotting or tuning stack."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[device]\nstate_dir = "{tmp_path}"\n[mqtt]\nport = {free_port()}\n')
+    res = subprocess.run([sys.executable, "-c", _FOOTPRINT, str(cfg)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.stdout.split() == ["False", "False", "3"], res.stderr[-2000:]
