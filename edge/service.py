@@ -113,13 +113,13 @@ class Health:
             self._add(np.array([math.floor(t)], np.int64), self.KEYS.index(key),
                       np.array([float(value)]))
 
-    def take(self, start: float, end: float) -> dict[str, float]:
-        """Totals over [start, end); forgets every second before ``end``."""
+    def take(self, end: float) -> dict[str, float]:
+        """Totals of every second before ``end``, forgotten once taken. A tally that came
+        late for its own interval (a gap is known only when data resumes, and an I2C
+        error during a gap falls in no interval) goes with the next metric."""
         total = np.zeros(len(self.KEYS))
         for sec in [s for s in self.secs if s < end]:
-            row = self.secs.pop(sec)
-            if sec >= math.floor(start):
-                total += row
+            total += self.secs.pop(sec)
         return dict(zip(self.KEYS, total.tolist(), strict=True))
 
 
@@ -128,7 +128,8 @@ class EdgeService:
 
     def __init__(self, cfg: Config, *, emulate: str | None = None, scenario: str | None = None,
                  seed: int = 0, speed: float = 1.0, duration_s: float | None = None,
-                 drain_timeout_s: float = 60.0, pin_factory: Any = None, bus: Any = None):
+                 drain_timeout_s: float = 60.0, pin_factory: Any = None, bus: Any = None,
+                 faults: str | None = None):
         self.cfg = cfg
         self.speed = speed
         self.duration_s = duration_s
@@ -140,7 +141,7 @@ class EdgeService:
 
         self.vclock: VirtualClock | None = VirtualClock() if emulate else None
         self.mono: Callable[[], float] = self.vclock or time.monotonic
-        self.reader = self._open_sensor(emulate, scenario, seed, bus)  # may set duration_s
+        self.reader = self._open_sensor(emulate, scenario, seed, bus, faults)  # + duration_s
         self.clock: WallClock | FixedWallClock
         if self.vclock is None:
             self.clock = WallClock(self.mono)
@@ -181,7 +182,8 @@ class EdgeService:
         self.counts = {"events": 0, "metrics": 0}
 
     # -- parts --------------------------------------------------------------------------
-    def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int, bus: Any):
+    def _open_sensor(self, emulate: str | None, scenario: str | None, seed: int, bus: Any,
+                     faults: str | None):
         from spinesense.firmware import open_sensor
 
         if not emulate:  # the I2C bus (or an smbus2-shaped stand-in), in real time
@@ -199,7 +201,8 @@ class EdgeService:
                 self.duration_s = float(sim.truth["duration_s"])
         else:
             motion = StaticMotion()
-        return open_sensor(self.cfg.sensor, emulate=emulate, motion=motion, clock=self.mono)
+        return open_sensor(self.cfg.sensor, emulate=emulate, motion=motion, clock=self.mono,
+                           faults=faults)
 
     def _open_pipeline(self):
         from spinesense.edge.calibration import Calibration
@@ -233,7 +236,7 @@ class EdgeService:
         """Fill the metric's health fields for the interval it covers."""
         interval = float(metric.get("interval_s") or self.cfg.metrics.interval_s)
         end = float(metric["t"])
-        h = self.health.take(end - interval, end)
+        h = self.health.take(end)
         metric["sample_rate_hz"] = round(h["samples"] / interval, 2)
         metric["i2c_errors"] = int(h["i2c_errors"])
         metric["gap_s"] = round(h["gap_s"], 3)

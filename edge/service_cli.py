@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="with --emulate: the simulated person (e.g. workday); default: a "
                           "sensor lying still")
     run.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
+    run.add_argument("--faults", metavar="PLAN",
+                     help="with --emulate: inject bus faults at virtual times, e.g. "
+                          "'disconnect@600+5,eio@900x20,overflow@1200' (kinds: eio@TxN, "
+                          "timeout@TxN, nack@T+S, disconnect@T+S, overflow@T, brownout@T)")
     run.add_argument("--speed", type=_speed, default=1.0,
                      help="with --emulate: run virtual time this many times faster than "
                           "real time (default: 1)")
@@ -67,6 +71,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.scenario and not args.emulate:
         raise CliError("--scenario needs --emulate CHIP (a simulated person drives an "
                        "emulated sensor)", 2)
+    if args.faults and not args.emulate:
+        raise CliError("--faults needs --emulate CHIP: faults are injected into the "
+                       "emulated bus", 2)
+    if args.faults:
+        from spinesense.firmware.faults import FaultPlan, FaultSpecError
+
+        try:
+            FaultPlan.parse(args.faults)
+        except FaultSpecError as exc:
+            raise CliError(f"--faults: {exc}", 2) from None
     if args.speed != 1.0 and not args.emulate:
         raise CliError("--speed needs --emulate CHIP: a real sensor runs in real time", 2)
     if args.drain_timeout < 0:
@@ -84,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         service = EdgeService(cfg, emulate=args.emulate, scenario=args.scenario,
                               seed=args.seed, speed=args.speed, duration_s=args.duration,
-                              drain_timeout_s=args.drain_timeout)
+                              drain_timeout_s=args.drain_timeout, faults=args.faults)
     except SensorError as exc:
         # under systemd, Restart=always tries again until the sensor is plugged in
         raise CliError(f"sensor: {exc}") from None

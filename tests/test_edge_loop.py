@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -96,3 +97,39 @@ def test_edge_run_stays_lean(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", _FOOTPRINT, str(cfg)], capture_output=True,
                          text=True, timeout=120)
     assert res.stdout.split() == ["False", "False", "3"], res.stderr[-2000:]
+
+
+def test_sensor_faults_become_events_health_and_status(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    cfg.pipeline.calibration_wait_s = 30.0
+    svc = EdgeService(cfg, emulate="mpu6050", scenario="mixed", seed=3, speed=1000,
+                      duration_s=1200, faults="disconnect@700+5,eio@900x3,overflow@1000")
+    states = set()
+    try:
+        for _ in range(4 * 1100):
+            svc.tick()
+            states.add(svc.sensor_state)
+        svc.emit(svc.pipeline.flush(), [])
+        msgs = [json.loads(p) for _, _, p in svc.spool.fetch(0, 100_000)]
+    finally:
+        svc.spool.close()
+        svc.reader.close()
+    events = {m["type"]: m for m in msgs if m["type"] != "metric"}
+    assert {"sensor_lost", "sensor_back", "gap", "fifo_overflow"} <= set(events)
+    assert states == {"ok", "lost"}
+    assert 4.0 <= events["sensor_back"]["data"]["down_s"] <= 6.5
+    metrics = [m for m in msgs if m["type"] == "metric"]
+    t0 = metrics[0]["ts"] - 10_000 * round(metrics[0]["data"]["interval_s"] / 10)
+
+    def health(at_s: float) -> dict:
+        """The metric whose interval covers virtual second ``at_s``."""
+        return next(m["data"] for m in metrics if m["ts"] - t0 > at_s * 1000)
+
+    during = health(702)  # the pipeline's interval skips the hole; health reports it
+    assert during["interval_s"] < 10 and 95 < during["sample_rate_hz"] < 106
+    assert 5.0 <= during["gap_s"] < 6.0 and during["i2c_errors"] > 0
+    assert health(900.5)["i2c_errors"] >= 3
+    assert health(600)["gap_s"] == 0 and 95 < health(600)["sample_rate_hz"] < 106
+    assert sum(m["data"]["gap_s"] for m in metrics) < 12  # only the injected holes
