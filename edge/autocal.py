@@ -64,6 +64,7 @@ class AutoCalibrator:
     given_up: np.ndarray | None = None
     up_method: str = ""
     wait_s: float = 600.0
+    given_forward: np.ndarray | None = None  # a stored forward axis to reuse
     up: np.ndarray | None = None
     t_first: float | None = None
     evidence: list[Evidence] = field(default_factory=list)
@@ -74,6 +75,7 @@ class AutoCalibrator:
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
     _grav_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _window_up: np.ndarray | None = None
     _ex_len: int = 0
     _ex_peak: float = 0.0
     _ex_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -89,7 +91,7 @@ class AutoCalibrator:
             return
         if self.t_first is None:
             self.t_first = float(sf.sec[0])
-        if self.window is not None and self.up is None:
+        if self.window is not None and self.up is None and self._window_up is None:
             self._feed_window(tf)
         self._pending_transitions += sf.transitions
         for i in range(len(sf.sec)):
@@ -97,9 +99,14 @@ class AutoCalibrator:
             g = _unit(sf.grav[i])
             if g is not None:
                 self._grav_sum += g
+            if self.up is None and self._window_up is not None and \
+                    s >= math.floor(self.window[1]):  # type: ignore[index]
+                self.up = self._window_up  # from the second the window ends, not before
             if self.up is None and self.window is None:
                 self._feed_still(s, sf, i)
             if self.up is not None:
+                if self.given_forward is not None and not self.evidence:
+                    self._add(s, "stored calibration", self.given_forward, LOCK_WEIGHT)
                 while self._pending_transitions and self._pending_transitions[0].t < s + 1:
                     tr = self._pending_transitions.pop(0)
                     self._add(tr.t, tr.kind, tr.direction, 1.0)
@@ -124,7 +131,7 @@ class AutoCalibrator:
         if len(t) and t[-1] >= b:
             acc = np.concatenate(self._window_acc) if self._window_acc else np.zeros((0, 3))
             try:
-                self.up = upright_from_still(acc)
+                self._window_up = upright_from_still(acc)
             except CalibrationError as exc:
                 raise CalibrationError(f"calibration window {a:g}:{b:g}: {exc}") from None
             self.up_method = f"window {a:g}-{b:g} s"
@@ -225,10 +232,13 @@ class AutoCalibrator:
 
     def finish(self, t_now: float) -> Calibration | None:
         """At the end of the data (or the waiting limit): use what there is."""
-        if self.result is None and self.window is not None and self.up is None:
+        if self.result is None and self.window is not None and self.up is None \
+                and self._window_up is None:
             a, b = self.window
             raise CalibrationError(f"calibration window {a:g}:{b:g}: outside the recording "
                                    f"(it ends at {t_now:g} s)")
         if self.result is None:
+            if self.up is None and self._window_up is not None:
+                self.up = self._window_up
             self._try_lock(t_now, final=True)
         return self.result

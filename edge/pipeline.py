@@ -73,7 +73,9 @@ class Pipeline:
             given = None if calibration is None or calibrate_window else calibration.up
             self.auto = AutoCalibrator(window=calibrate_window, given_up=given,
                                        up_method="stored" if given is not None else "",
-                                       wait_s=cfg.pipeline.calibration_wait_s)
+                                       wait_s=cfg.pipeline.calibration_wait_s,
+                                       given_forward=None if calibration is None
+                                       else calibration.forward)
 
     # -- public API ------------------------------------------------------------------
     def process(self, chunk: SampleChunk) -> list[dict[str, Any]]:

@@ -141,3 +141,12 @@ def test_live_commands_snooze_thresholds_recalibrate() -> None:
     recs2 = pipe2.process(chunk[cut:]) + pipe2.flush()
     assert pipe2.calibration is not None
     assert any(r["type"] == "calibrated" and r["t"] > 1750 for r in recs2)
+
+
+def test_window_upright_with_a_stored_forward_axis() -> None:
+    sim = simulate("slouch_short", 8, duration_s=300)
+    stored = Calibration(sim.up_sensor, -sim.forward_sensor, method="test")
+    recs = replay(sim.chunk(), Config(), calibrate=(2.0, 15.0), calibration=stored)
+    cal = next(r for r in recs if r["type"] == "calibrated")
+    assert cal["t"] == pytest.approx(16.0) and "stored calibration" in cal["forward_method"]
+    assert angle_deg(np.array(cal["forward"]), -sim.forward_sensor) < 3.0

@@ -42,8 +42,9 @@ def recording(request: pytest.FixtureRequest) -> tuple[SampleChunk, list[dict]]:
     return chunk, replay(chunk, Config(), states=True)
 
 
-def _feed(chunk: SampleChunk, sizes: list[int]) -> list[dict]:
-    pipe = Pipeline(Config(), states=True)
+def _feed(chunk: SampleChunk, sizes: list[int], window: tuple[float, float] | None = None
+          ) -> list[dict]:
+    pipe = Pipeline(Config(), states=True, calibrate_window=window)
     out: list[dict] = []
     i, j = 0, 0
     while i < len(chunk):
@@ -77,3 +78,11 @@ def test_fixed_chunk_sizes_give_identical_records(recording, size: int) -> None:
 def test_any_chunking_gives_identical_records(recording, sizes: list[int]) -> None:
     chunk, ref = recording
     assert _feed(chunk, sizes) == ref
+
+
+@pytest.mark.parametrize("size", [1, 7, 100])
+def test_chunking_with_a_calibration_window(recording, size: int) -> None:
+    chunk, _ = recording
+    ref = replay(chunk, Config(), states=True, calibrate=(2.0, 15.0))
+    assert next(r for r in ref if r["type"] == "calibrated")["t"] >= 15.0
+    assert _feed(chunk, [size], (2.0, 15.0)) == ref
