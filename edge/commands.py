@@ -135,10 +135,14 @@ class CommandHandler:
         self.accepted = 0
         self.rejected = 0
 
-    def handle(self, payload: bytes) -> tuple[str, dict[str, Any]]:
+    def handle(self, payload: bytes, retained: bool = False) -> tuple[str, dict[str, Any]]:
         cmd_id: Any = None
         name = "?"
         try:
+            if retained:
+                raise CommandError("retained command ignored: it would repeat at every "
+                                   "reconnect; publish without the retain flag, and clear "
+                                   "it with an empty retained message")
             if len(payload) > MAX_CMD_BYTES:
                 raise CommandError(f"command of {len(payload)} bytes is over the "
                                    f"{MAX_CMD_BYTES}-byte limit; send a smaller object")

@@ -72,7 +72,7 @@ class Publisher:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: None
         self.connected = threading.Event()
-        self.commands: queue.Queue[bytes] = queue.Queue(maxsize=100)
+        self.commands: queue.Queue[tuple[bytes, bool]] = queue.Queue(maxsize=100)
         self._acked: collections.deque[tuple[int, bool, str]] = collections.deque()
         self._sent: dict[int, int] = {}  # paho mid -> seq, not yet acknowledged
         self._last_handed = 0            # highest seq handed to paho
@@ -143,7 +143,7 @@ class Publisher:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.commands.put_nowait(msg.payload)
+            self.commands.put_nowait((msg.payload, bool(msg.retain)))
         except queue.Full:
             log.warning("MQTT: command queue full; dropped a command")
 

@@ -325,7 +325,7 @@ class EdgeService:
         if self.clock.refresh():
             self.spool.restamp(self.clock.to_ms, self.publisher.last_handed)
         while not self.publisher.commands.empty():
-            kind, reply = self.commands.handle(self.publisher.commands.get_nowait())
+            kind, reply = self.commands.handle(*self.publisher.commands.get_nowait())
             self.publisher.reply(kind, reply)
             if kind == "cmd_ok" and reply["cmd"] == "recalibrate":
                 self._save_calibration_next = True

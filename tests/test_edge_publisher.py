@@ -276,7 +276,7 @@ def test_commands_sent_while_offline_arrive_with_the_persistent_session(
     second.start()
     try:
         assert second.connected.wait(10)
-        assert second.commands.get(timeout=10) == b'{"cmd": "status"}'
+        assert second.commands.get(timeout=10) == (b'{"cmd": "status"}', False)
     finally:
         second.stop(None)
 

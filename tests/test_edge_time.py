@@ -100,7 +100,7 @@ def test_recalibrate_command_saves_the_new_calibration(tmp_path: Path) -> None:
             svc.tick()
         assert svc.pipeline.calibration is not None  # learned by itself...
         assert not path.exists()  # ...and not saved: the next session may sit differently
-        svc.publisher.commands.put(b'{"cmd": "recalibrate"}')
+        svc.publisher.commands.put((b'{"cmd": "recalibrate"}', False))
         ticks = 0
         while not path.exists() and ticks < 4 * 1800:
             svc.tick()

@@ -242,6 +242,13 @@ def test_bad_commands_are_refused_and_change_nothing(tmp_path: Path, payload: by
     assert not (tmp_path / "state" / "thresholds.json").exists()
 
 
+def test_retained_commands_are_refused(tmp_path: Path) -> None:
+    handler, target, _ = _handler(tmp_path)
+    kind, reply = handler.handle(b'{"cmd": "recalibrate"}', retained=True)
+    assert kind == "cmd_error" and "retained command ignored" in reply["error"]
+    assert target.calls == []
+
+
 def test_good_commands_are_applied_and_echo_their_id(tmp_path: Path) -> None:
     handler, target, cfg = _handler(tmp_path)
     assert handler.handle(b'{"cmd": "snooze", "minutes": 20, "id": "a1"}') == (
