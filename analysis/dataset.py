@@ -228,10 +228,8 @@ def records_to_lines(records: list[dict[str, Any]], device: str, epoch_offset_s:
     (``record_to_message``) and the collector (``message_to_line``) run: how a recording
     is loaded into InfluxDB as if it had been worn live. ``epoch_offset_s`` maps the
     recording's time base to UTC epoch seconds. Per-second ``state`` records are not
-    published by the edge and are skipped, as are records the collector could not store
-    either (non-scalar fields, which it dead-letters)."""
+    published by the edge and are skipped."""
     from spinesense.collector.points import message_to_line
-
     from spinesense.schema import kind_of, record_to_message
 
     def to_ms(t: float) -> int:
@@ -243,10 +241,7 @@ def records_to_lines(records: list[dict[str, Any]], device: str, epoch_offset_s:
         if rec["type"] == "state":
             continue
         msg = record_to_message(rec, device, seq, to_ms)
-        try:
-            lines.append(message_to_line(kind_of(rec["type"]), msg))
-        except ValueError:
-            continue
+        lines.append(message_to_line(kind_of(rec["type"]), msg))
         seq += 1
     return lines
 

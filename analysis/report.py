@@ -22,9 +22,9 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from spinesense.analysis.dataset import Dataset
 
 from spinesense import __version__
+from spinesense.analysis.dataset import Dataset
 from spinesense.config import Config
 
 POSTURE_COLORS = {"sitting": "#e07b39", "standing": "#3b8bc2", "walking": "#3aa57a",

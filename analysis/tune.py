@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
 
+from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
 from spinesense.config import Config
 
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break

@@ -39,10 +39,10 @@ from collector_harness import (  # noqa: E402
     metric,
     write_config,
 )
+
 from spinesense.collector.points import message_to_line  # noqa: E402
 from spinesense.collector.validate import Validator  # noqa: E402
 from spinesense.collector.writers import InfluxV1Writer  # noqa: E402
-
 from spinesense.config import InfluxConfig  # noqa: E402
 from spinesense.devservers import InfluxD, Mosquitto  # noqa: E402
 

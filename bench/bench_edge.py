@@ -28,13 +28,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+
+from spinesense.config import Config
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.reference import run_reference
 from spinesense.edge.replay import read_csv, replay
 from spinesense.firmware.simulator import simulate
-
-from spinesense.config import Config
 
 
 def best_of(n: int, fn) -> tuple[float, object]:

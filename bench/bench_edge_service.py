@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import psutil
-from spinesense.edge.spool import Spool
 
 from spinesense import schema
 from spinesense.devservers import Mosquitto
+from spinesense.edge.spool import Spool
 
 EXE = [sys.executable, "-m", "spinesense"]
 

@@ -16,13 +16,13 @@ import argparse
 import time
 
 import numpy as np
+
+from spinesense.config import SensorConfig
 from spinesense.firmware.chips import CHIPS, DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
 from spinesense.firmware.motion import ArrayMotion, StaticMotion
 from spinesense.firmware.reader import open_sensor
-
-from spinesense.config import SensorConfig
 
 RATE_HZ = 100.0
 SUSTAIN_TARGET = 50_000.0

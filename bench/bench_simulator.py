@@ -15,6 +15,7 @@ import resource
 import time
 
 import numpy as np
+
 from spinesense.firmware.csvfast import write_stream
 from spinesense.firmware.simulator import simulate
 

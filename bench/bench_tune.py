@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from spinesense.analysis import dataset, tune
+from spinesense.config import load
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
-
-from spinesense.config import load
 
 
 def main() -> None:

@@ -31,9 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from spinesense.collector.service import Collector
-
     from spinesense.cli import CliError, load_config
+    from spinesense.collector.service import Collector
 
     cfg = load_config(args)
     if args.instance and not all(c.isalnum() or c in "-_" for c in args.instance):

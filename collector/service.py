@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from spinesense.collector.deadletter import DeadLetter
 from spinesense.collector.points import message_to_line, stats_to_line
 from spinesense.collector.validate import Rejected, Validator
@@ -39,7 +40,6 @@ from spinesense.collector.writers import (
     make_writer,
     write_isolating,
 )
-
 from spinesense.config import Config
 
 log = logging.getLogger("spinesense.collector")

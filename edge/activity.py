@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from spinesense.edge.features import Transition
 
 POSTURES = ("sitting", "standing", "walking", "lying", "unknown")

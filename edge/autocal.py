@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from spinesense.edge.calibration import Calibration, CalibrationError, upright_from_still
 from spinesense.edge.features import SecondFeatures, TickFeatures
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from scipy import signal
+
+from spinesense.config import Config
 from spinesense.edge.activity import LYING, POSTURES, STANDING, WALKING, PostureState, classify
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.features import SecondFeatures, TickFeatures, gyro_flexion
@@ -20,8 +22,6 @@ from spinesense.edge.filters import TICK_HZ, StreamSOS, segment_starts
 from spinesense.edge.metrics import MetricsAggregator, SecondRows
 from spinesense.edge.sedentary import SedentaryParams, SedentaryState, detect_sedentary
 from spinesense.edge.slouch import Q, SlouchParams, SlouchState, close_open, detect_slouch
-
-from spinesense.config import Config
 
 GYRO_HIGHPASS_HZ = 0.005  # removes the gyro bias (drifting over minutes) before integration
 STALE_WINDOW_S = 30       # walking seconds per stale-calibration check

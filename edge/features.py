@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from spinesense.edge.filters import (
     TICK_HZ,
     StreamSOS,

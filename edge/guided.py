@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
+from spinesense.cli import CliError
+from spinesense.config import Config
 from spinesense.edge.calibration import (
     Calibration,
     CalibrationError,
     forward_from_lean,
     upright_from_still,
 )
-
-from spinesense.cli import CliError
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 SETTLE_S = 2.0  # ignored at the start of the still step (the wearer settles)

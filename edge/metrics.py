@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from spinesense.edge.activity import POSTURES
 from spinesense.edge.filters import TICK_HZ
 from spinesense.edge.slouch import Q

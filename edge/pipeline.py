@@ -17,13 +17,13 @@ import math
 from typing import Any
 
 import numpy as np
+
+from spinesense.config import Config
 from spinesense.edge.autocal import AutoCalibrator
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import Detectors
 from spinesense.edge.features import FrontEnd, SecondFeatures, TickFeatures
 from spinesense.edge.filters import TICK_HZ, Gap, Resampler, Ticks
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 # tie-break order of records with the same second and time

@@ -29,10 +29,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from spinesense.edge.spool import Spool
 
 from spinesense import __version__, schema
 from spinesense.config import Config
+from spinesense.edge.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy import signal
+
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import GYRO_HIGHPASS_HZ
 from spinesense.edge.features import (
@@ -25,7 +26,6 @@ from spinesense.edge.features import (
 )
 from spinesense.edge.filters import TICK_HZ, TICK_S, bandpass, lowpass
 from spinesense.edge.slouch import SlouchParams
-
 from spinesense.samples import SampleChunk
 
 

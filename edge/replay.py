@@ -10,10 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from spinesense.config import Config
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.csvread import RecordingError, iter_csv, read_csv
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 __all__ = ["RecordingError", "iter_csv", "parse_window", "read_csv", "replay", "summary"]
@@ -40,9 +39,8 @@ def replay(source: str | Path | SampleChunk, cfg: Config | None = None, *,
     ``chunk_size`` feeds the samples in pieces of that many (as the live loop does);
     the result is the same as feeding everything at once.
     """
-    from spinesense.edge.pipeline import Pipeline
-
     from spinesense.config import Config as _Config
+    from spinesense.edge.pipeline import Pipeline
 
     cfg = cfg or _Config()
     chunks = [source] if isinstance(source, SampleChunk) else iter_csv(source)

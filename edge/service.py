@@ -23,14 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from spinesense import __version__, schema
+from spinesense.config import Config
 from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock
 from spinesense.edge.commands import CommandHandler, load_thresholds
 from spinesense.edge.haptics import open_haptics
 from spinesense.edge.publisher import Publisher
 from spinesense.edge.spool import Spool
-
-from spinesense import __version__, schema
-from spinesense.config import Config
 
 log = logging.getLogger(__name__)
 

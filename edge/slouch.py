@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from spinesense.edge.filters import TICK_HZ
 
 IDLE, PENDING, ALERTED = 0, 1, 2

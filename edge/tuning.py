@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from spinesense.config import Config
 from spinesense.edge.activity import POSTURES, STANDING, WALKING
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.filters import TICK_HZ
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
 from spinesense.edge.slouch import SlouchParams, close_open, detect_slouch
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 

@@ -8,6 +8,7 @@ the FIFO byte layouts and flag semantics follow the datasheet sections cited in
 from __future__ import annotations
 
 import numpy as np
+
 from spinesense.firmware import invensense as mpu
 from spinesense.firmware import st_lsm6 as st
 from spinesense.firmware.emulator import EmulatedChip

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from spinesense.firmware.bus import BusStats, smbus_shape
 from spinesense.firmware.faults import FaultPlan, bus_error
 from spinesense.firmware.motion import MotionSource, StaticMotion

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from smbus2 import i2c_msg
+
 from spinesense.firmware.registers import RegisterBlock, SMBusLike
 
 # i2c-dev accepts at most 8192 bytes per message (I2C_RDWR); stay below it.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from spinesense.firmware.imu import MAX_READ_BYTES, FifoRead, ImuDriver, Settings
 from spinesense.firmware.registers import Field, Register, RegisterMap, codes
 

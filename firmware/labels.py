@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from spinesense.firmware.timeline import Segment
 
 EPS = 1e-9

@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from spinesense.config import SensorConfig
 from spinesense.firmware.bus import CountingBus
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.imu import FifoRead, ImuDriver
 from spinesense.firmware.motion import MotionSource
 from spinesense.firmware.registers import SMBusLike
-
-from spinesense.config import SensorConfig
 from spinesense.samples import SampleChunk
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from spinesense.firmware.timeline import Timeline
 
 MIN = 60.0

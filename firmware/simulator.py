@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
 from spinesense.firmware import kinematics as kin
 from spinesense.firmware.csvfast import write_csv
 from spinesense.firmware.labels import DEFAULT_LABELS, LabelParams, label_params, label_truth

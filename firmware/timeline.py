@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from spinesense.firmware.kinematics import Track
 
 HIP_RISE_M = 0.45  # hip height change between sitting and standing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
 from spinesense.firmware import kinematics as kin
 from spinesense.firmware.timeline import Timeline
 

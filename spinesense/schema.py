@@ -81,6 +81,15 @@ def record_to_message(record: dict[str, Any], device: str, seq: int,
     fields = dict(record)
     type_ = fields.pop("type")
     t = fields.pop("t")
-    data = {k: (int(to_ms(v)) if k in TIME_KEYS and v is not None else v)
-            for k, v in fields.items()}
+    data: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in TIME_KEYS and value is not None:
+            data[key] = int(to_ms(value))
+        elif isinstance(value, (list, tuple)):
+            # vectors (a calibration's up/forward axes) travel as flat scalar fields,
+            # because an InfluxDB field holds one value: up → up_x, up_y, up_z
+            names = "xyz" if len(value) == 3 else [str(i) for i in range(len(value))]
+            data.update({f"{key}_{n}": v for n, v in zip(names, value, strict=True)})
+        else:
+            data[key] = value
     return make_message(device, seq, int(to_ms(t)), type_, data, synced=synced)

@@ -7,10 +7,10 @@ import math
 import time
 
 import pytest
+
 from spinesense.collector.points import message_to_line
 from spinesense.collector.validate import Rejected, Validator
 from spinesense.collector.writers import InfluxV1Writer, PermanentError, write_isolating
-
 from spinesense.config import InfluxConfig
 from spinesense.schema import encode, make_message
 
@@ -91,7 +91,6 @@ def test_v2_writer_tells_setup_errors_from_outages(influxd):
     """influxdb-client against influxd 1.6 (which has no /api/v2/write): a 404 is a setup
     problem (retried loudly, never dead-lettered); a closed port is an outage."""
     from spinesense.collector.writers import AuthError, InfluxV2Writer, RetryableError
-
     from spinesense.devservers import free_port
 
     line = message_to_line("events", make_message("a", 1, NOW, "gap", {"x": 1.0}))
@@ -108,7 +107,6 @@ def test_v2_writer_tells_setup_errors_from_outages(influxd):
 
 def test_v1_writer_outage_is_retryable():
     from spinesense.collector.writers import RetryableError
-
     from spinesense.devservers import free_port
 
     w = InfluxV1Writer(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", timeout_s=2.0))

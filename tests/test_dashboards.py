@@ -219,10 +219,9 @@ def stored(influxd: InfluxD) -> Stored:
     """Simulated days → the real pipeline (replay) → record_to_message → message_to_line
     → influxd /write, each day placed at its own date and hour."""
     from spinesense.analysis.dataset import records_to_lines, write_lines
+    from spinesense.config import load as load_config
     from spinesense.edge.replay import replay
     from spinesense.firmware.simulator import simulate
-
-    from spinesense.config import load as load_config
     from spinesense.samples import SampleChunk
 
     db = "dashboards_test"

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
-from spinesense.edge.service import EdgeService
 
 from spinesense.config import Config
 from spinesense.devservers import free_port
+from spinesense.edge.service import EdgeService
 
 
 def test_slouch_alerts_buzz_the_motor(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from spinesense.edge.publisher import Publisher
-from spinesense.edge.spool import Spool
 
 from spinesense import schema
 from spinesense.config import Config
 from spinesense.devservers import Mosquitto
+from spinesense.edge.publisher import Publisher
+from spinesense.edge.spool import Spool
 
 
 class Subscriber:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from spinesense.edge.recorder import RotatingRecorder
-from spinesense.edge.service import EdgeService
-from spinesense.firmware.recording import read_recording
 
 from spinesense.config import Config
 from spinesense.devservers import free_port
+from spinesense.edge.recorder import RotatingRecorder
+from spinesense.edge.service import EdgeService
+from spinesense.firmware.recording import read_recording
 from spinesense.samples import SampleChunk
 
 INFO = {"chip": "mpu6050", "rate_hz": 100.0, "accel_range_g": 4, "gyro_range_dps": 500,

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from spinesense.edge.calibration import Calibration
-from spinesense.edge.clock import WallClock, detect_sync
-from spinesense.edge.service import EdgeService
 
 from spinesense import schema
 from spinesense.config import Config
 from spinesense.devservers import Mosquitto, free_port
+from spinesense.edge.calibration import Calibration
+from spinesense.edge.clock import WallClock, detect_sync
+from spinesense.edge.service import EdgeService
 
 
 def _rows(svc: EdgeService) -> list[dict]:

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from spinesense import schema
+from spinesense.config import Config
 from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock, parse_duration
 from spinesense.edge.commands import MAX_CMD_BYTES, CommandHandler, load_thresholds
 from spinesense.edge.haptics import SITTING, SLOUCH, Haptics
 from spinesense.edge.spool import Spool
-
-from spinesense import schema
-from spinesense.config import Config
 
 
 def _msg(type_: str = "slouch_start", ts: int = 1_700_000_000_000, **data) -> dict:

@@ -11,6 +11,7 @@ import struct
 import numpy as np
 import pytest
 from smbus2 import i2c_msg
+
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus

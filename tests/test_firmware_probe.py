@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from spinesense.cli import main
 from spinesense.firmware import probe
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
-
-from spinesense.cli import main
 
 
 @pytest.mark.parametrize("chip,shown", [

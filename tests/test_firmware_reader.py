@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from spinesense.config import SensorConfig
 from spinesense.firmware.chips import DRIVERS
 from spinesense.firmware.emulated_chips import make_chip
 from spinesense.firmware.emulator import EmulatedBus
 from spinesense.firmware.faults import FaultPlan, FaultSpecError
 from spinesense.firmware.motion import StaticMotion
 from spinesense.firmware.reader import SensorError, open_sensor
-
-from spinesense.config import SensorConfig
 from spinesense.samples import SampleChunk
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from spinesense.cli import main
+from spinesense.config import SensorConfig
 from spinesense.firmware.reader import open_sensor
 from spinesense.firmware.recording import (
     RecordingError,
@@ -21,9 +24,6 @@ from spinesense.firmware.recording import (
     iter_blocks,
     read_recording,
 )
-
-from spinesense.cli import main
-from spinesense.config import SensorConfig
 from spinesense.samples import SampleChunk
 
 

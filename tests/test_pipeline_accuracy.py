@@ -4,9 +4,9 @@ only), scored by the same code as `spinesense evaluate`. Thresholds from issue 5
 from __future__ import annotations
 
 import pytest
-from spinesense.edge.evaluate import RunResult, run_one, summarise
 
 from spinesense.config import Config
+from spinesense.edge.evaluate import RunResult, run_one, summarise
 
 # (scenario, seeds): modest lengths so the suite stays fast; sitting_long and mixed are
 # the shortest that contain 30-minute bouts

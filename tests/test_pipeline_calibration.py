@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+
+from spinesense.cli import main
+from spinesense.config import Config
 from spinesense.edge.calibration import Calibration, angle_deg
 from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
-
-from spinesense.cli import main
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from spinesense.config import Config
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.reference import run_reference
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from spinesense.config import Config
 from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 
 

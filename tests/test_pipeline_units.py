@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+
+from spinesense.config import Config
 from spinesense.edge.calibration import (
     Calibration,
     CalibrationError,
@@ -18,8 +20,6 @@ from spinesense.edge.filters import TICK_HZ, Resampler
 from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
 from spinesense.edge.slouch import BLOCK_REASONS, SlouchParams, detect_slouch
-
-from spinesense.config import Config
 from spinesense.samples import SampleChunk
 from spinesense.schema import METRIC_FIELDS
 

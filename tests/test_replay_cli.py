@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spinesense.edge.replay import RecordingError, read_csv
-from spinesense.firmware.simulator import simulate
 
 from spinesense.cli import main
+from spinesense.edge.replay import RecordingError, read_csv
+from spinesense.firmware.simulator import simulate
 
 HEADER = "t,ax,ay,az,gx,gy,gz\n"
 

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from spinesense.analysis import dataset, report
-from spinesense.firmware.simulator import simulate
 
+from spinesense.analysis import dataset, report
 from spinesense.cli import main
 from spinesense.config import load
+from spinesense.firmware.simulator import simulate
 
 EPOCH0 = datetime(2026, 11, 23, 8, 30, tzinfo=UTC).timestamp()  # a Monday morning
 IMG_RE = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')

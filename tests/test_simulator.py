@@ -12,6 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
+
+from spinesense.cli import main
 from spinesense.firmware.kinematics import LEVER_ARM_M, G
 from spinesense.firmware.motion import ArrayMotion, MotionSource, StaticMotion
 from spinesense.firmware.simulator import (
@@ -21,8 +23,6 @@ from spinesense.firmware.simulator import (
     mounting_matrix,
     simulate,
 )
-
-from spinesense.cli import main
 
 TRUTH_KEYS = {"scenario", "seed", "rate_hz", "duration_s", "mounting", "label_params",
               "calibration", "slouch_episodes", "sitting_bouts", "sitting_alerts", "breaks",

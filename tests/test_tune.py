@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spinesense.analysis import dataset, tune
 
+from spinesense.analysis import dataset, tune
 from spinesense.cli import main
 from spinesense.config import load
 
