@@ -32,34 +32,30 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxD]:
         yield server
 
 
-@pytest.fixture
-def mosquitto_factory(tmp_path: Path) -> Iterator:
-    """Private brokers a test may kill and restart: factory(extra="", anonymous=True)."""
-    started: list[Mosquitto] = []
+def _private_servers(cls: type, workdir: Path) -> Iterator:
+    """A factory of private server instances, all stopped when the test ends."""
+    started: list = []
 
-    def make(**kwargs) -> Mosquitto:
-        server = Mosquitto(tmp_path / f"mosquitto{len(started)}", **kwargs).start()
+    def make(**kwargs):
+        server = cls(workdir / f"{cls.__name__.lower()}{len(started)}", **kwargs).start()
         started.append(server)
         return server
 
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator:
+    """Private brokers a test may kill and restart: factory(extra="", anonymous=True)."""
+    yield from _private_servers(Mosquitto, tmp_path)
 
 
 @pytest.fixture
 def influxd_factory(tmp_path: Path) -> Iterator:
     """Private influxd instances a test may stop and restart."""
-    started: list[InfluxD] = []
-
-    def make(**kwargs) -> InfluxD:
-        server = InfluxD(tmp_path / f"influxd{len(started)}", **kwargs).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from _private_servers(InfluxD, tmp_path)
 
 
 @pytest.fixture

@@ -81,7 +81,8 @@ def test_writer_creates_the_database_and_isolates_refused_points(influxd):
     ("spinesense/alice/events", encode(make_message("alice", 1, 10**9, "gap")), "outside"),
     ("spinesense/alice/events", b'{"v":2}', "schema version"),
     ("spinesense/alice/events", b"\xc3\x28", "UTF-8"),
-])
+], ids=["wrong-device", "cmd-topic", "bad-device-id", "event-on-metrics", "ts-outside",
+        "schema-version", "invalid-utf8"])
 def test_validator_names_the_problem(topic, payload, reason):
     with pytest.raises(Rejected, match=reason):
         Validator().check(topic, payload)
