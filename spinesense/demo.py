@@ -53,6 +53,7 @@ class Summary:
     slouch_episodes: int
     minutes_slouched: float
     minutes_sitting: float
+    sitting_bouts: int
     sitting_alerts: int
     reminders: int
     breaks: int
@@ -65,6 +66,7 @@ class Summary:
             f"slouch episodes    {self.slouch_episodes}",
             f"minutes slouched   {self.minutes_slouched:.1f}",
             f"minutes sitting    {self.minutes_sitting:.1f}",
+            f"sitting bouts      {self.sitting_bouts} (ended by a break, or still open)",
             f"sitting alerts     {self.sitting_alerts} (+{self.reminders} reminders)",
             f"sitting breaks     {self.breaks}",
             f"steps              {self.steps}",
@@ -128,6 +130,8 @@ def query_summary(influx, device: str = DEVICE, db: str = DATABASE) -> Summary:
         slouch_episodes=events("slouch_start"),
         minutes_slouched=one(f"SELECT sum(slouch_s) FROM posture WHERE {where}", "sum") / 60,
         minutes_sitting=one(f"SELECT sum(sitting_s) FROM posture WHERE {where}", "sum") / 60,
+        sitting_bouts=events("sitting_break") + int(
+            one(f"SELECT last(bout_s) FROM posture WHERE {where}", "last") > 0),
         sitting_alerts=events("sitting_alert"),
         reminders=events("sitting_reminder"),
         breaks=events("sitting_break"),
