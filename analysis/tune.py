@@ -15,7 +15,6 @@ time, within a tolerance.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
+from spinesense.analysis.tune_output import plot_sitting, plot_slouch, snippet, write_table
 from spinesense.config import Config
 
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
@@ -315,111 +315,6 @@ def finish_sitting(rows: list[dict[str, float]], hours: float) -> None:
 
 
 # ------------------------------------------------------------------------------- outputs
-
-
-def write_table(path: Path, rows: list[dict[str, float]], columns: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([_fmt(r.get(c, "")) for c in columns])
-
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
-    return v
-
-
-def plot_slouch(result: SweepResult, best: dict[str, float], budget: float | None,
-                path: Path) -> None:
-    """Trade-off curves (F1 and precision/recall against alerts per hour, one line per
-    delay) next to the F1 map over threshold x delay."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ths, delays = result.axes["threshold_deg"], result.axes["delay_s"]
-    f1 = result.grid("f1")
-    rate = result.grid("alerts_per_h")
-    prec, rec = result.grid("precision"), result.grid("recall")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), dpi=100, layout="constrained")
-    cmap = plt.get_cmap("viridis")
-    for j, d in enumerate(delays):
-        color = cmap(j / max(1, len(delays) - 1))
-        axes[0].plot(rate[:, j], f1[:, j], "-o", color=color, markersize=2.5, linewidth=1,
-                     label=f"{d:g} s")
-        axes[1].plot(rec[:, j], prec[:, j], "-o", color=color, markersize=2.5, linewidth=1)
-    for ax in axes[:2]:
-        ax.grid(color="#e6e6e6")
-    if budget is not None:
-        axes[0].axvline(budget, color="#d9534f", linestyle="--", linewidth=1,
-                        label=f"budget {budget:g}/h")
-    axes[0].plot(best["alerts_per_h"], best["f1"], "*", color="#d9534f", markersize=14,
-                 label="recommended")
-    axes[0].set(xlabel="slouch alerts per hour", ylabel="episode F1", ylim=(0, 1.02),
-                title="F1 against alerts/hour (lines: delay; along a line: threshold)")
-    axes[0].legend(title="delay", fontsize=7, ncols=2, loc="lower right")
-    axes[1].plot(best["recall"], best["precision"], "*", color="#d9534f", markersize=14)
-    axes[1].set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
-                title="precision against recall")
-    low = float(np.nanmin(f1)) if np.isfinite(f1).any() else 0.0
-    im = axes[2].pcolormesh(_edges(delays), _edges(ths), f1, cmap="viridis",
-                            vmin=math.floor(low * 10) / 10, vmax=1)
-    fig.colorbar(im, ax=axes[2], label="episode F1")
-    if budget is not None:
-        axes[2].contour(delays, ths, rate, levels=[budget], colors="#d9534f",
-                        linewidths=1.2, linestyles="--")
-    axes[2].plot(best["delay_s"], best["threshold_deg"], "*", color="#d9534f", markersize=14)
-    axes[2].set(xlabel="delay (s)", ylabel="threshold (°)",
-                title="F1 over threshold x delay (dashed: alert budget)")
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_sitting(result: SweepResult, best: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lims, brks = result.axes["limit_min"], result.axes["break_s"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, layout="constrained")
-    for ax, key, title in ((axes[0], "f1", "sitting-alert F1"),
-                           (axes[1], "break_f1", "break F1")):
-        im = ax.pcolormesh(_edges(brks), _edges(lims), result.grid(key), cmap="viridis",
-                           vmin=0, vmax=1)
-        fig.colorbar(im, ax=ax, label=title)
-        ax.plot(best["break_s"], best["limit_min"], "*", color="#d9534f", markersize=14)
-        ax.set(xlabel="break length (s)", ylabel="sitting limit (min)",
-               title=f"{title} over limit x break")
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _edges(v: np.ndarray) -> np.ndarray:
-    if len(v) == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = (v[1:] + v[:-1]) / 2
-    return np.r_[v[0] - (mid[0] - v[0]), mid, v[-1] + (v[-1] - mid[-1])]
-
-
-def snippet(slouch: dict[str, float] | None, sitting: dict[str, float] | None,
-            header: list[str]) -> str:
-    """A TOML snippet to paste into the config file."""
-    lines = [f"# {h}" for h in header]
-    if slouch:
-        lines += ["[slouch]", f"threshold_deg = {slouch['threshold_deg']:.4g}",
-                  f"release_deg = {slouch['release_deg']:.4g}",
-                  f"delay_s = {slouch['delay_s']:.4g}", ""]
-    if sitting:
-        lines += ["[sitting]", f"limit_min = {sitting['limit_min']:.4g}",
-                  f"break_s = {sitting['break_s']:.4g}", ""]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------- metrics-only (InfluxDB)
 
 
 @dataclass
