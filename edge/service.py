@@ -13,7 +13,6 @@ exactly the code that runs on the Pi.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -65,22 +64,6 @@ class Notifier:
         if self.notifier is not None and now >= self.next_ping:
             self.notifier.notify("WATCHDOG=1")
             self.next_ping = now + self.every
-
-
-def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    """Flat JSON scalars only (the collector stores fields, not structures): numpy scalars
-    to Python, lists/dicts to compact JSON text, non-finite numbers (no data) dropped."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        if isinstance(value, (list, tuple, dict, np.ndarray)):
-            value = json.dumps(np.asarray(value).tolist() if isinstance(value, np.ndarray)
-                               else value, separators=(",", ":"), default=float)
-        out[key] = value
-    return out
 
 
 class Health:
@@ -265,10 +248,10 @@ class EdgeService:
                 continue
             if rec["type"] == "metric":
                 self._health(rec)
-            out.append(_jsonable(rec))
+            out.append(rec)
         for ev in sensor_events:
             self._sensor_event(ev)
-            out.append(_jsonable(ev))
+            out.append(ev)
         if not out:
             return
         out.sort(key=lambda r: r["t"])

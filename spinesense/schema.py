@@ -16,6 +16,7 @@ instant (``onset``, ``bout_start``, ``bout_end``) are UTC milliseconds as well.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -69,6 +70,16 @@ def encode(msg: dict[str, Any]) -> bytes:
     return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    """Plain JSON scalars only: numpy scalars become Python ones, and a non-finite number
+    (no data, e.g. the mean of an empty interval) is left out rather than sent as NaN."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return
+    data[key] = value
+
+
 def kind_of(type_: str) -> str:
     """The topic kind a pipeline record is published on."""
     return "metrics" if type_ == "metric" else "events"
@@ -85,11 +96,14 @@ def record_to_message(record: dict[str, Any], device: str, seq: int,
     for key, value in fields.items():
         if key in TIME_KEYS and value is not None:
             data[key] = int(to_ms(value))
-        elif isinstance(value, (list, tuple)):
+        elif isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:
             # vectors (a calibration's up/forward axes) travel as flat scalar fields,
             # because an InfluxDB field holds one value: up → up_x, up_y, up_z
             names = "xyz" if len(value) == 3 else [str(i) for i in range(len(value))]
-            data.update({f"{key}_{n}": v for n, v in zip(names, value, strict=True)})
+            for n, v in zip(names, value, strict=True):
+                _put(data, f"{key}_{n}", v)
+        elif isinstance(value, dict):
+            data[key] = json.dumps(value, separators=(",", ":"), sort_keys=True, default=float)
         else:
-            data[key] = value
+            _put(data, key, value)
     return make_message(device, seq, int(to_ms(t)), type_, data, synced=synced)

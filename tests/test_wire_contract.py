@@ -40,3 +40,14 @@ def test_vectors_are_flattened_into_scalar_fields() -> None:
                              "method": "window"}, "bob", 1, lambda t: t * 1000)
     assert msg["data"] == {"up_x": 0.0, "up_y": 0.6, "up_z": 0.8, "method": "window"}
     assert json.loads(encode(msg))["ts"] == 1000
+
+
+def test_numpy_scalars_and_missing_values_become_plain_json() -> None:
+    import numpy as np
+    msg = record_to_message({"type": "metric", "t": 2.0, "flexion_mean": np.float64(3.5),
+                             "steps": np.int64(4), "cadence_spm": float("nan"),
+                             "up": np.array([0.0, 0.0, 1.0])}, "bob", 2, lambda t: t * 1000)
+    assert msg["data"] == {"flexion_mean": 3.5, "steps": 4, "up_x": 0.0, "up_y": 0.0,
+                           "up_z": 1.0}
+    assert type(msg["data"]["steps"]) is int
+    encode(msg)  # would raise on NaN
