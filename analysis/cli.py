@@ -94,16 +94,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:
-    if not text:
-        return None
+    """--calibrate START:END, or None; a bad window is a usage error."""
+    from spinesense.parsing import BadValue
+    from spinesense.parsing import parse_window as parse
+
     try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise CliError(f"--calibrate {text!r}: use START:END in seconds, e.g. 0:15",
-                       2) from None
-    if b <= a:
-        raise CliError(f"--calibrate {text!r}: END must be after START", 2)
-    return a, b
+        return parse(text) if text else None
+    except BadValue as exc:
+        raise CliError(str(exc), 2) from None
 
 
 def _tz(name: str):

@@ -27,6 +27,7 @@ import numpy as np
 from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
 from spinesense.analysis.tune_output import plot_sitting, plot_slouch, snippet, write_table
 from spinesense.config import Config
+from spinesense.parsing import BadValue, parse_window
 
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
 
@@ -374,16 +375,6 @@ def _labels_for(args: Any, paths: list[Path]) -> list[Labels]:
     return [load_truth(f) for f in files]
 
 
-def _window(text: str | None) -> tuple[float, float] | None:
-    if not text:
-        return None
-    try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise TuneError(f"--calibrate {text!r}: use START:END in seconds") from None
-    return a, b
-
-
 def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
     """Each recording through the pipeline's feature stage, once."""
     from tqdm import tqdm
@@ -393,11 +384,15 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
         if not p.is_file():
             raise TuneError(f"{p}: recording not found")
     labels = _labels_for(args, paths)
+    try:
+        given = parse_window(args.calibrate) if args.calibrate else None
+    except BadValue as exc:
+        raise TuneError(str(exc)) from None
     out = []
     for path, lab in tqdm(list(zip(paths, labels, strict=True)), desc="features",
                           unit="recording", disable=not progress or len(paths) < 2,
                           leave=False):
-        window = _window(args.calibrate)
+        window = given
         if window is None and lab.source.endswith(".json"):
             cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
             if "start" in cal and "end" in cal:

@@ -83,7 +83,8 @@ def _jsonable(x: Any) -> Any:
 
 def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.calibration import Calibration, CalibrationError
-    from spinesense.edge.replay import RecordingError, parse_window, replay, summary
+    from spinesense.edge.replay import RecordingError, replay, summary
+    from spinesense.parsing import parse_window
 
     cfg = load_config(args)
     if args.states and not args.jsonl:

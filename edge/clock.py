@@ -157,32 +157,3 @@ class FixedWallClock:
 
     def now_ms(self) -> int:
         return self.to_ms(self.mono())
-
-
-def parse_duration(text: str) -> float:
-    """'2h', '90m', '45s', '1h30m' or plain seconds ('3600') → seconds."""
-    s = text.strip().lower()
-    try:
-        return _positive(float(s), text)
-    except ValueError:
-        pass
-    total, number = 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "d": 86400.0}
-    for ch in s:
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in units and number:
-            total += float(number) * units[ch]
-            number = ""
-        else:
-            raise ValueError(f"duration {text!r} not understood; write e.g. 2h, 90m, 1h30m "
-                             "or 3600 (seconds)")
-    if number:
-        raise ValueError(f"duration {text!r} has a number without a unit; add h, m or s")
-    return _positive(total, text)
-
-
-def _positive(value: float, text: str) -> float:
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(f"duration {text!r} must be a positive, finite time")
-    return value

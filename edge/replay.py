@@ -6,7 +6,6 @@ holds one block of samples at a time, not the whole file.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,7 @@ from spinesense.edge.calibration import Calibration
 from spinesense.edge.csvread import RecordingError, iter_csv, read_csv
 from spinesense.samples import SampleChunk
 
-__all__ = ["RecordingError", "iter_csv", "parse_window", "read_csv", "replay", "summary"]
-
-
-def parse_window(text: str) -> tuple[float, float]:
-    """'START:END' in seconds of the file's time base."""
-    try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ValueError(f"--calibrate {text!r}: expected START:END in seconds, "
-                         "e.g. 2:12") from None
-    if not (math.isfinite(a) and math.isfinite(b)) or b - a < 1.0:
-        raise ValueError(f"--calibrate {text!r}: END must be at least 1 s after START")
-    return a, b
+__all__ = ["RecordingError", "iter_csv", "read_csv", "replay", "summary"]
 
 
 def replay(source: str | Path | SampleChunk, cfg: Config | None = None, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spinesense.cli import CliError, add_common, load_config
+from spinesense.parsing import parse_duration
 
 EMULATED_CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox",
                   "ism330dhcx")
@@ -18,15 +19,6 @@ def _speed(text: str) -> float:
     if not 0 < value <= 10000:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range; use > 0 and <= 10000")
     return value
-
-
-def _duration(text: str) -> float:
-    from spinesense.edge.clock import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--speed", type=_speed, default=1.0,
                      help="with --emulate: run virtual time this many times faster than "
                           "real time (default: 1)")
-    run.add_argument("--duration", type=_duration, metavar="TIME",
+    run.add_argument("--duration", type=parse_duration, metavar="TIME",
                      help="stop after this much (virtual) time, then drain the spool and "
                           "exit: 2h, 90m, 1h30m or seconds (default: run until stopped; with "
                           "--scenario, the scenario's length)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import sys
 import time
@@ -16,19 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from spinesense.cli import CliError, add_common, load_config
+from spinesense.parsing import parse_duration
 
 log = logging.getLogger(__name__)
 CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox", "ism330dhcx")
-_DURATION = re.compile(r"^(\d+(?:\.\d*)?)\s*(ms|s|m|min|h)?$")
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '10m', '2h' → seconds."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 30s, 10m, 2h")
-    scale = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m[2]]
-    return float(m[1]) * scale
 
 
 def _emulate_arg(text: str) -> str:

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import time
 
 from spinesense.cli import CliError, add_common, load_config
-
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str, *, allow_zero: bool = False) -> float:
-    """``90``, ``45s``, ``20m``/``20min``, ``8h``, ``1.5h`` → seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text)
-    if not match or (float(match.group(1)) <= 0 and not allow_zero):
-        raise argparse.ArgumentTypeError(
-            f"bad duration {text!r}: use seconds or a number with s, m or h, e.g. 90s, 20m, 8h")
-    return float(match.group(1)) * _UNITS[match.group(2) or ""]
+from spinesense.parsing import parse_duration
 
 
 def _gap(text: str) -> tuple[float, float]:

@@ -11,10 +11,11 @@ import pytest
 
 from spinesense import schema
 from spinesense.config import Config
-from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock, parse_duration
+from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock
 from spinesense.edge.commands import MAX_CMD_BYTES, CommandHandler, load_thresholds
 from spinesense.edge.haptics import SITTING, SLOUCH, Haptics
 from spinesense.edge.spool import Spool
+from spinesense.parsing import parse_duration
 
 
 def _msg(type_: str = "slouch_start", ts: int = 1_700_000_000_000, **data) -> dict:
@@ -131,7 +132,8 @@ def test_fixed_wall_clock_maps_virtual_time() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    ("2h", 7200), ("90m", 5400), ("3600", 3600), ("1h30m", 5400), ("45s", 45), ("0.5h", 1800)])
+    ("2h", 7200), ("90m", 5400), ("3600", 3600), ("1h30m", 5400), ("45s", 45), ("0.5h", 1800),
+    ("20min", 1200), ("250ms", 0.25), ("1h 30m", 5400), ("1d", 86400)])
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

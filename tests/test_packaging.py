@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_installs_and_runs_from_its_own_files(tmp_path: Path) -> None:
+    # build from a copy: setuptools leaves a build/ folder in the source tree
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "work", "build", "*.egg-info", "__pycache__", ".*_cache"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, cwd=tmp_path, timeout=300)
+                    str(tmp_path / "dist"), str(source)], check=True, cwd=tmp_path, timeout=300)
     wheel = next((tmp_path / "dist").glob("spinesense-*.whl"))
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],

@@ -1,0 +1,51 @@
+"""Parsers for the values people type on the command line: durations and time windows.
+
+Each raises ``BadValue``, which argparse prints as the option's error and which other
+callers catch as a ValueError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|min|s|m|h|d)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class BadValue(argparse.ArgumentTypeError, ValueError):
+    """A value that cannot be parsed; the message says what to write instead."""
+
+
+def parse_duration(text: str, *, allow_zero: bool = False) -> float:
+    """'3600', '45s', '90m', '20min', '2h', '1h30m', '0.5h', '1d' → seconds."""
+    s = re.sub(r"\s+", "", text).lower()
+    try:
+        value = float(s)
+    except ValueError:
+        value, pos = 0.0, 0
+        for part in _PART.finditer(s):
+            if part.start() != pos:
+                break
+            value += float(part[1]) * _SECONDS[part[2]]
+            pos = part.end()
+        if not s or pos != len(s):
+            raise BadValue(f"duration {text!r} not understood; write seconds or a number "
+                           "with a unit, e.g. 90s, 20m, 2h, 1h30m") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise BadValue(f"duration {text!r} must be a finite number of seconds "
+                       f"{'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """'START:END' in seconds of a recording's own time base (END at least 1 s later)."""
+    try:
+        start, end = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise BadValue(f"--calibrate {text!r}: expected START:END in seconds, "
+                       "e.g. 2:12") from None
+    if not (math.isfinite(start) and math.isfinite(end)) or end - start < 1.0:
+        raise BadValue(f"--calibrate {text!r}: END must be at least 1 s after START")
+    return start, end
