@@ -7,47 +7,16 @@ or duplicated point fails the test.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
+from mqtt_witness import Witness
 
 from spinesense.devservers import InfluxD, Mosquitto
 
 EXE = [sys.executable, "-m", "spinesense"]
-
-
-class Witness:
-    """A QoS 1 subscriber that records every message the edge publishes."""
-
-    def __init__(self, port: int, device: str):
-        self.messages: dict[str, list[dict]] = {"events": [], "metrics": []}
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"w-{device}")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.ready.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(f"spinesense/{device}/events", 1),
-                               (f"spinesense/{device}/metrics", 1)])
-        self.client.loop_start()
-        assert self.ready.wait(10), "witness could not subscribe"
-
-    def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages[msg.topic.rsplit("/", 1)[1]].append(json.loads(msg.payload))
-
-    def seqs(self, kind: str) -> list[int]:
-        with self.lock:
-            return sorted(m["seq"] for m in self.messages[kind])
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def _config(path: Path, device: str, mqtt_port: int, influx: InfluxD, db: str) -> Path:
@@ -105,7 +74,7 @@ def test_edge_events_arrive_in_influxdb_exactly_once(
         time.sleep(1.0)  # a late duplicate would show up here
         assert _influx_seqs(influxd, unique_db, "posture_event", unique_device) == events
         assert _influx_seqs(influxd, unique_db, "posture", unique_device) == metrics
-        types = {m["type"] for m in witness.messages["events"]}
+        types = {m["type"] for m in witness.sequenced() if m["type"] != "metric"}
         assert "slouch_start" in types and "slouch_end" in types
         assert collector.poll() is None, "the collector died"
     finally:
