@@ -48,3 +48,15 @@ def test_help_runs_for_every_command() -> None:
 def test_no_command_prints_help_and_fails() -> None:
     res = subprocess.run([sys.executable, "-m", "spinesense"], capture_output=True, text=True)
     assert res.returncode == 2 and "COMMAND" in res.stdout
+
+
+def test_a_closed_pipe_is_not_a_crash(tmp_path) -> None:
+    """`spinesense replay FILE --jsonl | head -1` ends quietly."""
+    from spinesense.firmware.simulator import simulate
+    sim = simulate("mixed", 1, duration_s=3600)
+    path = tmp_path / "s.csv"
+    sim.write(path)
+    res = subprocess.run(f"{sys.executable} -m spinesense replay {path} --jsonl --states | head -1",
+                         shell=True, capture_output=True, text=True, timeout=120)
+    assert res.stdout.count("\n") == 1
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
