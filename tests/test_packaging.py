@@ -16,7 +16,7 @@ def test_wheel_installs_and_runs_from_its_own_files(tmp_path: Path) -> None:
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "work", "build", "*.egg-info", "__pycache__", ".*_cache"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w",
+    subprocess.run([*pip, "wheel", "--no-deps", "-w",
                     str(tmp_path / "dist"), str(source)], check=True, cwd=tmp_path, timeout=300)
     wheel = next((tmp_path / "dist").glob("spinesense-*.whl"))
     target = tmp_path / "site"
