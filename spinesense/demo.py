@@ -149,19 +149,18 @@ def time_range(influx, device: str = DEVICE, db: str = DATABASE) -> tuple[int, i
     return int(first[0]["time"]), int(last[0]["time"])
 
 
-def wait_until_stored(influx, expected_events: int | None, timeout: float = 60.0) -> Summary:
-    """Poll InfluxDB until the event count stops changing (or reaches what the edge sent)."""
+def wait_until_stored(influx, timeout: float = 60.0) -> Summary:
+    """Poll InfluxDB until the summary has not changed for 3 s (the collector is done)."""
     deadline = time.monotonic() + timeout
     last, stable_since = None, time.monotonic()
     while True:
         summary = query_summary(influx)
-        if expected_events is not None and summary.event_points >= expected_events:
-            return summary
+        now = time.monotonic()
         if summary != last:
-            last, stable_since = summary, time.monotonic()
-        elif expected_events is None and time.monotonic() - stable_since > 3:
+            last, stable_since = summary, now
+        elif now - stable_since > 3:
             return summary
-        if time.monotonic() > deadline:
+        if now > deadline:
             return summary
         time.sleep(0.5)
 
@@ -199,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         if edge.returncode != 0:
             raise CliError(f"edge run failed with exit code {edge.returncode}; "
                            f"see {workdir / 'edge.log'}")
-        summary = wait_until_stored(influx, None)
+        summary = wait_until_stored(influx)
         if collector.poll() is not None:
             raise CliError(f"the collector died; see {workdir / 'collector.log'}")
         print(f"\nA simulated {args.duration} workday, stored in InfluxDB "
