@@ -27,6 +27,7 @@ EVENT_TYPES = (
     "slouch_start", "slouch_end", "sitting_alert", "sitting_reminder", "sitting_break",
     "sit_to_stand", "stand_to_sit", "calibrated", "calibration_stale",
     "sensor_lost", "sensor_back", "gap", "fifo_overflow", "snoozed",
+    "feedback",  # from the wearer (DESIGN A4): kind, and alert_t for a false_alarm
 )
 
 # Numeric fields of a periodic metric summary (type "metric" on .../metrics).
