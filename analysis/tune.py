@@ -383,7 +383,8 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
     for p in paths:
         if not p.is_file():
             raise TuneError(f"{p}: recording not found")
-    labels = _labels_for(args, paths)
+    labels = (_labels_for(args, paths) if getattr(args, "feedback", None) is None
+              else [Labels(np.zeros((0, 2)))] * len(paths))  # feedback: after the replay
     try:
         given = parse_window(args.calibrate) if args.calibrate else None
     except BadValue as exc:
@@ -445,13 +446,22 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
         run = _run_slouch
         has_labels = True
         note = ""
+    feedback = None
+    if getattr(args, "feedback", None) is not None:  # the wearer's feedback as labels
+        from spinesense.analysis import feedback_labels as feedback
+
+        feedback.attach(args, cfg, recs)
+        has_labels = True
     hours = sum(r.hours for r in recs)
     settings = slouch_settings(thresholds, delays, gap)
     current = {"threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s,
                "release_deg": cfg.slouch.release_deg}
-    rows = sweep(recs, [*settings, current], run, score_slouch, progress=progress,
+    rows = sweep(recs, [*settings, current], run,
+                 feedback.score if feedback else score_slouch, progress=progress,
                  desc="slouch sweep")
     finish_slouch(rows, hours)
+    if feedback:
+        feedback.finish(rows, hours)
     now_row = rows.pop()
     out.mkdir(parents=True, exist_ok=True)
     result = SweepResult("slouch", {"threshold_deg": thresholds, "delay_s": delays}, rows,
@@ -463,6 +473,8 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
              f"{len(thresholds)} thresholds x {len(delays)} delays"]
     if note:
         lines.append(note)
+    if feedback:
+        lines.append(feedback.describe(recs))
     best_slouch = None
     if has_labels:
         best_slouch, why = recommend(rows, budget, prefer={
