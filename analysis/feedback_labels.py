@@ -22,6 +22,10 @@ from InfluxDB (``--from-influx``), from the sidecar when it carries them, or els
 replaying the recording with the config tune runs with (which must then be the config the
 device ran, for the alerts to line up).
 
+With ``[recording] enabled`` the edge writes the sidecar itself, next to each raw
+recording (``raw-<UTC>.feedback.jsonl`` beside ``raw-<UTC>.ssrec``): after ``record
+export``, name it like the CSV or pass it with ``--feedback``.
+
 **The sidecar** beside a recording, ``<name>.feedback.jsonl`` (or ``--feedback FILE``):
 one JSON object per line in the recording's time base (the ``t`` column, seconds), as
 the edge emits them, e.g.::
@@ -45,9 +49,9 @@ import numpy as np
 
 from spinesense.analysis.dataset import DataError, InfluxReader, Labels
 from spinesense.config import Config
+from spinesense.edge.feedback import SIDECAR_SUFFIX, sidecar_path
 from spinesense.schema import TIME_KEYS
 
-SIDECAR_SUFFIX = ".feedback.jsonl"
 KINDS = ("false_alarm", "missed_slouch", "break")
 STRONG, WEAK = 2, 1
 MISSED_BEFORE_S, MISSED_AFTER_S = 60.0, 15.0
@@ -172,15 +176,6 @@ def describe(recs: list[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- sources
-
-
-def sidecar_path(recording: Path) -> Path:
-    name = recording.name
-    for suffix in (".csv.gz", ".csv", ".ssrec"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return recording.with_name(name + SIDECAR_SUFFIX)
 
 
 def read_sidecar(path: Path) -> list[dict[str, Any]]:

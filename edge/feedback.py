@@ -18,15 +18,21 @@ its own threads, so a press is only queued there (with the time it began); the l
 turns queued presses into events on its own thread, like commands.
 
 All times here are pipeline seconds (the service's monotonic clock), the time base of
-every record; ``record_to_message`` turns them into UTC milliseconds.
+every record; ``record_to_message`` turns them into UTC milliseconds. It is also the time
+base of the raw recording (``[recording] enabled``), so next to each ``raw-*.ssrec`` the
+service keeps ``raw-*.feedback.jsonl``: the feedback events and the device's own alerts
+and slouch episodes, one JSON object per line, which ``spinesense tune --feedback``
+reads beside the exported recording.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import queue
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from spinesense.config import FeedbackConfig
@@ -35,8 +41,21 @@ from spinesense.edge.commands import CommandError
 log = logging.getLogger(__name__)
 
 ALERT_TYPES = ("slouch_start", "sitting_alert", "sitting_reminder")  # what buzzes
+SIDECAR_SUFFIX = ".feedback.jsonl"
+SIDECAR_TYPES = ("feedback", "slouch_end", *ALERT_TYPES)  # what tune needs beside a recording
 FUTURE_SLACK_S = 60.0      # a command's t may run ahead of the device clock this much
 MAX_AGE_S = 86_400.0       # and lie at most this far in the past
+
+
+def sidecar_path(recording: str | Path) -> Path:
+    """``day.csv.gz`` / ``day.csv`` / ``raw-….ssrec`` → ``day.feedback.jsonl`` beside it."""
+    path = Path(recording)
+    name = path.name
+    for suffix in (".csv.gz", ".csv", ".ssrec"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + SIDECAR_SUFFIX)
 
 
 class AlertMemory:
@@ -117,8 +136,9 @@ class Feedback:
     ``feedback`` events handed to ``emit`` (which spools them like every record)."""
 
     def __init__(self, cfg: FeedbackConfig, *, mono: Callable[[], float], clock: Any,
-                 emit: Callable[[dict[str, Any]], None], pin_factory: Any = None):
-        self.mono, self.clock, self.emit = mono, clock, emit
+                 emit: Callable[[dict[str, Any]], None], pin_factory: Any = None,
+                 recording: Callable[[], Path | None] = lambda: None):
+        self.mono, self.clock, self.emit, self.recording = mono, clock, emit, recording
         self.memory = AlertMemory(cfg.false_alarm_window_s)
         self.button: FeedbackButton | None = None
         self.count = 0
@@ -133,7 +153,17 @@ class Feedback:
                           "(python3-lgpio) or set feedback.button = false", cfg.pin, exc)
 
     def observe(self, records: list[dict[str, Any]]) -> None:
+        """Remember alerts; beside a raw recording, keep what tune needs (the sidecar)."""
         self.memory.observe(records)
+        keep = [r for r in records if r["type"] in SIDECAR_TYPES]
+        path = self.recording() if keep else None
+        if path is None:
+            return
+        try:
+            with sidecar_path(path).open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(r, default=float) + "\n" for r in keep)
+        except OSError as exc:
+            log.error("cannot write %s: %s", sidecar_path(path), exc)
 
     def _store(self, rec: dict[str, Any], source: str) -> dict[str, Any]:
         self.emit(rec)

@@ -147,7 +147,8 @@ class EdgeService:
                                    wall_ms=lambda: self.clock.now_ms(),
                                    synced=lambda: self.clock.synced)
         self.feedback = Feedback(cfg.feedback, mono=self.mono, clock=self.clock,
-                                 emit=lambda rec: self.emit([rec], []), pin_factory=pin_factory)
+                                 emit=lambda rec: self.emit([rec], []), pin_factory=pin_factory,
+                                 recording=self._recording_path)
         self.commands = CommandHandler(cfg, self.pipeline, self.status,
                                        feedback=self.feedback.command)
         self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
@@ -207,6 +208,11 @@ class EdgeService:
             log.info("no %s: the pipeline calibrates itself from the first still, upright "
                      "stretch", path)
         return Pipeline(self.cfg, calibration)
+
+    def _recording_path(self):
+        """The raw recording being written, if any (feedback keeps its sidecar beside)."""
+        writer = self.recorder.writer if self.recorder is not None else None
+        return writer.path if writer is not None else None
 
     def status(self) -> dict[str, Any]:
         """The retained status: flat fields (the collector stores them as they are)."""

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from spinesense.analysis.feedback_labels import read_sidecar
 from spinesense.config import Config, ConfigError, from_dict
 from spinesense.devservers import free_port
 from spinesense.edge.clock import FixedWallClock, VirtualClock
 from spinesense.edge.commands import CommandHandler
-from spinesense.edge.feedback import AlertMemory, Feedback
+from spinesense.edge.feedback import AlertMemory, Feedback, sidecar_path
 from spinesense.edge.service import EdgeService
+from spinesense.firmware.recording import read_recording
 
 
 def test_short_press_means_false_alarm_only_after_a_recent_buzz() -> None:
@@ -106,6 +108,7 @@ def test_button_presses_become_spooled_feedback_events(tmp_path: Path) -> None:
     cfg.pipeline.calibration_wait_s = 30.0
     cfg.feedback.button, cfg.feedback.pin, cfg.feedback.long_press_s = True, 5, 0.3
     cfg.haptics.enabled, cfg.haptics.pin = True, 23
+    cfg.recording.enabled = True
     factory = MockFactory()
     svc = EdgeService(cfg, emulate="mpu6050", scenario="slouch_short", seed=1, speed=1000,
                       duration_s=720, pin_factory=factory)
@@ -136,7 +139,20 @@ def test_button_presses_become_spooled_feedback_events(tmp_path: Path) -> None:
         assert fb[1]["ts"] >= alert["ts"] and "alert_t" not in fb[2]["data"]
         assert svc.feedback.count == 3
         assert svc.haptics is not None and svc.haptics.played == 4  # 1 alert + 3 "noted"
+        # beside the raw recording, in its time base: the sidecar that tune reads
+        assert svc.recorder is not None
+        svc.recorder.close()
+        raw = next((tmp_path / "recordings").glob("raw-*.ssrec"))
+        side = read_sidecar(sidecar_path(raw))
+        assert [e["kind"] for e in side if e["type"] == "feedback"] == [
+            "break", "false_alarm", "missed_slouch"]
+        t = read_recording(raw).chunk.t
+        assert all(t[0] - 1 <= e["t"] <= t[-1] + 1 for e in side), (t[0], t[-1], side)
+        assert [e["t"] for e in side if e["type"] == "slouch_start"] == [
+            e["alert_t"] for e in side if e.get("kind") == "false_alarm"]
     finally:
+        if svc.recorder is not None:
+            svc.recorder.close()
         svc.feedback.close()
         if svc.haptics is not None:
             svc.haptics.close()
