@@ -158,3 +158,21 @@ def test_button_presses_become_spooled_feedback_events(tmp_path: Path) -> None:
             svc.haptics.close()
         svc.spool.close()
         svc.reader.close()
+
+
+def test_button_without_gpio_is_an_error_not_a_crash(tmp_path: Path, caplog,
+                                                     monkeypatch) -> None:
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "nonexistent")
+    cfg = Config()
+    cfg.device.state_dir = str(tmp_path)
+    cfg.mqtt.port = free_port()
+    cfg.feedback.button = True
+    svc = EdgeService(cfg, emulate="mpu6050", speed=1000, duration_s=10)
+    try:
+        assert svc.feedback.button is None
+        assert "feedback button disabled: cannot read GPIO17" in caplog.text
+        svc.tick()  # the loop runs on; feedback still comes by MQTT
+        assert svc.commands.handle(b'{"cmd": "feedback", "kind": "break"}')[0] == "cmd_ok"
+    finally:
+        svc.spool.close()
+        svc.reader.close()

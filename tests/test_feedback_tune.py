@@ -143,3 +143,28 @@ def test_slouching_now_presses_lower_the_threshold(day, tmp_path: Path, capsys) 
     rec = tomllib.loads((tmp_path / "v/recommended.toml").read_text())["slouch"]
     assert 18.0 <= rec["threshold_deg"] <= 22.0, rec  # from 25° toward the wearer's 20°
     assert f"{len(presses)} \"slouching now\"" in capsys.readouterr().out
+
+
+def test_feedback_errors_are_one_line(tmp_path: Path, influxd, unique_db, unique_device,
+                                      capsys) -> None:
+    from argparse import Namespace
+
+    from spinesense.analysis.dataset import write_lines
+
+    args = Namespace(from_influx=False, recordings=["r.csv"], feedback=["a.jsonl", "b.jsonl"])
+    with pytest.raises(fl.DataError, match="--feedback: 2 files for 1 recordings"):
+        fl.attach(args, load(None), [])
+    out = str(tmp_path / "o")
+    # InfluxDB with metrics but no feedback: says so, and how to give some
+    t0 = 1_795_500_000_000  # 2026-11-24 04:00 UTC
+    write_lines(influxd.url, unique_db, [
+        f"posture,device={unique_device} interval_s=10,flexion_mean=5 {t0 + i * 10_000}"
+        for i in range(30)])
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[influx]\nurl = "{influxd.url}"\ndatabase = "{unique_db}"\n')
+    assert main(["tune", "-c", str(toml), "--from-influx", "--device", unique_device,
+                 "--from", "2026-11-24", "--to", "2026-11-24", "--feedback", "--no-progress",
+                 "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert f"no feedback events for device '{unique_device}'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
