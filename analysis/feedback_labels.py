@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from spinesense.analysis.dataset import DataError, InfluxReader, Labels
+from spinesense.analysis.dataset import DataError, InfluxReader, Labels, _quote
 from spinesense.config import Config
 from spinesense.edge.feedback import SIDECAR_SUFFIX, sidecar_path
 from spinesense.schema import TIME_KEYS
@@ -169,6 +169,9 @@ def describe(recs: list[Any]) -> str:
             f"episodes); {total['break']} breaks not used")
     if total["sitting_false_alarm"]:
         text += f"; {total['sitting_false_alarm']} false alarms about sitting alerts not used"
+    if not total["weak_positive"] and not total["missed_slouch"]:
+        text += ("; no positive labels, so nothing keeps the threshold from rising: the "
+                 "recommendation is only the quietest setting that avoids the marked alerts")
     if total["unmatched"]:
         text += (f"; {total['unmatched']} false alarms matched no slouch alert of the device "
                  "(was the config the device ran different?)")
@@ -250,10 +253,9 @@ def for_recording(recording: Path, sidecar: Path, records: list[dict[str, Any]],
 def from_influx(cfg: Config, device: str, start: datetime, end: datetime) -> FeedbackLabels:
     """Feedback and the device's slouch episodes as stored in InfluxDB (epoch seconds)."""
     reader = InfluxReader(cfg.influx)
-    dev = device.replace("\\", "\\\\").replace("'", "\\'")
     rows = reader.query(
         'SELECT * FROM "posture_event" WHERE "type" =~ /^(feedback|slouch_end|sitting_alert|'
-        f"sitting_reminder)$/ AND \"device\" = '{dev}' AND time >= "
+        f'sitting_reminder)$/ AND "device" = {_quote(device)} AND time >= '
         f"{int(start.timestamp() * 1000)}ms AND time < {int(end.timestamp() * 1000)}ms")
     events = []
     for row in rows:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 ALERT_TYPES = ("slouch_start", "sitting_alert", "sitting_reminder")  # what buzzes
 SIDECAR_SUFFIX = ".feedback.jsonl"
 SIDECAR_TYPES = ("feedback", "slouch_end", *ALERT_TYPES)  # what tune needs beside a recording
+BOUNCE_S = 0.02           # a mechanical button chatters for a few ms: one press, not many
 FUTURE_SLACK_S = 60.0      # a command's t may run ahead of the device clock this much
 MAX_AGE_S = 86_400.0       # and lie at most this far in the past
 
@@ -100,7 +101,7 @@ class FeedbackButton:
         self.presses: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._down_t: float | None = None
         self._held = False
-        self.button = Button(pin, pull_up=True, hold_time=long_press_s,
+        self.button = Button(pin, pull_up=True, bounce_time=BOUNCE_S, hold_time=long_press_s,
                              pin_factory=pin_factory)
         self.button.when_pressed = self._on_press
         self.button.when_held = self._on_hold
