@@ -181,6 +181,7 @@ class Collector:
         except (Rejected, ValueError) as exc:
             self.dead_letter.put(topic, payload, getattr(exc, "reason", str(exc)))
             line = None
+            topic, payload = "", b""  # dead-lettered: hold only what the ack needs
         now = time.monotonic()
         with self._cond:
             self.stats.msgs_in += 1
@@ -227,42 +228,50 @@ class Collector:
                 self._cond.wait(wait)
 
     def _write(self, batch: list[_Item], extra: list[str], give_up_at: float | None) -> bool:
-        """Write a batch until it succeeds; False if stopping and give_up_at has passed."""
-        lines = [item[0] for item in batch if item[0] is not None] + extra
+        """Write a batch until it succeeds; False if stopping and give_up_at has passed.
+        Only outages are retried: a refused point is dead-lettered (and its payload
+        released) the moment it is isolated, and left out of any later retry."""
         index = [i for i, item in enumerate(batch) if item[0] is not None]
-        bad: dict[int, str] = {}
+        lines = [batch[i][0] for i in index] + extra
+        bad: set[int] = set()
         backoff = BACKOFF_FIRST_S
         t0 = time.monotonic()
-        while lines:
+
+        def refused(i: int, why: str) -> None:
+            bad.add(i)
+            self._refused(batch, index, i, why)
+        while len(bad) < len(lines):
+            todo = [i for i in range(len(lines)) if i not in bad]
             try:
-                write_isolating(self.writer.write, lines, lambda i, why: bad.setdefault(i, why))
+                write_isolating(self.writer.write, [lines[i] for i in todo],
+                                lambda j, why, todo=todo: refused(todo[j], why))
                 break
-            except Exception as exc:  # anything unforeseen is retried too, never fatal
+            except Exception as exc:  # an outage (write_isolating classified the rest)
                 self.stats.retries += 1
-                if isinstance(exc, RetryableError):
-                    level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
-                    log.log(level, "InfluxDB write of %d points failed (%s); retrying in "
-                            "%.1fs", len(lines), exc, backoff)
-                else:
-                    log.exception("unexpected error writing %d points; retrying in %.1fs",
-                                  len(lines), backoff)
+                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
+                log.log(level, "InfluxDB write of %d points failed (%s); retrying in %.1fs",
+                        len(todo), exc, backoff,
+                        exc_info=not isinstance(exc, RetryableError))
                 if give_up_at is not None and time.monotonic() + backoff > give_up_at:
                     return False
                 if self._stop.wait(backoff) and give_up_at is None:
                     give_up_at = time.monotonic() + self.cfg.influx.timeout_s
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
-        for i, why in bad.items():
-            if i < len(index):
-                _line, _mid, _qos, _gen, topic, payload = batch[index[i]]
-                self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
-                self.stats.rejected += 1
-            else:
-                log.error("InfluxDB refused a self-metrics point: %s", why)
         self.stats.points_written += len(lines) - len(bad)
         self.stats.batches += 1
         self.stats.latency_sum_ms += (time.monotonic() - t0) * 1000
         self.stats.latency_n += 1
         return True
+
+    def _refused(self, batch: list[_Item], index: list[int], i: int, why: str) -> None:
+        """Dead-letter the message of refused line ``i`` now and drop its payload."""
+        if i >= len(index):
+            log.error("InfluxDB refused a self-metrics point: %s", why)
+            return
+        _line, mid, qos, gen, topic, payload = batch[index[i]]
+        self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
+        batch[index[i]] = (None, mid, qos, gen, "", b"")
+        self.stats.rejected += 1
 
     def _ack(self, batch: list[_Item]) -> None:
         gen = self._gen
