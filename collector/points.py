@@ -72,13 +72,14 @@ def format_field(key: str, value: Any, label: bool = False) -> str | None:
     numbers and other types raise ValueError."""
     if value is None:
         return None
+    name = escape_key(key)
     if isinstance(value, str):
-        return f'{escape_key(key)}="{escape_string(value)}"'
+        return f'{name}="{escape_string(value)}"'
     if label and isinstance(value, int) and not isinstance(value, bool):
-        return f'{escape_key(key)}="{value}"'
+        return f'{name}="{value}"'
     if isinstance(value, (int, float)):  # bool is an int: stored as 1.0 / 0.0
         try:
-            return f"{escape_key(key)}={format_float(float(value))}"
+            return f"{name}={format_float(float(value))}"
         except (ValueError, OverflowError):
             raise ValueError(f"field {key!r} is {value!r}; InfluxDB stores only finite "
                              "numbers") from None
