@@ -40,7 +40,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "steps": (0.0, 1e7), "cadence_spm": (0.0, 400.0), "intensity": (0.0, 1e6),
     "bout_s": (0.0, 365 * _DAY), "sample_rate_hz": (0.0, 10_000.0),
     "i2c_errors": (0.0, 1e12), "gap_s": (0.0, 1e10), "saturated": (0.0, 1e12),
-    "spool_backlog": (0.0, 1e12),
+    "spool_backlog": (0.0, 1e12), "unconfirmed": (0.0, 1e12),
 }
 assert set(METRIC_RANGES) == set(METRIC_FIELDS)
 _POSTURES = frozenset(POSTURES)
