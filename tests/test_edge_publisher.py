@@ -426,3 +426,28 @@ def test_broker_outage_is_logged_first_then_with_its_length(
     finally:
         pub.stop(None)
         broker.stop()
+
+
+def test_prev_links_step_over_metrics_the_spool_bound_dropped(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _stored_cfg(mosquitto.port, unique_device, tmp_path, resend_after_s=30)
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/events",
+                                      f"spinesense/{unique_device}/metrics"],
+                     f"p-{unique_device}")
+    spool = Spool(tmp_path / "spool.db", max_mb=0.003, hard_cap_mb=1.0)
+    _fill(spool, 60, unique_device)  # over the budget: the oldest metrics go
+    assert spool.dropped_metrics > 10
+    held = [seq for seq, _k, _p in spool.fetch(0, 1000)]
+    pub = Publisher(cfg)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert _wait(lambda: len(sub.got) == len(held), step=lambda: pub.pump(spool))
+        got = [m for _, m, _ in sub.got]
+        assert [m["seq"] for m in got] == held
+        # each message names the next lower seq still held: what lies between is gone
+        assert [m["prev"] for m in got] == [0, *held[:-1]]
+        assert any(m["seq"] - m["prev"] > 1 for m in got)
+    finally:
+        pub.stop(None)
+        sub.close()
