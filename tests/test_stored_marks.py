@@ -164,3 +164,19 @@ def test_only_collectors_write_stored_and_a_device_reads_only_its_own(
             c.loop_stop()
             c.disconnect()
         broker.stop()
+
+
+def test_the_collector_reconnects_within_mqtt_reconnect_max_s(tmp_path: Path) -> None:
+    from spinesense.collector.service import Collector
+    from spinesense.config import Config
+
+    cfg = Config()
+    cfg.mqtt.reconnect_max_s = 4.0
+    cfg.collector.dead_letter_file = str(tmp_path / "dead.jsonl")
+    collector = Collector(cfg, instance="r")
+    try:
+        assert collector.client._reconnect_max_delay == 4.0
+        assert collector.client._reconnect_min_delay <= 1.0
+    finally:
+        collector.writer.close()
+        collector.dead_letter.close()
