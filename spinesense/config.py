@@ -141,6 +141,14 @@ class SpoolConfig:
                              lo=1.0, hi=1e6)
     inflight: int = opt(64, "Messages handed to MQTT and not yet acknowledged, at most.",
                         lo=1, hi=10000)
+    delete_on: str = opt("stored", "When a spooled message may be deleted: once the "
+                         "collector confirms it is stored (its <prefix>/<device>/stored "
+                         "mark), or already at the broker's PUBACK (only for consumers "
+                         "other than the spinesense collector: a broker crash then loses "
+                         "data).", choices=("stored", "puback"))
+    resend_after_s: float = opt(30.0, "Re-send what the broker acknowledged but storage has "
+                                "not confirmed after this long (doubling, up to 10 min, "
+                                "while nothing is confirmed).", lo=1.0, hi=86400.0)
 
 
 @dataclass

@@ -429,5 +429,7 @@ def test_device_health_queries_on_real_data(influxd: InfluxD, stored: Stored,
     assert by_title(res, "Status")[0][-1] in ("online", "offline")
     assert 0 < by_title(res, "Data coverage")[0][0] <= 101
     assert all(v[0] >= 0 for v in by_title(res, "Spool backlog"))
+    unconfirmed = [v[0] for v in by_title(res, "Unconfirmed by storage")]
+    assert unconfirmed and all(v >= 0 for v in unconfirmed)
     assert max(v[0] for v in by_title(res, "Collector throughput")) > 0
     assert max(v[0] for v in by_title(res, "Messages per minute")) > 0
