@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from spinesense.cli import CliError, add_common, load_config
+from spinesense.edge.cli import add_unit_options
 
 log = logging.getLogger("spinesense.analysis")
 
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = rep.add_mutually_exclusive_group(required=True)
     src.add_argument("--device", "-d", help="device id (InfluxDB tag) to report on")
     src.add_argument("--recording", "-r", metavar="FILE",
-                     help="a recording (CSV, DESIGN A1; .csv.gz too) to replay instead")
+                     help="a recording (CSV, DESIGN A1; .csv.gz or .ssrec too) to replay "
+                          "instead")
     rep.add_argument("--from", dest="start", metavar="WHEN",
                      help="start: YYYY-MM-DD (that day's 00:00) or an ISO date-time; "
                           "naive times are UTC (default: 24 h before --to)")
@@ -41,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="time zone for clock times, e.g. Europe/Berlin (default: UTC)")
     rep.add_argument("--title", help="page title (default: spinesense daily report)")
     rep.add_argument("--out", "-o", required=True, metavar="FILE.html", help="output file")
+    add_unit_options(rep)
     rep.set_defaults(func=_report)
 
     tune = sub.add_parser(
@@ -59,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(tune)
     tune.add_argument("recordings", nargs="*", metavar="RECORDING",
-                      help="recordings (CSV, DESIGN A1; .csv.gz too)")
+                      help="recordings (CSV, DESIGN A1; .csv.gz or .ssrec too)")
     lab = tune.add_mutually_exclusive_group()
     lab.add_argument("--labels", nargs="+", metavar="LABELS.csv",
                      help="start,end,label CSV(s), one per recording in order (or one for "
@@ -90,6 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--to", dest="end", metavar="WHEN", help="with --from-influx")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     tune.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    add_unit_options(tune)
     tune.set_defaults(func=_tune)
 
 
@@ -139,7 +143,8 @@ def _report(args: argparse.Namespace) -> int:
                                "reported whole", 2)
             if not Path(args.recording).is_file():
                 raise CliError(f"{args.recording}: recording not found")
-            ds = dataset.from_recording(args.recording, cfg, parse_window(args.calibrate))
+            ds = dataset.from_recording(args.recording, cfg, parse_window(args.calibrate),
+                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
         else:
             if args.calibrate:
                 raise CliError("--calibrate applies to --recording only", 2)
@@ -148,6 +153,8 @@ def _report(args: argparse.Namespace) -> int:
         page = report.render(ds, cfg, tz=tz, title=args.title)
     except dataset.DataError as exc:
         raise CliError(str(exc)) from None
+    except ValueError as exc:  # a bad recording, calibration window or unit: one line
+        raise CliError(str(exc), 2) from None
     out.write_text(page, encoding="utf-8")
     s = report.summarize(ds, cfg)
     print(f"{out}: {s.hours_of_data:.1f} h of data, {s.slouch_episodes} slouch episodes, "

@@ -262,13 +262,14 @@ class PipelineFeatures:
 
 
 def compute_features(path: str | Path, cfg: Config,
-                     calibrate: tuple[float, float] | None = None) -> PipelineFeatures:
+                     calibrate: tuple[float, float] | None = None,
+                     units: dict[str, str] | None = None) -> PipelineFeatures:
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
 
     try:
-        feats = edge_features(path, cfg, calibrate=calibrate)
+        feats = edge_features(path, cfg, calibrate=calibrate, **(units or {}))
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
     except ValueError as exc:
@@ -397,7 +398,9 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
             cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
             if "start" in cal and "end" in cal:
                 window = (float(cal["start"]), float(cal["end"]))
-        feats = compute_features(path, cfg, calibrate=window)
+        feats = compute_features(path, cfg, calibrate=window,
+                                 units={"accel_unit": getattr(args, "accel_unit", "auto"),
+                                        "time_unit": getattr(args, "time_unit", "auto")})
         out.append(Recording(path.name, feats, lab, feats.hours))
     return out
 

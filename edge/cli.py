@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -17,10 +18,13 @@ DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay", help="run a recording through the edge pipeline",
-        description="Replay a DESIGN A1 CSV (.csv or .csv.gz) through the same pipeline as "
-                    "the live loop. Without --jsonl, print a summary: slouch episodes, "
-                    "minutes slouched, sitting bouts, breaks, and how it calibrated.")
-    p.add_argument("file", metavar="FILE", help="recording: t,ax,ay,az,gx,gy,gz")
+        description="Replay a recording (the DESIGN A1 CSV, .csv or .csv.gz, or a .ssrec "
+                    "from `spinesense record`) through the same pipeline as the live loop. "
+                    "Without --jsonl, print a summary: slouch episodes, minutes slouched, "
+                    "sitting bouts, breaks, how it calibrated and with what confidence, "
+                    "and anything wrong with the input.")
+    p.add_argument("file", metavar="FILE",
+                   help="recording: CSV t,ax,ay,az,gx,gy,gz (.gz too) or .ssrec; - reads stdin")
     add_common(p)
     p.add_argument("--calibrate", metavar="START:END",
                    help="take upright from this still window (seconds, the file's time base); "
@@ -33,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --jsonl: also one state line per second")
     p.add_argument("--chunk", type=int, metavar="N",
                    help="feed N samples at a time, as the live loop does (same result)")
+    add_unit_options(p)
     p.set_defaults(func=_replay)
 
     c = sub.add_parser(
@@ -77,13 +82,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_evaluate)
 
 
+def add_unit_options(parser: argparse.ArgumentParser) -> None:
+    """--accel-unit / --time-unit: read a CSV that is not in g and seconds."""
+    parser.add_argument("--accel-unit", default="auto", choices=("auto", "g", "m/s2", "mg"),
+                        help="unit of ax..az in a CSV (default auto: g, and a file that "
+                             "looks like m/s2 or mg is refused with a hint)")
+    parser.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us"),
+                        help="unit of t in a CSV (default auto: seconds, and t that steps "
+                             "like ms or us is refused with a hint)")
+
+
 def _jsonable(x: Any) -> Any:
     return float(x) if hasattr(x, "__float__") else str(x)
 
 
+def _finite(x: Any) -> Any:
+    """The record with every non-finite number as null (NaN and Infinity are not JSON)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if hasattr(x, "__float__") and not isinstance(x, (bool, int)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    return x
+
+
+def json_line(rec: dict[str, Any]) -> str:
+    """One record as standard JSON (never NaN or Infinity)."""
+    try:
+        return json.dumps(rec, default=_jsonable, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(rec), default=_jsonable, separators=(",", ":"),
+                          allow_nan=False)
+
+
 def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.calibration import Calibration, CalibrationError
-    from spinesense.edge.replay import RecordingError, replay, summary
+    from spinesense.edge.replay import (
+        WARNING_TYPES,
+        RecordingError,
+        open_recording,
+        replay,
+        summary,
+    )
     from spinesense.parsing import parse_window
 
     cfg = load_config(args)
@@ -91,21 +133,27 @@ def _replay(args: argparse.Namespace) -> int:
         raise CliError("--states needs --jsonl", EXIT_USAGE)
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
-        cal = Calibration.load(args.calibration) if args.calibration else None
-        records = replay(args.file, cfg, calibrate=window, calibration=cal, states=args.states,
-                         chunk_size=args.chunk)
+        stored = Calibration.load(args.calibration) if args.calibration else None
+        recording = open_recording(args.file, accel_unit=args.accel_unit,
+                                   time_unit=args.time_unit)
+        records = replay(recording, cfg, calibrate=window, calibration=stored,
+                         states=args.states, chunk_size=args.chunk)
     except (RecordingError, CalibrationError, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     if args.jsonl:
         out = sys.stdout
         for rec in records:
-            out.write(json.dumps(rec, default=_jsonable, separators=(",", ":")) + "\n")
+            out.write(json_line(rec) + "\n")
         return 0
     cal = next((r for r in records if r["type"] == "calibrated"), None)
     if cal is not None:
         print(f"spinesense: calibrated at t={cal['t']:g} s: upright from {cal['method']}, "
-              f"forward axis {cal['forward_method']}", file=sys.stderr)
-    print(summary(records, args.file))
+              f"forward axis {cal['forward_method']}, confidence "
+              f"{cal.get('confidence', 'not reported')}", file=sys.stderr)
+    for rec in records:  # seen even when stdout is piped
+        if rec["type"] in WARNING_TYPES:
+            print(f"spinesense: warning: {rec['type']} at t={rec['t']:g} s", file=sys.stderr)
+    print(summary(records, args.file, calibration=stored, warnings=recording.warnings))
     return 0
 
 
