@@ -9,14 +9,19 @@ the heavy modules (numpy, scipy, paho) when they run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from spinesense import __version__
@@ -105,6 +110,41 @@ def log_level(args: argparse.Namespace) -> str:
     """--log-level, moved one step per -v (down) or -q (up)."""
     index = LOG_LEVELS.index(args.log_level) + args.quiet - args.verbose
     return LOG_LEVELS[max(0, min(len(LOG_LEVELS) - 1, index))]
+
+
+@contextlib.contextmanager
+def input_path(path: str) -> Iterator[str]:
+    """A file to read, as given; ``-`` is standard input, saved to a temporary file whose
+    name says what it holds (gzip, a native recording or a CSV) so every reader takes it."""
+    if path != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="spinesense-stdin-") as tmp:
+        target = Path(tmp) / "stdin"
+        with target.open("wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
+        with target.open("rb") as fh:
+            head = fh.read(8)
+        suffix = ".csv.gz" if head[:2] == b"\x1f\x8b" else ".ssrec" if head == b"SPINEREC" \
+            else ".csv"
+        yield str(target.rename(target.with_name("stdin" + suffix)))
+
+
+# What reading a damaged or foreign file can raise: decoding (ValueError, UnicodeError),
+# gzip (OSError, EOFError, zlib.error), the file system (OSError).
+READ_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, zlib.error)
+
+
+def unreadable(path: str, exc: BaseException) -> CliError:
+    """A file that cannot be read, as one line naming it (exit 2: an input error)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        text = describe_os_error(exc)[0]
+    else:
+        text = str(exc) or type(exc).__name__
+    shown = "standard input" if path == "-" else path
+    if shown not in text and not text.startswith(str(Path(shown))):
+        text = f"{shown}: {text}"
+    return CliError(text, EXIT_USAGE)
 
 
 def load_config(args: argparse.Namespace) -> Config:
