@@ -20,7 +20,7 @@ from spinesense.cli import (
     load_config,
     unreadable,
 )
-from spinesense.parsing import parse_duration
+from spinesense.parsing import parse_count, parse_duration, parse_seed
 
 DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "walking",
                           "sitting_long", "mixed")
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one JSON object per event/metric on stdout")
     p.add_argument("--states", action="store_true",
                    help="with --jsonl: also one state line per second")
-    p.add_argument("--chunk", type=int, metavar="N",
+    p.add_argument("--chunk", type=parse_count, metavar="N",
                    help="feed N samples at a time, as the live loop does (same result)")
     p.set_defaults(func=_replay)
 
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(c)
     c.add_argument("--emulate", metavar="CHIP",
                    help="use an emulated chip fed by a simulated calibration (no hardware)")
-    c.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    c.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
                    help=f"seed of the simulated wearer (with --emulate; default {DEFAULT_SEED})")
     c.add_argument("--yes", "-y", action="store_true",
                    help="do not wait for Enter between steps (non-interactive)")
@@ -78,13 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(e)
     e.add_argument("--scenario", action="append", metavar="NAME",
                    help="scenario (repeatable; default: all short ones)")
-    e.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="S",
+    e.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED, metavar="S",
                    help=f"seeds S, S+1, ... (default {DEFAULT_SEED}; use fresh ones for "
                         "held-out figures)")
-    e.add_argument("--count", type=int, default=3, metavar="N",
+    e.add_argument("--count", type=parse_count, default=3, metavar="N",
                    help="seeds per scenario (default 3)")
-    add_hidden_alias(e, "--first-seed", dest="seed", type=int)
-    add_hidden_alias(e, "--seeds", dest="count", type=int)
+    add_hidden_alias(e, "--first-seed", dest="seed", type=parse_seed)
+    add_hidden_alias(e, "--seeds", dest="count", type=parse_count)
     e.add_argument("--accel-only", action="store_true", help="no gyro")
     e.add_argument("--self-calibrate", action="store_true",
                    help="learn upright from the data too (default: the truth's still window, "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spinesense.cli import DEFAULT_SEED, CliError, add_common, add_hidden_alias, load_config
-from spinesense.parsing import parse_duration
+from spinesense.parsing import parse_duration, parse_seed
 
 EMULATED_CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox",
                   "ism330dhcx")
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--scenario", metavar="NAME",
                      help="with --emulate: the simulated person (e.g. workday); default: a "
                           "sensor lying still")
-    run.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    run.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
                      help=f"simulation seed (default: {DEFAULT_SEED})")
     run.add_argument("--faults", metavar="PLAN",
                      help="with --emulate: inject bus faults at virtual times, e.g. "

@@ -24,7 +24,7 @@ from spinesense.cli import (
     load_config,
     unreadable,
 )
-from spinesense.parsing import parse_duration
+from spinesense.parsing import parse_bus, parse_duration, parse_seed
 
 log = logging.getLogger(__name__)
 CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox", "ism330dhcx")
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "averaged acceleration (g) and rate (deg/s) per interval.")
     for p in (probe, info, read):
         add_common(p)
-        p.add_argument("--bus", type=int, help="I2C bus number (default: sensor.bus, 1)")
+        p.add_argument("--bus", type=parse_bus, help="I2C bus number (default: sensor.bus, 1)")
         p.add_argument("--emulate", metavar="CHIP", type=_emulate_arg,
                        help=f"use an emulated chip instead of hardware: {', '.join(CHIPS)}, "
                             "or none (an empty bus); CHIP@0x69 picks the address")
@@ -75,12 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output(record, help="recording file to create (e.g. day.ssrec)")
     record.add_argument("--duration", type=parse_duration,
                         help="stop after this long (default: until Ctrl-C)")
-    record.add_argument("--bus", type=int, help="I2C bus number (default: sensor.bus)")
+    record.add_argument("--bus", type=parse_bus, help="I2C bus number (default: sensor.bus)")
     record.add_argument("--emulate", metavar="CHIP", type=_emulate_arg,
                         help="record from an emulated chip")
     record.add_argument("--scenario", help="feed the emulated chip a simulated scenario "
                                            "(see `spinesense simulate --help`)")
-    record.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    record.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
                         help=f"scenario seed (default {DEFAULT_SEED})")
     record.add_argument("--faults", default="", metavar="PLAN",
                         help="inject faults into the emulated bus, e.g. "

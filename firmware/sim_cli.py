@@ -7,23 +7,20 @@ import sys
 import time
 
 from spinesense.cli import DEFAULT_SEED, CliError, add_common, add_output, load_config
-from spinesense.parsing import parse_duration
+from spinesense.parsing import (
+    parse_count,
+    parse_duration,
+    parse_non_negative,
+    parse_number,
+    parse_positive,
+    parse_seed,
+)
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def _zero_ok(text: str) -> float:
     return parse_duration(text, allow_zero=True)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value != value or abs(value) == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
-    return value
 
 
 def _gap(text: str) -> tuple[float, float]:
@@ -45,16 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--scenario", default="workday", metavar="NAME",
                    help="scenario name (see --list; default workday)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
                    help=f"random seed (default {DEFAULT_SEED})")
     add_output(p, metavar="FILE.csv", help="output CSV (.csv or .csv.gz; - for standard "
                "output, without the truth file); with --count, put {seed} in the name")
-    p.add_argument("--count", type=int, default=1, metavar="N",
+    p.add_argument("--count", type=parse_count, default=1, metavar="N",
                    help="write N recordings, seeds SEED..SEED+N-1 (default 1)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw the true flexion, slouch truth, postures and sitting "
                         "bouts ({seed} is replaced with --count)")
-    p.add_argument("--rate", type=float, default=100.0, metavar="HZ",
+    p.add_argument("--rate", type=parse_positive, default=100.0, metavar="HZ",
                    help="sample rate in Hz (default 100)")
     p.add_argument("--accel-only", action="store_true",
                    help="accelerometer only: the gyro columns stay empty")
@@ -64,24 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=("random", "normal", "flipped", "aligned"),
                    help="sensor mounting on the back (default random: any in-plane "
                         "rotation, a few degrees of tilt, a quarter of seeds flipped)")
-    p.add_argument("--mount-slip", type=float, default=0.0, metavar="DEG",
+    p.add_argument("--mount-slip", type=parse_non_negative, default=0.0, metavar="DEG",
                    help="let the clip turn this far on the back over the recording, while "
                         "the wearer moves (a stale calibration; default 0)")
-    p.add_argument("--knocks", type=float, default=4.0, metavar="PER_H",
+    p.add_argument("--knocks", type=parse_non_negative, default=4.0, metavar="PER_H",
                    help="bumps (desk, chair, cable tug: 0.2–1 g for a fraction of a second) "
                         "per hour of still activity (default 4; 0 for none)")
     p.add_argument("--ideal-sensor", action="store_true",
                    help="no noise, bias, scale error or quantisation")
-    p.add_argument("--t0", type=_seconds, default=0.0, metavar="S",
+    p.add_argument("--t0", type=parse_number, default=0.0, metavar="S",
                    help="time of the first sample, in seconds (default 0)")
     p.add_argument("--gap", action="append", type=_gap, default=[], metavar="START:LENGTH",
                    help="drop the samples from START for LENGTH (seconds or 90s/2m/1h "
                         "from the first sample), as a lost sensor would; repeatable")
-    p.add_argument("--jitter", type=float, default=0.0, metavar="MS",
+    p.add_argument("--jitter", type=parse_non_negative, default=0.0, metavar="MS",
                    help="timestamp jitter, σ in milliseconds (default 0)")
     g = p.add_argument_group("truth labels (defaults from the config)")
-    g.add_argument("--label-threshold", type=float, metavar="DEG", help="slouch threshold")
-    g.add_argument("--label-release", type=float, metavar="DEG", help="slouch release")
+    g.add_argument("--label-threshold", type=parse_positive, metavar="DEG", help="slouch threshold")
+    g.add_argument("--label-release", type=parse_non_negative, metavar="DEG", help="slouch release")
     g.add_argument("--label-delay", type=_zero_ok, metavar="TIME",
                    help="slouch delay (5, 5s)")
     g.add_argument("--label-sitting-limit", type=parse_duration, metavar="TIME",

@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from spinesense import __version__
 from spinesense.config import Config, ConfigError, load
@@ -174,8 +174,15 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line, exit code 2 (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="spinesense",
         description="Posture trainer: an upper-back IMU on a Raspberry Pi detects slouching "
                     "and prolonged sitting, sends events over MQTT to InfluxDB and Grafana.",

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spinesense.cli import DEFAULT_SEED, CliError, add_common
-from spinesense.parsing import parse_duration
+from spinesense.parsing import parse_duration, parse_seed
 
 DEVICE = "demo-wearer"
 DATABASE = "spinesense"
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chip", default="mpu6050", choices=CHIPS,
                    help="emulated IMU (default: %(default)s)")
     p.add_argument("--scenario", default="workday", help="simulator scenario")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
                    help=f"simulator seed (default: {DEFAULT_SEED})")
     p.add_argument("--keep", action="store_true",
                    help="leave the servers running until Enter is pressed (to explore)")
