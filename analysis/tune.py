@@ -407,6 +407,8 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
 
 def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
     """The `spinesense tune` command: sweep, score, plot, recommend, write a snippet."""
+    from spinesense.outputs import write_text  # atomic; the CLI checked the folder
+
     out = Path(args.out)
     thresholds = parse_range(args.thresholds, "thresholds")
     delays = parse_range(args.delays, "delays")
@@ -489,11 +491,11 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
                f"budget {budget:g}/h."]
     if best_slouch and has_labels:
         header.append("slouch: " + _describe(best_slouch))
-    (out / "recommended.toml").write_text(snippet(best_slouch, best_sitting, header),
-                                          encoding="utf-8")
+    write_text(out / "recommended.toml", snippet(best_slouch, best_sitting, header),
+               force=True)
     lines.append(f"wrote {out}/recommended.toml, slouch_sweep.csv"
                  + (", slouch_tradeoff.png" if has_labels else ""))
-    (out / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "summary.txt", "\n".join(lines) + "\n", force=True)
     print("\n".join(lines))
     return 0
 

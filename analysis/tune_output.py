@@ -18,11 +18,25 @@ if TYPE_CHECKING:
 
 
 def write_table(path: Path, rows: list[dict[str, float]], columns: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    from spinesense.outputs import atomic_output
+
+    # force: `tune` checked its output folder (empty, or --force) before the sweep
+    with atomic_output(path, force=True, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:
             w.writerow([_fmt(r.get(c, "")) for c in columns])
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A figure as PNG, through a temporary file renamed on success."""
+    import matplotlib.pyplot as plt
+
+    from spinesense.outputs import atomic_output
+
+    with atomic_output(path, force=True, binary=True) as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
 
 
 def _fmt(v: Any) -> Any:
@@ -74,8 +88,7 @@ def plot_slouch(result: SweepResult, best: dict[str, float], budget: float | Non
     axes[2].plot(best["delay_s"], best["threshold_deg"], "*", color="#d9534f", markersize=14)
     axes[2].set(xlabel="delay (s)", ylabel="threshold (°)",
                 title="F1 over threshold x delay (dashed: alert budget)")
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_sitting(result: SweepResult, best: dict[str, float], path: Path) -> None:
@@ -94,8 +107,7 @@ def plot_sitting(result: SweepResult, best: dict[str, float], path: Path) -> Non
         ax.plot(best["break_s"], best["limit_min"], "*", color="#d9534f", markersize=14)
         ax.set(xlabel="break length (s)", ylabel="sitting limit (min)",
                title=f"{title} over limit x break")
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _edges(v: np.ndarray) -> np.ndarray:

@@ -9,7 +9,18 @@ import sys
 import time
 from typing import Any
 
-from spinesense.cli import EXIT_USAGE, CliError, add_common, load_config
+from spinesense.cli import (
+    DEFAULT_SEED,
+    EXIT_USAGE,
+    READ_ERRORS,
+    CliError,
+    add_common,
+    add_hidden_alias,
+    add_output,
+    load_config,
+    unreadable,
+)
+from spinesense.parsing import parse_count, parse_duration, parse_seed
 
 DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "walking",
                           "sitting_long", "mixed")
@@ -35,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one JSON object per event/metric on stdout")
     p.add_argument("--states", action="store_true",
                    help="with --jsonl: also one state line per second")
-    p.add_argument("--chunk", type=int, metavar="N",
+    p.add_argument("--chunk", type=parse_count, metavar="N",
                    help="feed N samples at a time, as the live loop does (same result)")
     add_unit_options(p)
     p.set_defaults(func=_replay)
@@ -49,15 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(c)
     c.add_argument("--emulate", metavar="CHIP",
                    help="use an emulated chip fed by a simulated calibration (no hardware)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the simulated wearer "
-                   "(with --emulate)")
+    c.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
+                   help=f"seed of the simulated wearer (with --emulate; default {DEFAULT_SEED})")
     c.add_argument("--yes", "-y", action="store_true",
                    help="do not wait for Enter between steps (non-interactive)")
-    c.add_argument("--still-s", type=float, default=8.0, metavar="S",
-                   help="length of the still, upright step (default 8)")
-    c.add_argument("--lean-s", type=float, default=8.0, metavar="S",
-                   help="length of the lean-forward step (default 8)")
-    c.add_argument("--out", metavar="FILE", help="write here instead of the state dir")
+    c.add_argument("--still-s", type=parse_duration, default=8.0, metavar="TIME",
+                   help="length of the still, upright step (default 8s)")
+    c.add_argument("--lean-s", type=parse_duration, default=8.0, metavar="TIME",
+                   help="length of the lean-forward step (default 8s)")
+    add_output(c, help="write the calibration here instead of "
+                       "<device.state_dir>/calibration.json (which it replaces)")
     c.set_defaults(func=_calibrate)
 
     e = sub.add_parser(
@@ -69,15 +81,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(e)
     e.add_argument("--scenario", action="append", metavar="NAME",
                    help="scenario (repeatable; default: all short ones)")
-    e.add_argument("--seeds", type=int, default=3, metavar="N",
+    e.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED, metavar="S",
+                   help=f"seeds S, S+1, ... (default {DEFAULT_SEED}; use fresh ones for "
+                        "held-out figures)")
+    e.add_argument("--count", type=parse_count, default=3, metavar="N",
                    help="seeds per scenario (default 3)")
-    e.add_argument("--first-seed", type=int, default=0, metavar="S",
-                   help="seeds S, S+1, ... (default 0; use fresh ones for held-out figures)")
+    add_hidden_alias(e, "--first-seed", dest="seed", type=parse_seed)
+    add_hidden_alias(e, "--seeds", dest="count", type=parse_count)
     e.add_argument("--accel-only", action="store_true", help="no gyro")
     e.add_argument("--self-calibrate", action="store_true",
                    help="learn upright from the data too (default: the truth's still window, "
                         "as --calibrate would)")
-    e.add_argument("--duration", type=float, metavar="S", help="cut scenarios to S seconds")
+    e.add_argument("--duration", type=parse_duration, metavar="TIME",
+                   help="cut scenarios to this long: 600, 10m, 1h30m")
     e.add_argument("--json", action="store_true", help="print the summaries as JSON")
     e.set_defaults(func=_evaluate)
 
@@ -131,15 +147,22 @@ def _replay(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.states and not args.jsonl:
         raise CliError("--states needs --jsonl", EXIT_USAGE)
+    if args.chunk is not None and args.chunk < 1:
+        raise CliError(f"--chunk {args.chunk}: must be at least 1 sample", EXIT_USAGE)
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         stored = Calibration.load(args.calibration) if args.calibration else None
+    except (CalibrationError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
         recording = open_recording(args.file, accel_unit=args.accel_unit,
                                    time_unit=args.time_unit)
         records = replay(recording, cfg, calibrate=window, calibration=stored,
                          states=args.states, chunk_size=args.chunk)
-    except (RecordingError, CalibrationError, ValueError) as exc:
+    except (RecordingError, CalibrationError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    except READ_ERRORS as exc:
+        raise unreadable(args.file, exc) from None
     if args.jsonl:
         out = sys.stdout
         for rec in records:
@@ -159,12 +182,23 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from spinesense.edge.guided import run_guided
+    from spinesense.edge.service_cli import check_folder
+    from spinesense.outputs import check_output_path, write_text
 
     cfg = load_config(args)
-    path = args.out or str(cfg.state_dir / "calibration.json")
+    # fail now, not after the wearer has sat still and leant forward
+    if args.out == "-":
+        raise CliError("--out -: the guided steps print to standard output; give a file",
+                       EXIT_USAGE)
+    if args.out:
+        check_output_path(args.out, force=args.force)
+        path, force = args.out, args.force
+    else:
+        check_folder(cfg.state_dir, "device.state_dir")
+        path, force = str(cfg.state_dir / "calibration.json"), True  # the device's own: replaced
     cal = run_guided(cfg, emulate=args.emulate, seed=args.seed, interactive=not args.yes,
                      still_s=args.still_s, lean_s=args.lean_s)
-    cal.save(path)
+    write_text(path, json.dumps(cal.to_dict(), indent=2) + "\n", force=force)
     print(f"calibration saved to {path}: {cal.summary()}")
     return 0
 
@@ -174,6 +208,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
     cfg = load_config(args)
+    if args.count < 1:
+        raise CliError(f"--count {args.count}: must be at least 1 seed", EXIT_USAGE)
     names = args.scenario or list(DEFAULT_EVAL_SCENARIOS)
     for n in names:
         if n not in SCENARIOS:
@@ -183,7 +219,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     for name in names:
         results = []
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in range(args.seed, args.seed + args.count):
             res, _ = run_one(name, seed, cfg, accel_only=args.accel_only,
                              duration_s=args.duration, self_calibrate=args.self_calibrate)
             results.append(res)
@@ -193,7 +229,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         mode = "accelerometer only" if args.accel_only else "accelerometer + gyro"
         cal = "self-calibrated" if args.self_calibrate else "upright from the still window"
-        print(f"{len(names)} scenarios x {args.seeds} seeds (from {args.first_seed}), random "
+        print(f"{len(names)} scenarios x {args.count} seeds (from {args.seed}), random "
               f"mountings, {mode}, {cal} "
               f"({time.perf_counter() - t0:.0f} s)")
         print(format_table(rows))

@@ -347,9 +347,14 @@ def read_many(paths: list[str | Path]) -> Recording:
     return merged
 
 
-def export_csv(src: str | Path | list[str | Path], out: str | Path) -> tuple[int, Recording]:
-    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz); returns (rows, recording).
-    ``src`` may be a list of recordings of one session, joined in time order."""
+def export_csv(src: str | Path | list[str | Path], out: str | Path, *,
+               force: bool = True) -> tuple[int, Recording]:
+    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz; ``-`` is standard output)
+    through a temporary file renamed on success; returns (rows, recording). ``src`` may be
+    a list of recordings of one session, joined in time order."""
+    from spinesense.outputs import atomic_output, check_output_path
+
+    check_output_path(out, force=force)
     rec = read_many(src if isinstance(src, list) else [src])
     out = Path(out)
     c = rec.chunk
@@ -362,14 +367,19 @@ def export_csv(src: str | Path | list[str | Path], out: str | Path) -> tuple[int
     sat = np.zeros(len(c), bool) if c.saturated is None else c.saturated
     cols.append(sat[:, None].astype(float))
     table = np.hstack(cols) if len(c) else np.zeros((0, len(cols)))
-    tmp = out.with_name(out.name + ".part")
-    opener = gzip.open if out.name.endswith(".gz") else open
     try:
-        with opener(tmp, "wb") as raw, io.TextIOWrapper(raw, "utf-8", newline="\n") as fh:
+        with atomic_output(out, force=force, binary=True) as raw:
+            z = (gzip.GzipFile(filename=out.name, fileobj=raw, mode="wb")
+                 if out.name.endswith(".gz") else None)
+            fh = io.TextIOWrapper(raw if z is None else z, "utf-8", newline="\n")
             fh.write(CSV_HEADER + "\n")
             np.savetxt(fh, table, fmt=fmt)
-        os.replace(tmp, out)
+            fh.flush()
+            fh.detach()  # leave `raw` (perhaps standard output) open
+            if z is not None:
+                z.close()
+    except BrokenPipeError:
+        raise  # `record export F -o - | head`: the reader left, nothing to report
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RecordingError(f"{out}: cannot write ({exc.strerror})") from None
     return len(c), rec
