@@ -418,10 +418,12 @@ def render(ds: Dataset, cfg: Config, *, tz: tzinfo = UTC, title: str | None = No
         when = (f"{span_h:.1f} h recording" if span_h <= 24 else
                 f"{span_h:.1f} h recording over {len(clock.day_starts())} days")
     who = f"device {ds.device}" if ds.device else ds.source
-    title = title or "spinesense daily report"
+    several = len(clock.day_starts()) > 1
+    title = title or ("spinesense report" if several else "spinesense daily report")
     hourly_bins = (ds.end - ds.start) / 86400 <= HOURLY_MAX_DAYS
     figures = [
-        ("Flexion over the day", plot_flexion(ds, cfg, clock),
+        ("Flexion over the days" if several else "Flexion over the day",
+         plot_flexion(ds, cfg, clock),
          "Forward flexion of the upper back past the calibrated upright posture. Shaded: "
          "slouch episodes (from the moment flexion crossed the threshold to the release). "
          "The scale ends a little past the day's extremes; the rare values beyond it are "
