@@ -89,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--from", dest="start", metavar="WHEN", help="with --from-influx")
     tune.add_argument("--to", dest="end", metavar="WHEN", help="with --from-influx")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.add_argument("--force", action="store_true",
+                      help="write into an --out folder that already has files in it")
     tune.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     tune.set_defaults(func=_tune)
 

@@ -43,6 +43,8 @@ __all__ = ["TuneError", "main", "recommend", "sweep"]
 
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
 TIMING_TIE_S = 0.5  # mean alert-time errors this close count as equal
+OUTPUT_FILES = {"recommended.toml", "summary.txt", "slouch_sweep.csv", "slouch_tradeoff.png",
+                "sitting_sweep.csv", "sitting_tradeoff.png"}
 
 
 # -------------------------------------------------------------------------------- scoring
@@ -542,6 +544,8 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
         written.insert(0, "recommended.toml")
     lines.append(f"wrote {out}/" + ", ".join(written) + ", summary.txt")
     write_text(out / "summary.txt", "\n".join(lines) + "\n", force=True)
+    for name in OUTPUT_FILES - {*written, "summary.txt"}:  # an earlier run's (--force)
+        (out / name).unlink(missing_ok=True)
     print("\n".join(lines))
     if not (best_slouch or best_sitting) and src.has_labels:
         raise TuneError(f"no recommendation: {refused} (the sweep is in "

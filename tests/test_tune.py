@@ -252,6 +252,14 @@ def test_no_recommendation_that_could_mislead(short_days: list[Path], tmp_path: 
     assert "no recommendation: no setting finds any labelled slouch episode" in one_line(
         capsys.readouterr().err)
     assert (out / "slouch_sweep.csv").exists() and not (out / "recommended.toml").exists()
+    # over an earlier run's folder (--force), its recommendation does not linger
+    good = tune_cli(tmp_path, str(a), "--truth", "--thresholds", "14:16:3", "--delays", "5")[1]
+    assert (good / "recommended.toml").exists()
+    assert main(["tune", str(a), "--truth", "-c", str(toml), "--thresholds", "70:90:3",
+                 "--no-progress", "--force", "--out", str(good)]) == 2
+    assert not (good / "recommended.toml").exists() and (good / "summary.txt").exists()
+    assert "3 thresholds x 10 delays" in (good / "summary.txt").read_text()
+    capsys.readouterr()
     # labels without slouch episodes would score the quietest setting F1 1.0: refused
     truth = json.loads(dataset.truth_path(a).read_text())
     truth["slouch_episodes"], truth["sitting_alerts"] = [], []
