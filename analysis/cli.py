@@ -82,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--truth", nargs="*", metavar="TRUTH.json",
                      help="simulator truth JSON(s), one per recording; without files, "
                           "each recording's <name>.truth.json")
-    tune.add_argument("--thresholds", default="10:30:20", metavar="LO:HI:N",
-                      help="slouch thresholds in degrees (default: %(default)s)")
+    tune.add_argument("--thresholds", default="10:30:21", metavar="LO:HI:N",
+                      help="slouch thresholds in degrees (default: %(default)s, whole degrees)")
     tune.add_argument("--delays", default="1:10:10", metavar="LO:HI:N",
                       help="slouch delays in seconds (default: %(default)s)")
     tune.add_argument("--sitting-limits", metavar="LO:HI:N",

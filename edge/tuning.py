@@ -42,6 +42,9 @@ class Features:
     steps: np.ndarray     # steps per second
     calibration: Calibration
     records: list[dict[str, Any]]  # what the pipeline itself emitted with the config
+    n_samples: int = 0    # rows of the recording (to check labels against it)
+    t_first: float = 0.0  # first and last sample time, in the recording's time base
+    t_last: float = 0.0
 
     @property
     def t(self) -> np.ndarray:
@@ -78,7 +81,9 @@ def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None
         return np.concatenate([c[key] for c in cap])
 
     return Features(cat("k"), cat("flex"), cat("lateral"), cat("block"), cat("sec"),
-                    cat("posture"), cat("walking"), cat("steps"), pipe.calibration, records)
+                    cat("posture"), cat("walking"), cat("steps"), pipe.calibration, records,
+                    n_samples=len(chunk.t), t_first=float(chunk.t[0]),
+                    t_last=float(chunk.t[-1]))
 
 
 def slouch_events(f: Features, threshold_deg: float = 15.0, release_deg: float = 12.0,
