@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--truth", nargs="*", metavar="TRUTH.json",
                      help="simulator truth JSON(s), one per recording; without files, "
                           "each recording's <name>.truth.json")
+    lab.add_argument("--feedback", nargs="*", metavar="FEEDBACK.jsonl",
+                     help="the wearer's feedback as labels (docs/tuning.md): JSON-lines "
+                          "sidecars, one per recording; without files, each recording's "
+                          "<name>.feedback.jsonl; with --from-influx, the stored feedback")
     tune.add_argument("--thresholds", default="10:30:21", metavar="LO:HI:N",
                       help="slouch thresholds in degrees (default: %(default)s, whole degrees)")
     tune.add_argument("--delays", default="1:10:10", metavar="LO:HI:N",

@@ -27,6 +27,7 @@ from spinesense import __version__, schema
 from spinesense.config import Config
 from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock
 from spinesense.edge.commands import CommandHandler, load_thresholds
+from spinesense.edge.feedback import Feedback
 from spinesense.edge.haptics import open_haptics
 from spinesense.edge.publisher import Publisher
 from spinesense.edge.spool import Spool
@@ -145,7 +146,10 @@ class EdgeService:
         self.publisher = Publisher(cfg, inflight=cfg.spool.inflight,
                                    wall_ms=lambda: self.clock.now_ms(),
                                    synced=lambda: self.clock.synced)
-        self.commands = CommandHandler(cfg, self.pipeline, self.status)
+        self.feedback = Feedback(cfg.feedback, mono=self.mono, clock=self.clock,
+                                 emit=lambda rec: self.emit([rec], []), pin_factory=pin_factory)
+        self.commands = CommandHandler(cfg, self.pipeline, self.status,
+                                       feedback=self.feedback.command)
         self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
                                     pin_factory=pin_factory)
         self.notifier = Notifier()
@@ -266,6 +270,7 @@ class EdgeService:
             items.append((kind, msg, None if synced else float(rec["t"])))
             self.counts[kind] += 1
         self.spool.add(items)
+        self.feedback.observe(out)
         for rec in out:
             if self.haptics is not None and self.haptics.alert(rec["type"]):
                 log.info("haptics: %s", rec["type"])
@@ -309,6 +314,7 @@ class EdgeService:
         """Everything that is not the sensor: clock sync, commands, status, MQTT."""
         if self.clock.refresh():
             self.spool.restamp(self.clock.to_ms, self.publisher.last_handed)
+        self.feedback.poll()
         while not self.publisher.commands.empty():
             kind, reply = self.commands.handle(*self.publisher.commands.get_nowait())
             self.publisher.reply(kind, reply)
@@ -373,6 +379,7 @@ class EdgeService:
         self.publisher.stop(final)
         if self.haptics is not None:
             self.haptics.close()
+        self.feedback.close()
         self.reader.close()
         if self.recorder is not None:
             self.recorder.close()

@@ -159,6 +159,22 @@ class HapticsConfig:
 
 
 @dataclass
+class FeedbackConfig:
+    button: bool = opt(False, "Read a feedback push button (between the pin and GND): a short "
+                       "press says the last buzz was wrong (or, with no recent buzz, that "
+                       "you are taking a break); a long press says you are slouching now.")
+    pin: int = opt(17, "BCM GPIO pin of the feedback button (internal pull-up).", lo=0, hi=27)
+    long_press_s: float = opt(1.5, "Holding the button this long means \"I am slouching now\".",
+                              lo=0.2, hi=10.0)
+    false_alarm_window_s: float = opt(60.0, "A short press (or a false_alarm command) refers "
+                                      "to the most recent buzz at most this long ago.",
+                                      lo=1.0, hi=3600.0)
+    straighten_s: float = opt(60.0, "spinesense tune: an unmarked slouch alert whose episode "
+                              "ended (released) within this long counts as a weak positive.",
+                              lo=1.0, hi=3600.0)
+
+
+@dataclass
 class RecordingConfig:
     enabled: bool = opt(False, "Record raw IMU data alongside the live loop.")
     dir: str = opt("", "Recording folder; empty means <device.state_dir>/recordings.")
@@ -220,6 +236,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     haptics: HapticsConfig = field(default_factory=HapticsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     influx: InfluxConfig = field(default_factory=InfluxConfig)
@@ -313,6 +330,9 @@ def _check_cross(cfg: Config) -> None:
     if not dev or not all(c.isalnum() or c in "-_" for c in dev) or len(dev) > 64:
         raise _fail("device.id", f"{dev!r} is not a valid id",
                     "use 1-64 letters, digits, '-' or '_'")
+    if cfg.feedback.button and cfg.haptics.enabled and cfg.feedback.pin == cfg.haptics.pin:
+        raise _fail("feedback.pin", f"GPIO{cfg.feedback.pin} is also haptics.pin",
+                    "wire the button and the motor to different pins")
     if cfg.spool.hard_cap_mb < cfg.spool.max_mb:
         raise _fail("spool.hard_cap_mb", f"{cfg.spool.hard_cap_mb} is below spool.max_mb",
                     "the hard cap must be at least max_mb")
