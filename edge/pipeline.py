@@ -24,7 +24,7 @@ from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import Detectors
 from spinesense.edge.features import FrontEnd, SecondFeatures, TickFeatures
 from spinesense.edge.filters import TICK_HZ, Gap, Resampler, Ticks
-from spinesense.samples import SampleChunk
+from spinesense.samples import SampleChunk, SampleGuard
 
 # tie-break order of records with the same second and time
 RANK = {"metric": 0, "sitting_break": 1, "gap": 2, "calibrated": 3, "state": 9}
@@ -54,6 +54,7 @@ class Pipeline:
         self.states = states
         self.capture = capture  # spinesense tune: the detectors' inputs, block by block
         self.resampler = Resampler(cfg.pipeline.gap_s)
+        self.guard = SampleGuard(TICK_HZ, calibrate_window, cfg.pipeline.gap_s)  # input check
         self.front = FrontEnd(cfg.pipeline.gravity_cutoff_hz, cfg.pipeline.flexion_cutoff_hz)
         self._ticks: list[Ticks] = []
         self._gaps: list[Gap] = []
@@ -80,7 +81,7 @@ class Pipeline:
     # -- public API ------------------------------------------------------------------
     def process(self, chunk: SampleChunk) -> list[dict[str, Any]]:
         """Feed samples; return the records of every second completed by them."""
-        ticks, gaps = self.resampler.push(chunk)
+        ticks, gaps = self.resampler.push(self.guard.clean(chunk))
         if len(ticks):
             self._ticks.append(ticks)
         self._gaps += gaps
@@ -97,6 +98,7 @@ class Pipeline:
 
     def flush(self) -> list[dict[str, Any]]:
         """End of data: finish the last partial second, open intervals and episodes."""
+        self.guard.check_window()
         out = self._run(None, frontier_sec=None)
         if self.detectors is None and self.auto is not None:
             cal = self.auto.finish(self._last_time())
@@ -104,6 +106,7 @@ class Pipeline:
                 out += self._lock(cal, final=True)
         if self.detectors is not None:
             out += self.detectors.flush()
+        out += self.guard.take(None, ready=True)
         return order(out) + self._take_commands()
 
     def snooze(self, minutes: float | None = None) -> None:
@@ -170,6 +173,8 @@ class Pipeline:
             out += self._stage_b(tf, sf, gap_records, frontier_sec)
         elif self.detectors is not None and frontier_sec is not None:
             out += self.detectors.idle(frontier_sec)
+        if frontier_sec is not None:  # samples_dropped records, held like the rest
+            out += self.guard.take(frontier_sec + 1, ready=self.detectors is not None)
         return order(out) + self._take_commands()
 
     def _stage_b(self, tf: TickFeatures, sf: SecondFeatures, extra: list[dict[str, Any]],

@@ -219,6 +219,7 @@ class EdgeService:
         return {"state": "online", "version": __version__, "sensor": self.sensor_state,
                 "chip": self.reader.info.chip, "rate_hz": self.reader.info.rate_hz,
                 "spool_backlog": self.spool.backlog,
+                "unconfirmed": self.publisher.unconfirmed(self.spool),
                 "dropped_events": self.spool.dropped_events, "clock_synced": self.clock.synced,
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "commands_ok": self.commands.accepted,
@@ -235,6 +236,7 @@ class EdgeService:
         metric["gap_s"] = round(h["gap_s"], 3)
         metric["saturated"] = int(h["saturated"])
         metric["spool_backlog"] = self.spool.backlog
+        metric["unconfirmed"] = self.publisher.unconfirmed(self.spool)
 
     def _sensor_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -393,7 +395,10 @@ class EdgeService:
                  "%d still spooled", self.counts["events"], self.counts["metrics"],
                  self.publisher.published, backlog)
         if not drained:
-            log.error("%d messages are still spooled (broker unreachable for %.0f s); they "
-                      "are sent at the next start", backlog, timeout)
+            outage = self.publisher.outage_s
+            why = (f"the broker has been unreachable for {outage:.0f} s" if outage else
+                   f"storage did not confirm them within the {timeout:.0f} s drain")
+            log.error("%d messages are still spooled (%s); they are sent at the next start",
+                      backlog, why)
             return EXIT_UNDRAINED if by_duration else 0
         return 0

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,14 @@ class SpoolConfig:
                              lo=1.0, hi=1e6)
     inflight: int = opt(64, "Messages handed to MQTT and not yet acknowledged, at most.",
                         lo=1, hi=10000)
+    delete_on: str = opt("stored", "When a spooled message may be deleted: once the "
+                         "collector confirms it is stored (its <prefix>/<device>/stored "
+                         "mark), or already at the broker's PUBACK (only for consumers "
+                         "other than the spinesense collector: a broker crash then loses "
+                         "data).", choices=("stored", "puback"))
+    resend_after_s: float = opt(30.0, "Re-send what the broker acknowledged but storage has "
+                                "not confirmed after this long (doubling, up to 10 min, "
+                                "while nothing is confirmed).", lo=1.0, hi=86400.0)
 
 
 @dataclass
@@ -279,6 +288,13 @@ def _coerce(key: str, value: Any, typ: type, meta: dict[str, Any]) -> Any:
     return value
 
 
+def is_placeholder(value: Any) -> bool:
+    """A secret that reads like a redaction ("***", "<hidden>"), not like a password."""
+    text = str(value).strip().lower()
+    return (len(text) >= 3 and set(text) <= {"*"}) or text in (
+        "<hidden>", "(hidden)", "hidden", "redacted", "<redacted>", "set (hidden)")
+
+
 def from_dict(data: dict[str, Any], *, where: str = "config") -> Config:
     """Build a validated Config from parsed TOML; unknown keys and bad values raise."""
     cfg = Config()
@@ -294,7 +310,12 @@ def from_dict(data: dict[str, Any], *, where: str = "config") -> Config:
             full = f"{sname}.{key}"
             if key not in fields:
                 raise _unknown(full, list(fields), f"[{sname}]")
-            setattr(section, key, _coerce(full, value, hints[key], dict(fields[key].metadata)))
+            meta = dict(fields[key].metadata)
+            if meta.get("secret_env") and is_placeholder(value):
+                raise _fail(full, f"{value!r} is the placeholder `config show` prints, not "
+                            "the secret", f"set the real value here, in "
+                            f"{meta['secret_env']} or in {key}_file")
+            setattr(section, key, _coerce(full, value, hints[key], meta))
     _check_cross(cfg)
     return cfg
 
@@ -346,13 +367,20 @@ def load(path: str | Path | None = None, *, overrides: dict[str, Any] | None = N
         p = Path(path)
         where = str(p)
         try:
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
+            if str(path) == "-":  # standard input: `... | spinesense config check -`
+                where = "<stdin>"
+                data = tomllib.load(sys.stdin.buffer)
+            else:
+                with p.open("rb") as fh:
+                    data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found; create it (spinesense config "
                               "show > FILE prints the defaults) or fix the path") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                              f"offset {exc.start}); save the file as UTF-8 TOML") from None
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
     if overrides:
@@ -375,7 +403,13 @@ def to_toml(cfg: Config, *, with_docs: bool = True, redact: bool = True) -> str:
         for f in dataclasses.fields(cls):
             if with_docs:
                 lines.append(f"# {f.metadata['doc']}")
-            lines.append(f"{f.name} = {_toml_value(values[sname][f.name])}")
+            value = values[sname][f.name]
+            if redact and f.metadata.get("secret_env") and value:
+                # commented out, so that `config show > my.toml` never reads back a fake secret
+                lines.append(f"# {f.name}: set (hidden; {f.metadata['secret_env']} or "
+                             f"{f.name}_file keep it out of this file)")
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
