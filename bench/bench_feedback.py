@@ -7,9 +7,10 @@ device for a week of simulated 8-hour workdays (seeds 1..N). Two cases:
 * the device runs at 25° (too lax): the wearer presses "slouching now" on misses.
 
 Each miss/false alarm gets a press with probability p; for each p, several wearers
-(random press choices) are tuned (threshold grid 10..30° in 1° steps, delay fixed at
-the device's 5 s) and the error |recommended − 20°| is reported against the number of
-presses that week. The baseline is the device's own setting (an error of 5°).
+(random press choices) are tuned as `spinesense tune` does (threshold grid 10..30° in 1°
+steps, delay fixed at the device's 5 s, ties kept at the device's setting), and the
+error |recommended − 20°| is reported against the number of presses that week. The
+baseline is the device's own setting (an error of 5°).
 
     .venv/bin/python bench/bench_feedback.py [--days 5] [--repeats 5]
 """
@@ -60,12 +61,17 @@ def recommend(days, device: tuple[float, float], p: float, rep: int) -> tuple[fl
         episodes = [r for r in records if r["type"] == "slouch_end"]
         labels = fl.build(fb, episodes, [], straighten_s=60.0)
         recs.append(tune.Recording(str(i), feats, labels, feats.hours))
+    # as `spinesense tune` does: the device's own setting is scored too, and kept on a tie
+    current = {"threshold_deg": device[0], "delay_s": 5.0, "release_deg": device[1]}
     settings = tune.slouch_settings(np.arange(10.0, 31.0), np.array([5.0]), 3.0)
-    rows = tune.sweep(recs, settings, lambda f, s: f.slouch(s), fl.score, progress=False)
+    rows = tune.sweep(recs, [*settings, current], lambda f, s: f.slouch(s), fl.score,
+                      progress=False)
     hours = sum(r.hours for r in recs)
     tune.finish_slouch(rows, hours)
     fl.finish(rows, hours)
-    best, _ = tune.recommend(rows, 20.0, prefer={"threshold_deg": device[0], "delay_s": 5.0})
+    now_row = rows.pop()
+    best, _ = tune.recommend(rows, 20.0, current=now_row,
+                             prefer={"threshold_deg": device[0], "delay_s": 5.0})
     return best["threshold_deg"], presses
 
 
