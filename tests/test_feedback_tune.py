@@ -168,3 +168,34 @@ def test_feedback_errors_are_one_line(tmp_path: Path, influxd, unique_db, unique
     err = capsys.readouterr().err
     assert f"no feedback events for device '{unique_device}'" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_feedback_from_influxdb_moves_the_threshold(day, influxd, unique_db, tmp_path: Path,
+                                                    capsys) -> None:
+    """The same wearer's day stored in InfluxDB as the edge would have sent it (records
+    and feedback through record_to_message and the collector's line encoder), tuned
+    from the metrics and the stored feedback alone (10 s resolution: looser)."""
+    from spinesense.analysis.dataset import records_to_lines, write_lines
+    from spinesense.edge.replay import replay
+
+    csv, cal, truth = day
+    t0 = 1_795_500_000.0  # 2026-11-24 04:00 UTC
+    for device, threshold in (("fa15", 15.0), ("miss25", 25.0)):
+        config = tmp_path / f"{device}.toml"
+        config.write_text(f"[slouch]\nthreshold_deg = {threshold}\nrelease_deg = "
+                          f"{threshold - 3}\n[influx]\nurl = \"{influxd.url}\"\n"
+                          f"database = \"{unique_db}\"\n")
+        records = replay(str(csv), load(config), calibrate=cal)
+        presses = wearer_feedback(records, truth, seed=1, p_missed=0.5)
+        write_lines(influxd.url, unique_db, records_to_lines(
+            sorted(records + presses, key=lambda r: r["t"]), device, t0))
+        out = tmp_path / device
+        assert main(["tune", "-c", str(config), "--from-influx", "--device", device,
+                     "--from", "2026-11-24", "--to", "2026-11-24", "--feedback",
+                     "--alert-budget", "20/h", "--no-progress", "--out", str(out)]) == 0
+        rec = tomllib.loads((out / "recommended.toml").read_text())["slouch"]
+        assert f"feedback labels: {sum(p['kind'] == 'false_alarm' for p in presses)} " \
+               "marked false alarms" in capsys.readouterr().out
+        # closer to the wearer's 20° than the device's own setting
+        assert abs(rec["threshold_deg"] - 20.0) < abs(threshold - 20.0), (device, rec)
