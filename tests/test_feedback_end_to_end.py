@@ -165,9 +165,13 @@ def test_feedback_from_button_and_mqtt_reaches_influxdb_dashboard_and_tune(
         recommended = tomllib.loads((out / "recommended.toml").read_text())["slouch"]
         with (out / "slouch_sweep.csv").open() as fh:
             sweep = list(csv.DictReader(fh))
-        chosen = next(r for r in sweep
+        # from metrics alone a delay under the metrics interval is not recommended: the
+        # snippet then leaves delay_s out, and the chosen row is the threshold's best
+        chosen = max((r for r in sweep
                       if float(r["threshold_deg"]) == recommended["threshold_deg"]
-                      and float(r["delay_s"]) == recommended["delay_s"])
+                      and float(r["delay_s"]) == recommended.get("delay_s",
+                                                                 float(r["delay_s"]))),
+                     key=lambda r: float(r["f1"]))
         # the marked false alarms are negatives: some settings pay for them, the chosen
         # one does at most as badly as the worst, and it finds labelled slouching
         assert min(float(r["precision"]) for r in sweep) < 1.0

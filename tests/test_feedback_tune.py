@@ -136,8 +136,9 @@ def test_slouching_now_presses_lower_the_threshold(day, tmp_path: Path, capsys) 
     sidecar = write_sidecar(tmp_path / "presses.jsonl", presses + [
         {k: r[k] for k in ("type", "t", "onset", "alert_t", "reason")}
         for r in records if r["type"] == "slouch_end"])
-    # tune runs with the default config here: the device's episodes come from the sidecar
-    assert main(["tune", str(csv), "--feedback", str(sidecar), "--calibrate",
+    # tune runs with the config the device wore (ties keep it, so it must be the real one)
+    assert main(["tune", str(csv), "-c", str(config), "--feedback", str(sidecar),
+                 "--calibrate",
                  f"{cal[0]}:{cal[1]}", "--alert-budget", "20/h", "--no-progress",
                  "--out", str(tmp_path / "v")]) == 0
     rec = tomllib.loads((tmp_path / "v/recommended.toml").read_text())["slouch"]
