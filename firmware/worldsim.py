@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfiltfilt
-from scipy.spatial.transform import Rotation
 
 from spinesense.firmware.labels import label_params, label_truth
 from spinesense.firmware.simulator import POSTURES, Simulation
@@ -40,6 +39,7 @@ from spinesense.firmware.worldsim_sensor import (
     draw_mounting,
     draw_slip,
     logger_stamps,
+    rodrigues,
     sensor_errors,
 )
 
@@ -75,19 +75,32 @@ def _trunk(actor: Actor, t: np.ndarray, rng: np.random.Generator,
     return np.column_stack([flex, lean, yaw])
 
 
-def body_rotation(angles_deg: np.ndarray) -> Rotation:
-    """Body→world: yaw about up, after a tilt whose rotation vector is (lean, flexion, 0):
-    positive flexion tips the top of the trunk forward, positive lean to the right."""
+def body_rotation(angles_deg: np.ndarray) -> np.ndarray:
+    """Body→world matrices (n,3,3): yaw about up, after a tilt whose rotation vector is
+    (lean, flexion, 0): positive flexion tips the top of the trunk forward, positive lean
+    to the right."""
     rad = np.radians(angles_deg)
-    tilt = np.column_stack([rad[:, 1], rad[:, 0], np.zeros(len(rad))])
-    return Rotation.from_euler("z", rad[:, 2:3]) * Rotation.from_rotvec(tilt)
+    tilt = rodrigues(np.column_stack([rad[:, 1], rad[:, 0], np.zeros(len(rad))]))
+    c, s = np.cos(rad[:, 2])[:, None], np.sin(rad[:, 2])[:, None]
+    out = np.empty((len(rad), 3, 3))
+    out[:, 0, :] = c * tilt[:, 0, :] - s * tilt[:, 1, :]
+    out[:, 1, :] = s * tilt[:, 0, :] + c * tilt[:, 1, :]
+    out[:, 2, :] = tilt[:, 2, :]
+    return out
 
 
-def flexion_of(rot: Rotation) -> np.ndarray:
+def flexion_of(rot: np.ndarray) -> np.ndarray:
     """True flexion (deg): the forward tilt of the spine read from gravity,
-    asin(−up_body_x), as DESIGN A2's ``flexion_deg`` means it."""
-    up_body = rot.inv().apply(np.array([0.0, 0.0, 1.0]))
-    return np.degrees(np.arcsin(np.clip(-up_body[:, 0], -1.0, 1.0)))
+    asin(−up_body_x) with up_body = Rᵀ·up (the third row of R), as DESIGN A2's
+    ``flexion_deg`` means it."""
+    return np.degrees(np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0)))
+
+
+def euler_zyx(rot: np.ndarray) -> np.ndarray:
+    """(yaw, flexion, lean) in degrees, scipy's "ZYX" order, as `Simulation.euler_deg`."""
+    return np.degrees(np.column_stack([np.arctan2(rot[:, 1, 0], rot[:, 0, 0]),
+                                       np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0)),
+                                       np.arctan2(rot[:, 2, 1], rot[:, 2, 2])]))
 
 
 def _impacts(actor: Actor, t: np.ndarray) -> np.ndarray:
@@ -153,7 +166,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     lever = np.array([-body.uniform(0.06, 0.12), 0.0, body.uniform(0.3, 0.55)])
     hx, hz = actor.hip_x.evaluate(grid), actor.hip_z.evaluate(grid)
     hip = gait["pos"] + np.column_stack([hx * np.cos(heading), hx * np.sin(heading), hz])
-    position = hip + rot.apply(lever)
+    position = hip + rot @ lever
     accel = np.gradient(np.gradient(position, axis=0), axis=0) * (GRID_HZ ** 2 / G)
     specific = accel + gait["pulses"] + _impacts(actor, grid)
     specific[:, 2] += 1.0
@@ -162,11 +175,15 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     moving = [s for s in actor.segments if s.activity in MOVING
               and 0.25 * duration < s.start < 0.75 * duration]
     slip_q, slip_info = draw_slip(streams[5], grid, moving if slip else [])
-    sensor_rot = rot * Rotation.from_matrix(mount) * slip_q
-    acc_grid = sensor_rot.inv().apply(specific)
-    rel = sensor_rot[:-1].inv() * sensor_rot[1:]
-    w_mid = np.degrees(rel.as_rotvec()) * GRID_HZ
-    gyro_grid = np.vstack([w_mid[:1], 0.5 * (w_mid[:-1] + w_mid[1:]), w_mid[-1:]])
+    sensor_rot = rot @ mount if slip_q is None else np.einsum("nij,jk,nkl->nil", rot, mount,
+                                                                   slip_q, optimize=True)
+    acc_grid = np.einsum("nji,nj->ni", sensor_rot, specific)
+    # body-frame angular rate of the board: Ω = Sᵀ·dS/dt (skew), ω = its axial vector
+    omega = np.einsum("nji,njk->nik", sensor_rot, np.gradient(sensor_rot, axis=0))
+    gyro_grid = np.degrees(0.5 * np.column_stack([
+        omega[:, 2, 1] - omega[:, 1, 2], omega[:, 0, 2] - omega[:, 2, 0],
+        omega[:, 1, 0] - omega[:, 0, 1]])) * GRID_HZ
+    del omega
     sos = butter(2, min(0.4 * rate_hz, 40.0) / (GRID_HZ / 2), output="sos")
     acc_grid = sosfilt(sos, acc_grid, axis=0)
     gyro_grid = sosfilt(sos, gyro_grid, axis=0)
@@ -205,11 +222,11 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
         "slips": [{**s, "t": round(s["t"] + t0, 4), "end": round(s["end"] + t0, 4)}
                   for s in slip_info],
         "mount_slip_deg": float(sum(s["angle_deg"] for s in slip_info)),
-        "mounting_end": np.round(mount @ slip_q[-1].as_matrix(), 9).tolist(),
+        "mounting_end": np.round(mount if slip_q is None else mount @ slip_q[-1], 9).tolist(),
         "sensor": {"accel": acc_model, "gyro": gyro_model},
         "label_params": params.to_dict(),
     }
     truth |= label_truth(params=params, segments=actor.segments, **labelling)
-    euler = rot_q.as_euler("ZYX", degrees=True)
+    euler = euler_zyx(rot_q)
     return Simulation(t, acc, gyro, flexion, truth, mount, euler, acc_true.astype(np.float32),
                       gyro_true.astype(np.float32), actor.segments, sat, posture, labelling)

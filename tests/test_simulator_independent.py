@@ -155,3 +155,24 @@ def test_cli_rejects_unknown_day_and_scripted_options(tmp_path, capsys) -> None:
     assert "--stamps" in capsys.readouterr().err
     assert main(["simulate", "--model", "independent", "--list"]) == 0
     assert "recline_start" in capsys.readouterr().out
+
+
+def test_gyro_is_the_rate_of_the_boards_orientation(office) -> None:
+    """Integrating the gyro over a second reproduces the board's rotation (from the
+    truth's trunk angles and mounting), to within 10 % of the turn (the chip's low-pass
+    lags)."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_euler("ZYX", office.euler_deg, degrees=True) \
+        * Rotation.from_matrix(office.mounting)
+    rate = office.rate_hz
+    errors = []
+    for start in range(1000, len(office.t) - 200, 197):
+        sl = slice(start, start + int(rate))
+        step = Rotation.identity()
+        for w in office.gyro[sl]:
+            step = step * Rotation.from_rotvec(np.radians(w) / rate)
+        truth = rot[start].inv() * rot[start + int(rate)]
+        if np.degrees(truth.magnitude()) > 2.0:  # seconds that really turn
+            errors.append((truth.inv() * step).magnitude() / truth.magnitude())
+    assert len(errors) > 20 and np.median(errors) < 0.1
