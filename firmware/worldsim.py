@@ -113,6 +113,22 @@ def _impacts(actor: Actor, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def _gaps(rng: np.random.Generator, tq: np.ndarray, actor: Actor, wanted: bool,
+          ) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """One to three dropouts of 0.3–60 s (log-uniform) away from the calibration."""
+    in_gap = np.zeros(len(tq), bool)
+    if not wanted:
+        return in_gap, []
+    safe = actor.calibration.get("end", 0.0) + 5.0
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        length = float(np.exp(rng.uniform(np.log(0.3), np.log(60.0))))
+        start = float(rng.uniform(safe, max(safe, tq[-1] - length - 1.0)))
+        out.append((start, start + length))
+        in_gap[np.searchsorted(tq, start):np.searchsorted(tq, start + length)] = True
+    return in_gap, sorted(out)
+
+
 def _draw(rng: np.random.Generator, value: Any, draw: Any) -> Any:
     return draw(rng) if value is None else value
 
@@ -121,11 +137,13 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
                    rate_hz: float | None = None, facing: str | None = None,
                    accel_only: bool | None = None, stamps: str | None = None,
                    slip: bool | None = None, labels: dict | None = None,
-                   t0: float | None = None, ideal_sensor: bool = False) -> Simulation:
+                   t0: float | None = None, ideal_sensor: bool = False,
+                   gaps: bool | None = None) -> Simulation:
     """Simulate one day of type ``day`` (a key of `DAY_TYPES`) from ``seed``. Every option
     left at None is drawn from the seed: length within the day type's range, rate
     25–400 Hz, facing, accelerometer-only (1 in 4), timestamps (``clean``, ``jitter``
-    or ``logger``), a clip slip (1 in 3), the time origin."""
+    or ``logger``), a clip slip (1 in 3), the time origin, and recording gaps (1 day in
+    6: one to three dropouts of 0.3–60 s, which block slouch truth as in `simulate`)."""
     if day not in DAY_TYPES:
         raise ValueError(f"unknown day type {day!r}; choose one of {', '.join(DAY_TYPES)}")
     if facing is not None and facing not in FACINGS:
@@ -156,6 +174,8 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     spec.program(actor, duration)
     actor.segments = [s for s in actor.segments if s.start < duration]
     actor.segments[-1].end = duration
+    actor.bumps(opts.uniform(0.0, 6.0), duration)
+    gaps = bool(_draw(opts, gaps, lambda r: r.random() < 1 / 6))
 
     grid = np.arange(0.0, duration + 1.0, 1.0 / GRID_HZ)
     heading = np.radians(actor.yaw.evaluate(grid))
@@ -203,6 +223,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
         gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor)
         sat |= gsat
     t = logger_stamps(tq, stamps, opts) + t0
+    in_gap, gap_list = _gaps(opts, tq, actor, gaps)
 
     params = label_params(labels)
     codes = np.array([POSTURES.index(s.posture) for s in actor.segments], dtype=np.int8)
@@ -210,12 +231,15 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     posture = codes[np.clip(seg_idx, 0, None)]
     labelling = {"t": tq + t0, "flexion": flexion, "posture": posture,
                  "calibration": actor.calibration, "duration": duration, "t0": t0,
-                 "blocked": None}
+                 "blocked": in_gap if gap_list else None}
     truth: dict[str, Any] = {
         "model": "independent", "scenario": day, "day": day, "seed": int(seed),
         "rate_hz": rate_hz, "duration_s": duration, "t0": t0, "n_samples": len(tq),
-        "accel_only": accel_only, "jitter_s": 0.0, "stamps": stamps, "gaps": [],
-        "knocks": [], "facing": facing, **mount_info,
+        "accel_only": accel_only, "jitter_s": 0.0, "stamps": stamps,
+        "gaps": [{"start": round(a + t0, 6), "end": round(b + t0, 6)} for a, b in gap_list],
+        "knocks": [{"t": round(k.t + t0, 4), "peak_g": round(k.peak_g, 3)}
+                   for k in sorted(actor.impacts, key=lambda k: k.t)],
+        "facing": facing, **mount_info,
         "mounting": np.round(mount, 9).tolist(),
         "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
@@ -228,5 +252,11 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     }
     truth |= label_truth(params=params, segments=actor.segments, **labelling)
     euler = euler_zyx(rot_q)
+    if gap_list:
+        keep = ~in_gap
+        t, acc, flexion, euler, acc_true, gyro_true, sat, posture = (
+            x[keep] for x in (t, acc, flexion, euler, acc_true, gyro_true, sat, posture))
+        gyro = None if gyro is None else gyro[keep]
+        truth["n_samples"] = len(t)
     return Simulation(t, acc, gyro, flexion, truth, mount, euler, acc_true.astype(np.float32),
                       gyro_true.astype(np.float32), actor.segments, sat, posture, labelling)

@@ -176,3 +176,13 @@ def test_gyro_is_the_rate_of_the_boards_orientation(office) -> None:
         if np.degrees(truth.magnitude()) > 2.0:  # seconds that really turn
             errors.append((truth.inv() * step).magnitude() / truth.magnitude())
     assert len(errors) > 20 and np.median(errors) < 0.1
+
+
+def test_gaps_drop_samples_and_block_slouch_truth() -> None:
+    sim = simulate_world("office", 3, gaps=True, minutes=30.0, rate_hz=50.0, stamps="clean")
+    gaps = sim.truth["gaps"]
+    assert 1 <= len(gaps) <= 3 and sim.truth["n_samples"] == len(sim.t)
+    for g in gaps:
+        assert not ((sim.t > g["start"] + 0.05) & (sim.t < g["end"] - 0.05)).any()
+        for ep in sim.truth["slouch_episodes"]:
+            assert not (ep["onset"] < g["start"] + 0.05 < ep["end"] - 0.05)
