@@ -186,8 +186,17 @@ def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
     if args.minutes is not None and not 1.0 <= args.minutes <= 600.0:
         raise CliError(f"--minutes {args.minutes:g} must be between 1 and 600", EXIT_USAGE)
     t0 = time.perf_counter()
+    done: list[int] = []
+
+    def progress(run: Any) -> None:
+        done.append(run.seed)
+        if len(done) % 20 == 0 and len(done) < seeds:
+            print(f"spinesense: robust suite: {len(done)}/{seeds} days "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
     runs = run_suite(range(args.first_seed, args.first_seed + seeds), cfg, mount=args.mount,
-                     calibration=args.calibration, jobs=args.jobs, minutes=args.minutes)
+                     calibration=args.calibration, jobs=args.jobs, minutes=args.minutes,
+                     progress=progress)
     if args.json:
         print(json.dumps([r.__dict__ for r in runs], default=_jsonable, indent=1))
         return 0
