@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,11 +190,14 @@ def score_run(records: list[dict[str, Any]], truth: dict[str, Any], flexion_t: n
 
 
 def run_seed(seed: int, cfg: Config, *, mount: str = "right", calibration: str = "window",
-             truth_cfg: Config | None = None, minutes: float | None = None) -> RobustRun:
+             truth_cfg: Config | None = None, minutes: float | None = None,
+             via: str = "csv") -> RobustRun:
     """Simulate the seed's day, replay it with ``cfg`` and score it. ``mount`` is
     ``right`` (the true facing), ``auto``, or ``config`` (leave cfg's); ``calibration``
     is ``window`` (the truth's upright window, as ``--calibrate``) or ``self``; the truth
-    is labelled by ``truth_cfg`` (default: ``cfg``)."""
+    is labelled by ``truth_cfg`` (default: ``cfg``). ``via="csv"`` writes the day as a
+    DESIGN A1 file and replays the file, as ``spinesense replay`` would (the reader's
+    checks included); ``"memory"`` hands the samples over directly (faster)."""
     from spinesense.edge.replay import replay
     from spinesense.firmware.worldsim import simulate_world
 
@@ -207,9 +212,15 @@ def run_seed(seed: int, cfg: Config, *, mount: str = "right", calibration: str =
     cal = tr["calibration"]
     window = (cal["start"], cal["end"]) if calibration == "window" else None
     try:
-        records = replay(sim.chunk(), run_cfg, calibrate=window, states=True)
+        if via == "csv":
+            with tempfile.TemporaryDirectory(prefix="spinesense-robust-") as tmp:
+                path, _ = sim.write(Path(tmp) / "day.csv")
+                records = replay(path, run_cfg, calibrate=window, states=True)
+        else:
+            records = replay(sim.chunk(), run_cfg, calibrate=window, states=True)
     except Exception as exc:  # a crash is a finding, not the end of the evaluation
-        run.calibrated = f"crashed: {type(exc).__name__}: {exc}"[:200]
+        msg = str(exc).replace(str(Path(tempfile.gettempdir())), "")
+        run.calibrated = f"failed: {type(exc).__name__}: {msg}"[:240]
         run.metrics = {name: (0.0 if kind == "min" else 1.0) for name, kind, *_ in TARGETS}
         return run
     first = next((r for r in records if r["type"] == "calibrated"), None)
@@ -221,17 +232,18 @@ def run_seed(seed: int, cfg: Config, *, mount: str = "right", calibration: str =
     return run
 
 
-def _job(args: tuple[int, Config, str, str, Config | None, float | None]) -> RobustRun:
-    seed, cfg, mount, calibration, truth_cfg, minutes = args
+def _job(args: tuple[int, Config, str, str, Config | None, float | None, str]) -> RobustRun:
+    seed, cfg, mount, calibration, truth_cfg, minutes, via = args
     return run_seed(seed, cfg, mount=mount, calibration=calibration, truth_cfg=truth_cfg,
-                    minutes=minutes)
+                    minutes=minutes, via=via)
 
 
 def run_suite(seeds: range | list[int], cfg: Config, *, mount: str = "right",
               calibration: str = "window", jobs: int = 1, truth_cfg: Config | None = None,
-              minutes: float | None = None, progress: Any = None) -> list[RobustRun]:
+              minutes: float | None = None, progress: Any = None,
+              via: str = "csv") -> list[RobustRun]:
     """`run_seed` over ``seeds``, in ``jobs`` processes; results in seed order."""
-    work = [(s, cfg, mount, calibration, truth_cfg, minutes) for s in seeds]
+    work = [(s, cfg, mount, calibration, truth_cfg, minutes, via) for s in seeds]
     if jobs <= 1:
         out = []
         for item in work:
@@ -311,7 +323,14 @@ def format_report(runs: list[RobustRun], *, worst: int = 3) -> str:
         rows.append([d.name, f"{sign} {d.threshold:g} in {need}", str(d.runs), _fmt(d.worst),
                      _fmt(d.p5), _fmt(d.median), "-" if d.runs == 0 else f"{d.share_ok:.1%}",
                      "n/a" if d.runs == 0 else ("ok" if d.passed else "FAIL")])
-    lines = [_table(rows), "", "by day type (share of runs meeting the target):"]
+    lines = [_table(rows)]
+    failed = [r for r in runs if r.calibrated.startswith("failed:")]
+    if failed:
+        kinds = sorted({r.stamps for r in failed})
+        lines.append(f"{len(failed)} of {len(runs)} days failed to replay (counted as failing "
+                     f"every target; timestamps {', '.join(kinds)}), e.g. seed "
+                     f"{failed[0].seed}: {failed[0].calibrated}")
+    lines += ["", "by day type (share of runs meeting the target):"]
     keys = ["slouch_f1", "forward_corr", "sit_recall", "walk_acc", "sitstand_acc"]
     rows = [["day", "runs", *keys]]
     for day in sorted({r.day for r in runs}):

@@ -133,7 +133,7 @@ def test_recline_start_day_has_no_stand_up_for_an_hour() -> None:
 def test_cli_writes_a_day_that_replay_reads(tmp_path, capsys) -> None:
     out = tmp_path / "day.csv"
     rc = main(["simulate", "--model", "independent", "--scenario", "walker", "--seed", "3",
-               "--duration", "20m", "--rate", "50", "--accel-only", "--stamps", "logger",
+               "--duration", "20m", "--rate", "50", "--accel-only", "--stamps", "clean",
                "--out", str(out)])
     assert rc == 0
     line = capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_cli_writes_a_day_that_replay_reads(tmp_path, capsys) -> None:
     header = out.read_text().splitlines()[:2]
     assert header[0] == "t,ax,ay,az,gx,gy,gz" and header[1].endswith(",,,")
     truth = json.loads((tmp_path / "day.truth.json").read_text())
-    assert truth["model"] == "independent" and truth["stamps"] == "logger"
+    assert truth["model"] == "independent" and truth["stamps"] == "clean"
     records = replay(out, states=True)
     assert any(r["type"] == "state" for r in records)
 
