@@ -227,7 +227,10 @@ def run_seed(seed: int, cfg: Config, *, mount: str = "right", calibration: str =
     if first is not None:
         conf = f", {first['confidence']}" if "confidence" in first else ""
         run.calibrated = f"{first['method']}; {first['forward_method']}{conf}"
-    run.metrics = score_run(records, tr, sim.labelling["t"], sim.flexion_true, cfg)
+    true_t, blocked = sim.labelling["t"], sim.labelling.get("blocked")
+    if blocked is not None:  # recording gaps: the samples kept
+        true_t = true_t[~blocked]
+    run.metrics = score_run(records, tr, true_t, sim.flexion_true, cfg)
     run.metrics["naive_walk_acc"] = naive_walk_acc(sim.t, sim.acc, tr)
     return run
 

@@ -130,7 +130,10 @@ def _gaps(rng: np.random.Generator, tq: np.ndarray, actor: Actor, wanted: bool,
 
 
 def _draw(rng: np.random.Generator, value: Any, draw: Any) -> Any:
-    return draw(rng) if value is None else value
+    """``value``, or a draw; the draw is made either way, so that fixing one option
+    leaves every other draw of the seed unchanged."""
+    drawn = draw(rng)
+    return drawn if value is None else value
 
 
 def simulate_world(day: str, seed: int, *, minutes: float | None = None,

@@ -82,3 +82,13 @@ def test_cli_robust_suite(capsys) -> None:
     assert "robust suite: 1 independent days" in out and "slouch_f1" in out
     assert main(["evaluate", "--suite", "robust", "--seeds", "0"]) == 2
     assert main(["evaluate", "--suite", "robust", "--seeds", "1", "--accel-only"]) == 2
+
+
+def test_a_day_with_recording_gaps_is_scored() -> None:
+    from spinesense.edge.robustness import day_for_seed, run_seed
+
+    seed = next(s for s in range(40) if simulate_world(
+        day_for_seed(s), s, minutes=20.0).truth["gaps"])
+    run = run_seed(seed, Config(), minutes=20.0, via="memory")
+    assert not run.calibrated.startswith("failed"), run.calibrated
+    assert set(run.metrics) >= {"slouch_f1", "forward_corr", "walk_acc", "naive_walk_acc"}
