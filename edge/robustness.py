@@ -333,16 +333,20 @@ def format_report(runs: list[RobustRun], *, worst: int = 3) -> str:
         lines.append(f"{len(failed)} of {len(runs)} days failed to replay (counted as failing "
                      f"every target; timestamps {', '.join(kinds)}), e.g. seed "
                      f"{failed[0].seed}: {failed[0].calibrated}")
-    lines += ["", "by day type (share of runs meeting the target):"]
+    lines += ["", "by condition (share of runs meeting the target, and runs):"]
     keys = ["slouch_f1", "forward_corr", "sit_recall", "walk_acc", "sitstand_acc"]
     rows = [["day", "runs", *keys]]
     for day in sorted({r.day for r in runs}):
         sub = [r for r in runs if r.day == day]
         rows.append([day, str(len(sub)), *[_share(sub, k) for k in keys]])
-    for cond, label in (("accel_only", "accel-only"), ("slip", "slip"),
-                        ("stamps", "stamps")):
-        for value in sorted({getattr(r, cond) for r in runs}, key=str):
-            sub = [r for r in runs if getattr(r, cond) == value]
+    groups: list[tuple[str, Any]] = [
+        ("facing", lambda r: r.facing), ("accel-only", lambda r: r.accel_only),
+        ("slip", lambda r: r.slip), ("stamps", lambda r: r.stamps),
+        ("rate", lambda r: "25-49 Hz" if r.rate_hz < 50 else
+         ("50-149 Hz" if r.rate_hz < 150 else "150-400 Hz"))]
+    for label, key in groups:
+        for value in sorted({key(r) for r in runs}, key=str):
+            sub = [r for r in runs if key(r) == value]
             rows.append([f"{label}={value}", str(len(sub)), *[_share(sub, k) for k in keys]])
     lines.append(_table(rows))
     for d in dists:
