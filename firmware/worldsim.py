@@ -89,18 +89,23 @@ def body_rotation(angles_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-def flexion_of(rot: np.ndarray) -> np.ndarray:
-    """True flexion (deg): the forward tilt of the spine read from gravity,
-    asin(−up_body_x) with up_body = Rᵀ·up (the third row of R), as DESIGN A2's
-    ``flexion_deg`` means it."""
-    return np.degrees(np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0)))
+def tilt_angles(angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True flexion, lateral lean and heading (deg, scipy's "ZYX" Euler angles) of the
+    trunk with these keyframe angles, in closed form (no matrices).
 
-
-def euler_zyx(rot: np.ndarray) -> np.ndarray:
-    """(yaw, flexion, lean) in degrees, scipy's "ZYX" order, as `Simulation.euler_deg`."""
-    return np.degrees(np.column_stack([np.arctan2(rot[:, 1, 0], rot[:, 0, 0]),
-                                       np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0)),
-                                       np.arctan2(rot[:, 2, 1], rot[:, 2, 2])]))
+    The flexion is the forward tilt of the spine read from gravity, asin(−up_body_x)
+    with up_body = Rᵀ·up, the third row of R, as DESIGN A2's ``flexion_deg`` means it;
+    for a tilt rotation vector (φ, θ, 0) of size a that is asin(sin a · θ / a)."""
+    rad = np.radians(angles_deg)
+    lean, flex = rad[:, 1], rad[:, 0]
+    a = np.hypot(lean, flex)
+    sinc = np.where(a > 1e-12, np.sin(a) / np.where(a > 1e-12, a, 1.0), 1.0)
+    c = (1.0 - np.cos(a)) / np.where(a > 1e-12, a * a, 1.0)
+    r20, r21, r22 = -sinc * flex, sinc * lean, 1.0 - c * (lean * lean + flex * flex)
+    r00, r10 = 1.0 - c * flex * flex, c * lean * flex  # first column of the tilt
+    yaw = rad[:, 2] + np.arctan2(r10, r00)
+    return (np.degrees(np.arcsin(np.clip(-r20, -1.0, 1.0))),
+            np.degrees(np.arctan2(r21, r22)), np.degrees(np.angle(np.exp(1j * yaw))))
 
 
 def _impacts(actor: Actor, t: np.ndarray) -> np.ndarray:
@@ -216,8 +221,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     acc_true = np.column_stack([np.interp(tq, grid, acc_grid[:, i]) for i in range(3)])
     gyro_true = np.column_stack([np.interp(tq, grid, gyro_grid[:, i]) for i in range(3)])
     angles_q = np.column_stack([np.interp(tq, grid, angles[:, i]) for i in range(3)])
-    rot_q = body_rotation(angles_q)
-    flexion = flexion_of(rot_q)
+    flexion, lean_q, yaw_q = tilt_angles(angles_q)
     sensor = streams[6]
     acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor)
     gyro = None
@@ -254,7 +258,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
         "label_params": params.to_dict(),
     }
     truth |= label_truth(params=params, segments=actor.segments, **labelling)
-    euler = euler_zyx(rot_q)
+    euler = np.column_stack([yaw_q, flexion, lean_q])
     if gap_list:
         keep = ~in_gap
         t, acc, flexion, euler, acc_true, gyro_true, sat, posture = (
