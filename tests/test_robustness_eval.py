@@ -49,7 +49,7 @@ def test_oracle_scores_perfectly(day) -> None:
     m = score_run(_oracle(day), day.truth, day.labelling["t"], day.flexion_true, Config())
     assert day.truth["slouch_episodes"] and day.truth["sitting_alerts"]
     assert m["slouch_f1"] == 1.0 and m["slouch_recall"] == 1.0
-    assert m["forward_corr"] > 0.99
+    assert m["forward_corr"] > 0.99 and m["flexion_gain"] == pytest.approx(1.0, abs=0.01)
     assert m["walk_acc"] > 0.99 and m["sitstand_acc"] > 0.99
     assert m["sit_recall"] == 1.0 and m["break_recall"] == 1.0
     assert m["false_per_sit_h"] == 0.0 and m["slouch_as_recline"] == 0.0
