@@ -98,6 +98,16 @@ class SecondFeatures:
     walking: np.ndarray      # bool
     transitions: list[Transition] = field(default_factory=list)
 
+    def take(self, lo: int, hi: int) -> SecondFeatures:
+        """Seconds lo..hi-1 (indices), with the transitions that fall in them."""
+        m = len(self.sec)
+        first = -np.inf if lo == 0 else (float(self.sec[lo]) if lo < m else np.inf)
+        stop = np.inf if hi >= m else float(self.sec[hi])
+        return SecondFeatures(self.sec[lo:hi], self.n[lo:hi], self.steps[lo:hi],
+                              self.vert_rms[lo:hi], self.dyn_rms[lo:hi], self.grav[lo:hi],
+                              self.walking[lo:hi],
+                              [tr for tr in self.transitions if first <= tr.t < stop])
+
 
 def _norm_rows(v: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", v, v))
