@@ -64,8 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(e)
     e.add_argument("--scenario", action="append", metavar="NAME",
                    help="scenario (repeatable; default: all short ones)")
-    e.add_argument("--seeds", type=int, default=3, metavar="N",
-                   help="seeds per scenario (default 3)")
+    e.add_argument("--suite", choices=("scenarios", "robust"), default="scenarios",
+                   help="scenarios: the scripted scenarios (default); robust: days from "
+                        "the independent simulator, one per seed, reported as a "
+                        "distribution (worst, 5th percentile, median, share meeting each "
+                        "target); see docs/simulator.md")
+    e.add_argument("--seeds", type=int, metavar="N",
+                   help="seeds per scenario (default 3; robust: number of days, default 200)")
     e.add_argument("--first-seed", type=int, default=0, metavar="S",
                    help="seeds S, S+1, ... (default 0; use fresh ones for held-out figures)")
     e.add_argument("--accel-only", action="store_true", help="no gyro")
@@ -74,6 +79,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "as --calibrate would)")
     e.add_argument("--duration", type=float, metavar="S", help="cut scenarios to S seconds")
     e.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    r = e.add_argument_group("robust suite")
+    r.add_argument("--mount", choices=("right", "auto", "config"), default="right",
+                   help="[sensor] mount given to the detector: the true facing (default), "
+                        "auto, or whatever --config says")
+    r.add_argument("--calibration", choices=("window", "self"), default="window",
+                   help="upright from the truth's still window, as --calibrate (default), "
+                        "or self-calibration")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes to run days in (default 1)")
+    r.add_argument("--minutes", type=float, metavar="M",
+                   help="fix every day's length (default: drawn, 20–90 min)")
     e.set_defaults(func=_evaluate)
 
 
@@ -126,6 +142,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
     cfg = load_config(args)
+    if args.suite == "robust":
+        return _evaluate_robust(args, cfg)
+    args.seeds = 3 if args.seeds is None else args.seeds
     names = args.scenario or list(DEFAULT_EVAL_SCENARIOS)
     for n in names:
         if n not in SCENARIOS:
@@ -151,4 +170,30 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print("latency: detected alert - (truth onset + delay), seconds; unknown: share of "
               "seconds with posture unknown (counted as wrong in 'posture')")
+    return 0
+
+
+def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
+    from spinesense.edge.robustness import format_report, run_suite
+
+    seeds = 200 if args.seeds is None else args.seeds
+    if seeds < 1 or args.jobs < 1:
+        raise CliError("--seeds and --jobs must be at least 1", EXIT_USAGE)
+    if args.scenario or args.accel_only or args.self_calibrate or args.duration:
+        raise CliError("--scenario, --accel-only, --self-calibrate and --duration are for "
+                       "--suite scenarios; the robust suite draws them per seed (use "
+                       "--calibration self, --minutes)", EXIT_USAGE)
+    if args.minutes is not None and not 1.0 <= args.minutes <= 600.0:
+        raise CliError(f"--minutes {args.minutes:g} must be between 1 and 600", EXIT_USAGE)
+    t0 = time.perf_counter()
+    runs = run_suite(range(args.first_seed, args.first_seed + seeds), cfg, mount=args.mount,
+                     calibration=args.calibration, jobs=args.jobs, minutes=args.minutes)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], default=_jsonable, indent=1))
+        return 0
+    hours = sum(r.minutes for r in runs) / 60.0
+    print(f"robust suite: {seeds} independent days (seeds {args.first_seed}.."
+          f"{args.first_seed + seeds - 1}, {hours:.1f} h), mount {runs[0].mount}, "
+          f"calibration {args.calibration} ({time.perf_counter() - t0:.0f} s)")
+    print(format_report(runs))
     return 0
