@@ -97,6 +97,14 @@ def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
     tilt = normal_to_upright_deg(up)
     on_back = tilt >= 90.0 - MAX_NORMAL_TILT_DEG
     info: dict[str, Any] = {"locked_t": locked_t, "mount": mount}
+    if given_forward is None and tilt < 1.0:  # z along upright: no sagittal axis at all
+        helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+        cal = Calibration(up=up, forward=np.cross(up, helper), method=up_method,
+                          forward_method="unknown: the board's z axis is along upright, "
+                          "it does not lie on the back (axis arbitrary, judged either way)",
+                          window=window, facing="unknown", signed=False)
+        cal.info = {**info, "confidence": "none"}
+        return cal
     if given_forward is not None:
         cal = Calibration(up=up, forward=given_forward, method=up_method,
                           forward_method="stored calibration", window=window)
