@@ -44,7 +44,7 @@ def week(days: int) -> list[tuple[tune.PipelineFeatures, dict]]:
     cfg = Config()
     out = []
     for seed in range(1, days + 1):
-        sim = simulate("workday", seed=seed, rate_hz=25)
+        sim = simulate("workday", seed=seed, rate_hz=25, mounting="normal")
         cal = (sim.truth["calibration"]["start"], sim.truth["calibration"]["end"])
         feats = compute_features(sim.chunk(), cfg, calibrate=cal)
         out.append((tune.PipelineFeatures(feats, float(len(np.unique(feats.sec)) / 3600),

@@ -81,11 +81,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(e)
     e.add_argument("--scenario", action="append", metavar="NAME",
                    help="scenario (repeatable; default: all short ones)")
+    e.add_argument("--suite", choices=("scenarios", "robust"), default="scenarios",
+                   help="scenarios: the scripted scenarios (default); robust: days from "
+                        "the independent simulator, one per seed, reported as a "
+                        "distribution (worst, 5th percentile, median, share meeting each "
+                        "target); see docs/simulator.md")
     e.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED, metavar="S",
                    help=f"seeds S, S+1, ... (default {DEFAULT_SEED}; use fresh ones for "
                         "held-out figures)")
-    e.add_argument("--count", type=parse_count, default=3, metavar="N",
-                   help="seeds per scenario (default 3)")
+    e.add_argument("--count", type=parse_count, metavar="N",
+                   help="seeds per scenario (default 3; robust: number of days, default 200)")
     add_hidden_alias(e, "--first-seed", dest="seed", type=parse_seed)
     add_hidden_alias(e, "--seeds", dest="count", type=parse_count)
     e.add_argument("--accel-only", action="store_true", help="no gyro")
@@ -95,6 +100,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--duration", type=parse_duration, metavar="TIME",
                    help="cut scenarios to this long: 600, 10m, 1h30m")
     e.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    r = e.add_argument_group("robust suite")
+    r.add_argument("--mount", choices=("right", "auto", "config"), default="right",
+                   help="[sensor] mount given to the detector: the true facing (default), "
+                        "auto, or whatever --config says")
+    r.add_argument("--calibration", choices=("window", "self"), default="window",
+                   help="upright from the truth's still window, as --calibrate (default), "
+                        "or self-calibration")
+    r.add_argument("--jobs", type=parse_count, default=1, metavar="N",
+                   help="processes to run days in (default 1)")
+    r.add_argument("--minutes", type=float, metavar="M",
+                   help="fix every day's length (default: drawn, 20–90 min)")
+    r.add_argument("--in-memory", action="store_true",
+                   help="hand the samples to the pipeline directly instead of writing and "
+                        "reading each day's CSV (faster; skips the reader's checks)")
     e.set_defaults(func=_evaluate)
 
 
@@ -208,8 +227,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
     cfg = load_config(args)
-    if args.count < 1:
-        raise CliError(f"--count {args.count}: must be at least 1 seed", EXIT_USAGE)
+    if args.suite == "robust":
+        args.seeds = 200 if args.count is None else args.count
+        args.first_seed = args.seed
+        return _evaluate_robust(args, cfg)
+    args.count = 3 if args.count is None else args.count
     names = args.scenario or list(DEFAULT_EVAL_SCENARIOS)
     for n in names:
         if n not in SCENARIOS:
@@ -235,4 +257,40 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print("latency: detected alert - (truth onset + delay), seconds; unknown: share of "
               "seconds with posture unknown (counted as wrong in 'posture')")
+    return 0
+
+
+def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
+    from spinesense.edge.robustness import format_report, run_suite
+
+    seeds = 200 if args.seeds is None else args.seeds
+    if seeds < 1 or args.jobs < 1:
+        raise CliError("--seeds and --jobs must be at least 1", EXIT_USAGE)
+    if args.scenario or args.accel_only or args.self_calibrate or args.duration:
+        raise CliError("--scenario, --accel-only, --self-calibrate and --duration are for "
+                       "--suite scenarios; the robust suite draws them per seed (use "
+                       "--calibration self, --minutes)", EXIT_USAGE)
+    if args.minutes is not None and not 1.0 <= args.minutes <= 600.0:
+        raise CliError(f"--minutes {args.minutes:g} must be between 1 and 600", EXIT_USAGE)
+    t0 = time.perf_counter()
+    done: list[int] = []
+
+    def progress(run: Any) -> None:
+        done.append(run.seed)
+        if len(done) % 20 == 0 and len(done) < seeds:
+            print(f"spinesense: robust suite: {len(done)}/{seeds} days "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
+    runs = run_suite(range(args.first_seed, args.first_seed + seeds), cfg, mount=args.mount,
+                     calibration=args.calibration, jobs=args.jobs, minutes=args.minutes,
+                     progress=progress, via="memory" if args.in_memory else "csv")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], default=_jsonable, indent=1))
+        return 0
+    hours = sum(r.minutes for r in runs) / 60.0
+    print(f"robust suite: {seeds} independent days (seeds {args.first_seed}.."
+          f"{args.first_seed + seeds - 1}, {hours:.1f} h), mount {runs[0].mount}, "
+          f"calibration {args.calibration}, {'in memory' if args.in_memory else 'via CSV'} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print(format_report(runs))
     return 0

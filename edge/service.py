@@ -183,7 +183,9 @@ class EdgeService:
 
             sim = simulate(scenario, seed, rate_hz=self.cfg.sensor.rate_hz,
                            accel_only=not self.cfg.sensor.use_gyro,
-                           duration_s=self.duration_s)
+                           duration_s=self.duration_s,  # the wearer clips it as configured
+                           mounting={"back-out": "normal", "back-in": "flipped"}.get(
+                               self.cfg.sensor.mount, "random"))
             motion = sim.motion()
             if self.duration_s is None:
                 self.duration_s = float(sim.truth["duration_s"])
@@ -278,6 +280,8 @@ class EdgeService:
         self.spool.add(items)
         self.feedback.observe(out)
         for rec in out:
+            if rec["type"] in ("mount_warning", "clip_moved", "calibration_stale"):
+                log.warning("%s: %s", rec["type"], rec.get("message", rec))
             if self.haptics is not None and self.haptics.alert(rec["type"]):
                 log.info("haptics: %s", rec["type"])
             if rec["type"] == "calibrated" and self._save_calibration_next:

@@ -58,6 +58,12 @@ class SensorConfig:
     dlpf_hz: float = opt(20.0, "Chip's digital low-pass bandwidth in Hz (nearest supported).",
                          lo=5.0, hi=400.0)
     use_gyro: bool = opt(True, "Read the gyroscope (false: accelerometer only).")
+    mount: str = opt("back-out", "Which way the board's z axis points when it lies flat on "
+                     "the upper back: back-out (away from the body), back-in (into the "
+                     "body) or auto (learned from the data; until it is sure, a slouch is "
+                     "judged on sagittal flexion either way, so a recline may buzz too). "
+                     "Forward is the board normal's projection perpendicular to upright.",
+                     choices=("back-out", "back-in", "auto"))
     read_interval_s: float = opt(0.25, "How often the FIFO is drained in one burst.",
                                  lo=0.01, hi=2.0)
     retries: int = opt(5, "Retries of a failed I2C transfer before the chip is re-initialised.",

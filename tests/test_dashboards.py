@@ -338,7 +338,8 @@ def stored(influxd: InfluxD) -> Stored:
     out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     seqs: dict[str, int] = {}
     for device, day, hour, hours, seed in DAYS:
-        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600)
+        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600,
+                       mounting="normal")
         cal = (sim.truth["calibration"]["start"], sim.truth["calibration"]["end"])
         chunk = sim.chunk()
         if device == "bob":  # the sensor drops out for 40 s: a gap, as on a real day

@@ -156,21 +156,29 @@ def test_feedback_from_button_and_mqtt_reaches_influxdb_dashboard_and_tune(
         end = datetime.now(UTC) + timedelta(minutes=1)
         assert main(["tune", "-c", str(path), "--from-influx", "--device", unique_device,
                      "--from", start.isoformat(), "--to", end.isoformat(), "--feedback",
-                     "--thresholds", "10:40:31", "--delays", "10,20", "--alert-budget", "60/h",
-                     "--no-progress", "--out", str(out)]) == 0
+                     "--thresholds", "10:40:31", "--delays", "0,10,20", "--alert-budget", "60/h",
+                     "--no-progress",
+                     "--out", str(out)]) == 0
         summary = (out / "summary.txt").read_text()
         assert "feedback labels: 2 marked false alarms (negatives)" in summary
         assert "1 \"slouching now\"" in summary and "1 breaks not used" in summary
-        assert "recommended (" in summary
         recommended = tomllib.loads((out / "recommended.toml").read_text())["slouch"]
-        assert 10 <= recommended["threshold_deg"] <= 40
         with (out / "slouch_sweep.csv").open() as fh:
             sweep = list(csv.DictReader(fh))
-        # the labels are the presses: 1 weak positive (weight 1) + 1 "slouching now" (2),
-        # and the 2 marked false alarms count against the settings that still alert there
+        # the labels are the presses: 1 weak positive (weight 1) + 1 "slouching now" (2)
         assert {float(r["n_true"]) for r in sweep} == {3.0}
-        assert min(float(r["precision"]) for r in sweep if float(r["n_pred"])) < 1.0
-        assert max(float(r["f1"]) for r in sweep) > 0.5
+        # from metrics alone a delay under the metrics interval is not recommended: the
+        # snippet then leaves delay_s out, and the chosen row is the threshold's best
+        chosen = max((r for r in sweep
+                      if float(r["threshold_deg"]) == recommended["threshold_deg"]
+                      and float(r["delay_s"]) == recommended.get("delay_s",
+                                                                 float(r["delay_s"]))),
+                     key=lambda r: float(r["f1"]))
+        # the marked false alarms are negatives: some settings pay for them, the chosen
+        # one does at most as badly as the worst, and it finds labelled slouching
+        assert min(float(r["precision"]) for r in sweep) < 1.0
+        assert float(chosen["precision"]) > min(float(r["precision"]) for r in sweep)
+        assert float(chosen["found"]) > 0
     finally:
         witness.close()
         collector.terminate()

@@ -19,7 +19,7 @@ HEADER = "t,ax,ay,az,gx,gy,gz\n"
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A short calibration-scenario recording written as the DESIGN A1 CSV."""
-    sim = simulate("calibration", 11)
+    sim = simulate("calibration", 11, mounting="normal")  # clipped on back-out
     path = tmp_path_factory.mktemp("rec") / "cal.csv.gz"
     sim.write(path)
     return path, sim.truth
@@ -81,7 +81,7 @@ def test_chunked_replay_from_the_cli_is_identical(day, capsys) -> None:
 
 
 def test_accel_only_csv_with_empty_gyro_columns(tmp_path: Path, capsys) -> None:
-    sim = simulate("slouch_short", 4, accel_only=True, duration_s=200)
+    sim = simulate("slouch_short", 4, accel_only=True, duration_s=200, mounting="normal")
     path = tmp_path / "ao.csv"
     sim.write(path)
     assert ",,," in path.read_text()[:200]

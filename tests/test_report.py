@@ -49,7 +49,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Two simulated hours of an office day, as a DESIGN A1 CSV with its truth."""
-    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600)
+    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600, mounting="normal")
     csv_path, _ = sim.write(tmp_path_factory.mktemp("rec") / "day.csv.gz")
     return csv_path, sim.truth
 
