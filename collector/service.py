@@ -98,12 +98,14 @@ def _mark_of(kind: str, device: str, msg: Any) -> _Mark | None:
 
 
 def _mark_of_rejected(validator: Validator, topic: str, payload: bytes) -> _Mark | None:
-    """A dead-lettered message is settled too: a re-send gets the same verdict."""
+    """A dead-lettered message is settled too: a re-send gets the same verdict. Its
+    ``prev`` is not trusted (the message is not valid), so it settles only itself."""
     try:
         device, kind = validator.parse_topic(topic)
-        return _mark_of(kind, device, json.loads(payload))
+        mark = _mark_of(kind, device, json.loads(payload))
     except (Rejected, ValueError, RecursionError):
         return None
+    return None if mark is None else (mark[0], mark[1], mark[1] - 1)
 
 
 def default_instance() -> str:
