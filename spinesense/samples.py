@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,12 @@ NOT_FINITE = "not a number (NaN, inf or empty)"
 OVER_SCALE = f"beyond full scale (>{ACC_LIMIT_G:g} g or >{GYRO_LIMIT_DPS:g} deg/s)"
 
 
+def _within(x: np.ndarray, limit: float) -> bool:
+    """All values finite and within ±limit: two reductions, no temporaries (NaN
+    propagates through max and min, and inf is beyond any limit)."""
+    return bool(x.max() <= limit) and bool(x.min() >= -limit)
+
+
 class WindowError(ValueError):
     """A calibration window that the data do not cover (one line, with the fix)."""
 
@@ -84,6 +91,12 @@ class SampleGuard:
         if not len(chunk):
             return chunk
         t, acc, gyro = chunk.t, chunk.acc, chunk.gyro
+        if _within(acc, ACC_LIMIT_G) and (gyro is None or _within(gyro, GYRO_LIMIT_DPS)) \
+                and math.isfinite(t_max := float(t.max())) and math.isfinite(float(t.min())):
+            self._last_t = max(self._last_t, t_max)  # the common case: nothing to drop
+            if self.window is not None:
+                self._cover(t)
+            return chunk
         bad_value = ~(np.isfinite(t) & np.isfinite(acc).all(axis=1))
         over = (np.abs(np.nan_to_num(acc)) > ACC_LIMIT_G).any(axis=1)
         if gyro is not None:
