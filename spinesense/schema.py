@@ -26,7 +26,7 @@ KINDS = ("events", "metrics", "status", "cmd")
 EVENT_TYPES = (
     "slouch_start", "slouch_end", "sitting_alert", "sitting_reminder", "sitting_break",
     "sit_to_stand", "stand_to_sit", "calibrated", "calibration_stale",
-    "sensor_lost", "sensor_back", "gap", "fifo_overflow", "snoozed",
+    "sensor_lost", "sensor_back", "gap", "fifo_overflow", "snoozed", "samples_dropped",
 )
 
 # Numeric fields of a periodic metric summary (type "metric" on .../metrics).
