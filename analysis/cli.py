@@ -132,6 +132,7 @@ def _report(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     tz = _tz(args.tz)
     from spinesense.analysis import dataset, report
+    from spinesense.edge.recordings import Units
 
     out = Path(args.out)
     if out.parent and not out.parent.exists():
@@ -144,7 +145,7 @@ def _report(args: argparse.Namespace) -> int:
             if not Path(args.recording).is_file():
                 raise CliError(f"{args.recording}: recording not found")
             ds = dataset.from_recording(args.recording, cfg, parse_window(args.calibrate),
-                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
+                                        units=Units.from_args(args))
         else:
             if args.calibrate:
                 raise CliError("--calibrate applies to --recording only", 2)

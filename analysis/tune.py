@@ -27,6 +27,7 @@ import numpy as np
 from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
 from spinesense.analysis.tune_output import plot_sitting, plot_slouch, snippet, write_table
 from spinesense.config import Config
+from spinesense.edge.recordings import Units
 from spinesense.parsing import BadValue, parse_window
 
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
@@ -263,13 +264,13 @@ class PipelineFeatures:
 
 def compute_features(path: str | Path, cfg: Config,
                      calibrate: tuple[float, float] | None = None,
-                     units: dict[str, str] | None = None) -> PipelineFeatures:
+                     units: Units | None = None) -> PipelineFeatures:
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
 
     try:
-        feats = edge_features(path, cfg, calibrate=calibrate, **(units or {}))
+        feats = edge_features(path, cfg, calibrate=calibrate, units=units)
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
     except ValueError as exc:
@@ -398,9 +399,7 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
             cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
             if "start" in cal and "end" in cal:
                 window = (float(cal["start"]), float(cal["end"]))
-        feats = compute_features(path, cfg, calibrate=window,
-                                 units={"accel_unit": getattr(args, "accel_unit", "auto"),
-                                        "time_unit": getattr(args, "time_unit", "auto")})
+        feats = compute_features(path, cfg, calibrate=window, units=Units.from_args(args))
         out.append(Recording(path.name, feats, lab, feats.hours))
     return out
 

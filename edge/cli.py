@@ -83,13 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_unit_options(parser: argparse.ArgumentParser) -> None:
-    """--accel-unit / --time-unit: read a CSV that is not in g and seconds."""
+    """--accel-unit / --time-unit / --gyro-unit: read a CSV not in g, seconds and deg/s."""
     parser.add_argument("--accel-unit", default="auto", choices=("auto", "g", "m/s2", "mg"),
                         help="unit of ax..az in a CSV (default auto: g, and a file that "
                              "looks like m/s2 or mg is refused with a hint)")
     parser.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us"),
                         help="unit of t in a CSV (default auto: seconds, and t that steps "
                              "like ms or us is refused with a hint)")
+    parser.add_argument("--gyro-unit", default="auto", choices=("auto", "dps", "rad/s"),
+                        help="unit of gx..gz in a CSV (default auto: deg/s, and a gyro that "
+                             "turns like rad/s is refused with a hint)")
 
 
 def _jsonable(x: Any) -> Any:
@@ -122,6 +125,7 @@ def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.replay import (
         WARNING_TYPES,
         RecordingError,
+        Units,
         open_recording,
         replay,
         summary,
@@ -134,8 +138,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         stored = Calibration.load(args.calibration) if args.calibration else None
-        recording = open_recording(args.file, accel_unit=args.accel_unit,
-                                   time_unit=args.time_unit)
+        recording = open_recording(args.file, Units.from_args(args))
         records = replay(recording, cfg, calibrate=window, calibration=stored,
                          states=args.states, chunk_size=args.chunk)
     except (RecordingError, CalibrationError, ValueError) as exc:

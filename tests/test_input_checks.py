@@ -23,7 +23,7 @@ from spinesense.collector.validate import Validator
 from spinesense.config import Config
 from spinesense.edge.cli import json_line
 from spinesense.edge.pipeline import Pipeline
-from spinesense.edge.recordings import open_recording, read_samples
+from spinesense.edge.recordings import open_recording, read_samples, tilt_and_rotation
 from spinesense.edge.replay import replay, summary
 from spinesense.firmware.csvfast import write_csv
 from spinesense.firmware.recording import RecordingWriter, default_header
@@ -79,16 +79,19 @@ def strict_json(line: str) -> dict:
 # ------------------------------------------------------------------------------ units
 
 
-@pytest.mark.parametrize(("acc_scale", "t_scale", "t_offset", "fragment", "option"), [
-    (9.80665, 1.0, 0.0, "look like m/s², not g", "--accel-unit m/s2"),
-    (1000.0, 1.0, 0.0, "look like milli-g, not g", "--accel-unit mg"),
-    (1.0, 1000.0, 0.0, "t looks like milliseconds, not seconds", "--time-unit ms"),
-    (1.0, 1000.0, 1.764e12, "milliseconds since the Unix epoch", "--time-unit ms"),
-])
+@pytest.mark.parametrize(("acc_scale", "t_scale", "t_offset", "gyro_scale", "fragment",
+                          "option"), [
+    (9.80665, 1.0, 0.0, 1.0, "look like m/s², not g", "--accel-unit m/s2"),
+    (1000.0, 1.0, 0.0, 1.0, "look like milli-g, not g", "--accel-unit mg"),
+    (1.0, 1000.0, 0.0, 1.0, "t looks like milliseconds, not seconds", "--time-unit ms"),
+    (1.0, 1000.0, 1.764e12, 1.0, "milliseconds since the Unix epoch", "--time-unit ms"),
+    (1.0, 1.0, 0.0, np.pi / 180, "gx..gz look like rad/s, not deg/s", "--gyro-unit rad/s"),
+], ids=["m/s2", "mg", "ms", "epoch-ms", "rad/s"])
 def test_wrong_units_are_refused_with_the_fix_and_the_option_converts(
-        sim, tmp_path: Path, capsys, acc_scale, t_scale, t_offset, fragment, option) -> None:
+        sim, tmp_path: Path, capsys, acc_scale, t_scale, t_offset, gyro_scale, fragment,
+        option) -> None:
     path = tmp_path / "units.csv"
-    write_csv(path, sim.t * t_scale + t_offset, sim.acc * acc_scale, sim.gyro)
+    write_csv(path, sim.t * t_scale + t_offset, sim.acc * acc_scale, sim.gyro * gyro_scale)
     line = one_line_error(*run(capsys, "replay", str(path))[::2])
     assert fragment in line and option in line and str(path) in line
     code, out, err = run(capsys, "replay", str(path), "--jsonl", *option.split())
@@ -103,6 +106,23 @@ def test_an_explicit_unit_that_does_not_fit_the_data_is_refused(files, capsys) -
     line = one_line_error(*run(capsys, "replay", str(files / "day.csv"),
                                "--accel-unit", "m/s2")[::2])
     assert "still magnitude is 0.1" in line and "drop --accel-unit" in line
+
+
+def test_a_zero_filled_gyro_is_named(sim, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "zeros.csv"
+    write_csv(path, sim.t, sim.acc, np.zeros_like(sim.gyro))
+    line = one_line_error(*run(capsys, "replay", str(path))[::2])
+    assert "gx..gz show no rotation" in line and "leave the gyro columns empty" in line
+
+
+@pytest.mark.parametrize("scenario", ["calibration", "walking", "sitting_long", "recline",
+                                      "reaches"])
+def test_the_gyro_unit_check_agrees_with_deg_per_s_days(scenario: str) -> None:
+    """The check compares the gyro's rotation with the accelerometer's tilt: in deg/s
+    they agree, so correct files are never refused (the limit is a factor 10 off)."""
+    day = simulate(scenario, 5, duration_s=300)
+    tilt, turned = tilt_and_rotation(day.t, day.acc, day.gyro)
+    assert tilt > 30 and 0.8 < turned / tilt < 1.25
 
 
 def test_raw_counts_are_named(sim, tmp_path: Path, capsys) -> None:
