@@ -205,9 +205,10 @@ def _split_header(p: Path, src: ByteSource, blocks: Iterator[bytes]) -> tuple[li
             break
     nl = buf.find(b"\n")
     head, rest = (buf, b"") if nl < 0 else (buf[:nl + 1], buf[nl + 1:])
+    if src.damage and (nl < 0 or not head.strip()):
+        raise RecordingError(f"{p}: damaged gzip (corrupt or cut short), nothing readable, "
+                             f"not even the header: {src.damage}")
     if not head.strip():
-        if src.damage:
-            raise RecordingError(f"{p}: corrupt gzip, nothing readable ({src.damage})")
         raise RecordingError(f"{p}: empty file; expected the header '{','.join(HEADER)}'")
     try:
         if b"\0" in head[:256]:
@@ -256,6 +257,10 @@ def _last_line(p: Path, tail: bytes, lineno: int, cols: list[int], damage: str |
                warnings: list[str]) -> bytes | None:
     """The unterminated last line: kept when complete, else dropped with a warning (a
     write or copy that was cut off tears the last line)."""
+    if not tail.strip(b"\0 \t\r"):
+        warnings.append(f"{p}: {tail.count(0)} NUL bytes at the end of the file (as after a "
+                        "power cut) were ignored")
+        return None
     text = tail.decode("utf-8", "replace").strip()
     torn = (f"{p}:{lineno}: the last line {text[:40]!r} is torn (the file was cut off "
             "while it was written); ignored")

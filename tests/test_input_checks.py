@@ -385,7 +385,7 @@ def test_nan_rows_are_counted(tmp_path: Path, capsys) -> None:
     (bytes(range(256)) * 8, "binary data, not a recording"),
     (b"t,ax,ay,az,gx,gy,gz\n1.0,0,0,1,,,\n0.5,0,0,1,,,\n", "times must increase"),
     (gzip.compress(b"t,ax,ay,az,gx,gy,gz\n", mtime=0), "no data rows after the header"),
-    (b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
+    (b"\x1f\x8b\x08\x00garbage", "damaged gzip (corrupt or cut short), nothing readable"),
     (b"SPINEREC\x01\x00", "not a spinesense recording"),
 ], ids=["empty", "header-only", "binary", "backwards", "gzip-header-only", "corrupt-gzip",
         "ssrec-no-header"])
@@ -443,3 +443,23 @@ def test_summary_of_a_stored_calibration_states_its_confidence(files, tmp_path: 
     path.write_text(json.dumps(stored))
     code, out, _ = run(capsys, "replay", str(files / "day.csv"), "--calibration", str(path))
     assert code == 0 and "calibration: stored" in out and "confidence high" in out
+
+
+def test_nul_bytes_at_the_end_and_concatenated_gzip(files, tmp_path: Path, capsys) -> None:
+    text = (files / "day.csv").read_bytes()
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(text + b"\0" * 4096)  # what a power cut leaves on some file systems
+    rec = open_recording(nul, log_warnings=False)
+    assert sum(len(c) for c in rec) == len(read_samples(files / "day.csv"))
+    assert rec.warnings == [f"{nul}: 4096 NUL bytes at the end of the file (as after a "
+                            "power cut) were ignored"]
+    cut = text.index(b"\n", len(text) // 2) + 1  # `cat a.gz b.gz` is one valid gzip file
+    joined = tmp_path / "joined.csv.gz"
+    joined.write_bytes(gzip.compress(text[:cut]) + gzip.compress(text[cut:]))
+    rec = open_recording(joined, log_warnings=False)
+    assert np.array_equal(SampleChunk.concat(list(rec)).t, read_samples(files / "day.csv").t)
+    assert rec.warnings == [] and rec.format == "csv.gz"
+    tiny = tmp_path / "tiny.csv.gz"
+    tiny.write_bytes(gzip.compress(text)[:15])
+    line = one_line_error(*run(capsys, "replay", str(tiny))[::2])
+    assert "not even the header: the gzip stream is cut short" in line
