@@ -5,6 +5,12 @@ numpy's C parser (``np.loadtxt`` on a whole block); empty cells (accelerometer-o
 are turned into ``nan`` by plain string replacement first. Only when a block fails does a
 slow, line-by-line pass run over that block, to name exactly which line is wrong and how.
 `iter_csv` yields one SampleChunk per block, so a replay never holds the whole file.
+
+Gzip is told by its magic bytes and decompressed here, so that a stream that is cut
+short (an interrupted copy, Ctrl-C during a write) still yields every complete line
+before the cut, with a warning. A last line without its newline that does not parse is
+torn and dropped with a warning; anything wrong before the end is an error naming the
+line. Formats other than CSV, and unit checks, are in `spinesense.edge.recordings`.
 """
 
 from __future__ import annotations
@@ -29,10 +35,6 @@ log = logging.getLogger(__name__)
 
 HEADER = ("t", "ax", "ay", "az", "gx", "gy", "gz")
 BLOCK_BYTES = 8 << 20
-
-
-
-
 GZIP_MAGIC = b"\x1f\x8b"
 RAW_BYTES = 1 << 20
 
@@ -50,13 +52,9 @@ class ByteSource:
         self.block_bytes = block_bytes
         self.gzip = fh.peek(2)[:2] == GZIP_MAGIC if hasattr(fh, "peek") else False
         self.damage: str | None = None
-        self.text_bytes = 0
 
     def blocks(self) -> Iterator[bytes]:
-        source = self._gunzip() if self.gzip else self._plain()
-        for block in source:
-            self.text_bytes += len(block)
-            yield block
+        return self._gunzip() if self.gzip else self._plain()
 
     def _plain(self) -> Iterator[bytes]:
         while True:
