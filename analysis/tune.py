@@ -268,11 +268,14 @@ def compute_features(path: str | Path, cfg: Config,
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
+    from spinesense.samples import WindowError
 
     try:
         feats = edge_features(path, cfg, calibrate=calibrate, units=units)
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
+    except WindowError as exc:  # says already which window to pick
+        raise TuneError(f"{path}: {exc}") from None
     except ValueError as exc:
         raise TuneError(f"{path}: {exc}; pass --calibrate START:END (a still, upright "
                         "window) or a longer recording") from None

@@ -101,6 +101,8 @@ def _jsonable(x: Any) -> Any:
 
 def _finite(x: Any) -> Any:
     """The record with every non-finite number as null (NaN and Infinity are not JSON)."""
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        x = x.tolist()
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -115,7 +117,7 @@ def json_line(rec: dict[str, Any]) -> str:
     """One record as standard JSON (never NaN or Infinity)."""
     try:
         return json.dumps(rec, default=_jsonable, separators=(",", ":"), allow_nan=False)
-    except ValueError:
+    except (ValueError, TypeError):  # NaN or inf somewhere, or a numpy array
         return json.dumps(_finite(rec), default=_jsonable, separators=(",", ":"),
                           allow_nan=False)
 

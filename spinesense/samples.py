@@ -78,7 +78,6 @@ class SampleGuard:
         self.tick_hz = tick_hz
         self.window = window
         self.gap_s = gap_s
-        self.totals: dict[str, int] = {}
         self._pending: dict[tuple[int, str], list[float]] = {}   # (second, reason) → [t, n]
         self._held: list[dict] = []
         self._last_t = -np.inf       # latest finite time seen, dropped samples included
@@ -117,7 +116,6 @@ class SampleGuard:
     def _count(self, t: np.ndarray, mask: np.ndarray, reason: str) -> None:
         if not mask.any():
             return
-        self.totals[reason] = self.totals.get(reason, 0) + int(mask.sum())
         # a non-finite or backwards time counts at the latest time seen before it
         seen = np.maximum.accumulate(np.concatenate(([self._last_t],
                                                      np.where(np.isfinite(t), t, -np.inf))))
@@ -154,7 +152,7 @@ class SampleGuard:
         if len(tt) > 1 and tt[0] < b and tt[-1] > a:
             lo, hi = np.clip(tt[:-1], a, b), np.clip(tt[1:], a, b)
             step = np.diff(tt)
-            self._covered += float(np.sum((hi - lo)[step <= self.gap_s]))
+            self._covered += float(np.sum((hi - lo)[(step > 0) & (step <= self.gap_s)]))
         self._last_good = float(t[-1])
         if (prev is None or prev < b) and self._last_good >= b:
             self.check_window()  # the window has passed: judge it now, not at the end

@@ -246,9 +246,11 @@ def test_replay_cli_prints_standard_json_and_counts_the_drops(sim, tmp_path: Pat
 
 def test_json_lines_never_hold_nan_or_infinity() -> None:
     rec = {"type": "metric", "t": 1.0, "flexion_mean": float("nan"),
-           "up": [0.0, float("inf"), np.float64("-inf")], "steps": np.int64(3)}
+           "up": [0.0, float("inf"), np.float64("-inf")], "steps": np.int64(3),
+           "forward": np.array([np.nan, 1.0])}
     assert strict_json(json_line(rec)) == {"type": "metric", "t": 1.0, "flexion_mean": None,
-                                           "up": [0.0, None, None], "steps": 3.0}
+                                           "up": [0.0, None, None], "steps": 3,
+                                           "forward": [None, 1.0]}
 
 
 def test_a_drop_record_survives_the_wire() -> None:
@@ -463,3 +465,11 @@ def test_nul_bytes_at_the_end_and_concatenated_gzip(files, tmp_path: Path, capsy
     tiny.write_bytes(gzip.compress(text)[:15])
     line = one_line_error(*run(capsys, "replay", str(tiny))[::2])
     assert "not even the header: the gzip stream is cut short" in line
+
+
+def test_tune_names_the_file_and_the_window_once(files, tmp_path: Path, capsys) -> None:
+    line = one_line_error(*run(capsys, "tune", str(files / "day.csv"), "--truth",
+                               str(files / "day.truth.json"), "--calibrate", "5000:5010",
+                               "--no-progress", "--out", str(tmp_path / "tuning"))[::2])
+    assert line.count("--calibrate") == 1 and "is outside the recording" in line
+    assert str(files / "day.csv") in line
