@@ -38,9 +38,6 @@ SSREC_CHUNK = 100_000  # samples per chunk handed on from a .ssrec (its blocks h
 
 # still magnitude ranges (in the file's numbers) that identify an acceleration unit
 _ACCEL_GUESSES = (("m/s2", 4.0, 20.0, "m/s²"), ("mg", 400.0, 2000.0, "milli-g"))
-# median sample interval ranges (in the file's numbers) that identify a time unit
-_TIME_GUESSES = (("ms", 1.0, 100.0, "milliseconds"), ("us", 1000.0, 100_000.0,
-                                                       "microseconds"))
 
 
 @dataclass(frozen=True)
@@ -150,16 +147,16 @@ class RecordingReader:
         dt = median_step(chunk.t)
         if math.isnan(dt) or dt < 1.0:
             return 1.0
-        for unit, lo, hi, name in _TIME_GUESSES:
-            if lo <= dt <= hi:
+        for unit, name in (("ms", "milliseconds"), ("us", "microseconds")):
+            rate = 1.0 / (dt * TIME_UNITS[unit])
+            if 20.0 <= rate <= 500.0:
                 epoch = " since the Unix epoch" if unit == "ms" and chunk.t[0] > 1e11 else ""
                 raise RecordingError(f"{self.path}: t looks like {name}{epoch}, not seconds "
-                                     f"(rows {dt:g} apart, {1 / (dt * TIME_UNITS[unit]):.0f} "
-                                     f"Hz in {name}); pass --time-unit {unit} to convert, or "
-                                     "write t in seconds")
-        raise RecordingError(f"{self.path}: t steps by {dt:g} between rows: seconds need 25 "
-                             "to 400 samples a second; pass --time-unit s|ms|us to say "
-                             "which unit t is in")
+                                     f"(rows {dt:g} apart: {rate:.0f} Hz in {name}); pass "
+                                     f"--time-unit {unit} to convert, or write t in seconds")
+        raise RecordingError(f"{self.path}: t steps by {dt:g} between rows: in seconds that "
+                             f"is {1 / dt:.3g} Hz, but spinesense needs 25 to 400 samples a "
+                             "second; pass --time-unit s|ms|us to say which unit t is in")
 
     def _gyro_scale(self, chunk: SampleChunk, t_scale: float, acc_scale: float) -> float:
         """The factor to deg/s; refuses a gyro that turns far less than the accelerometer's

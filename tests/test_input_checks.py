@@ -473,3 +473,16 @@ def test_tune_names_the_file_and_the_window_once(files, tmp_path: Path, capsys) 
                                "--no-progress", "--out", str(tmp_path / "tuning"))[::2])
     assert line.count("--calibrate") == 1 and "is outside the recording" in line
     assert str(files / "day.csv") in line
+
+
+@pytest.mark.parametrize(("step", "fragment"), [
+    (1e4, "t looks like microseconds, not seconds (rows 10000 apart: 100 Hz in microseconds)"),
+    (1.0, "t steps by 1 between rows: in seconds that is 1 Hz, but spinesense needs 25 to "
+          "400 samples a second; pass --time-unit s|ms|us"),
+])
+def test_other_time_steps_are_named(tmp_path: Path, capsys, step: float, fragment: str) -> None:
+    n = 500
+    path = tmp_path / "steps.csv"
+    write_csv(path, np.arange(n) * step, np.tile([0.0, 0.0, 1.0], (n, 1)), None)
+    line = one_line_error(*run(capsys, "replay", str(path))[::2])
+    assert fragment in line
