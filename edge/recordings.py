@@ -80,7 +80,6 @@ class RecordingReader:
         self.log_warnings = log_warnings
         self.warnings: list[str] = []
         self.format = ""
-        self.samples = 0
 
     def __iter__(self) -> Iterator[SampleChunk]:
         fh = open_bytes(self.path)
@@ -92,9 +91,7 @@ class RecordingReader:
             else:
                 self.format = "csv.gz" if head[:2] == b"\x1f\x8b" else "csv"
                 source = self._csv(fh)
-            for chunk in source:
-                self.samples += len(chunk)
-                yield chunk
+            yield from source
         finally:
             if fh is not sys.stdin.buffer:
                 fh.close()
@@ -107,9 +104,9 @@ class RecordingReader:
         scales: tuple[float, float, float] | None = None
         for chunk in iter_csv(self.path, block_bytes=self.block_bytes,
                               warnings=self.warnings, fh=fh):
-            if scales is None:
-                scales = (self._time_scale(chunk), self._accel_scale(chunk), 1.0)
-                scales = (*scales[:2], self._gyro_scale(chunk, *scales[:2]))
+            if scales is None:  # units are judged on the first block
+                t_scale, acc_scale = self._time_scale(chunk), self._accel_scale(chunk)
+                scales = (t_scale, acc_scale, self._gyro_scale(chunk, t_scale, acc_scale))
             t_scale, acc_scale, gyro_scale = scales
             if scales != (1.0, 1.0, 1.0):
                 chunk = SampleChunk(chunk.t * t_scale, chunk.acc * acc_scale,
@@ -163,9 +160,16 @@ class RecordingReader:
         tilt (rad/s), or not at all (zero-filled columns)."""
         if chunk.gyro is None:
             return 1.0
+        scale = GYRO_UNITS.get(self.gyro_unit, 1.0)
+        tilt, turned = tilt_and_rotation(chunk.t * t_scale, chunk.acc * acc_scale,
+                                         chunk.gyro * scale)
         if self.gyro_unit != "auto":
-            return GYRO_UNITS[self.gyro_unit]
-        tilt, turned = tilt_and_rotation(chunk.t * t_scale, chunk.acc * acc_scale, chunk.gyro)
+            if self.gyro_unit != "dps" and tilt >= 30.0 and turned > 10.0 * tilt:
+                raise RecordingError(f"{self.path}: with --gyro-unit {self.gyro_unit} the "
+                                     f"gyro turns {turned:.0f}° where the accelerometer tilted "
+                                     f"{tilt:.0f}°: check the unit (drop --gyro-unit if the "
+                                     "file is in deg/s)")
+            return scale
         if tilt < 30.0 or turned > 0.1 * tilt:
             return 1.0  # too little movement to tell, or deg/s (turned ≈ tilt)
         if turned < 1e-3 * tilt:

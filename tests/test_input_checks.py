@@ -106,6 +106,9 @@ def test_an_explicit_unit_that_does_not_fit_the_data_is_refused(files, capsys) -
     line = one_line_error(*run(capsys, "replay", str(files / "day.csv"),
                                "--accel-unit", "m/s2")[::2])
     assert "still magnitude is 0.1" in line and "drop --accel-unit" in line
+    line = one_line_error(*run(capsys, "replay", str(files / "day.csv"),
+                               "--gyro-unit", "rad/s")[::2])
+    assert "with --gyro-unit rad/s the gyro turns" in line and "drop --gyro-unit" in line
 
 
 def test_a_zero_filled_gyro_is_named(sim, tmp_path: Path, capsys) -> None:
