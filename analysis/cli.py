@@ -163,11 +163,12 @@ def _report(args: argparse.Namespace) -> int:
     check_output_path(args.out, force=args.force)  # before the work, not after it
     from spinesense.analysis import dataset, report
     from spinesense.edge.calibration import CalibrationError
+    from spinesense.edge.recordings import Units
 
     if args.recording:
         try:
             ds = dataset.from_recording(args.recording, cfg, window,
-                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
+                                        units=Units.from_args(args))
         except CalibrationError as exc:
             raise CliError(f"--calibrate {args.calibrate}: {exc}", EXIT_USAGE) from None
         except READ_ERRORS as exc:  # DataError, RecordingError and what a damaged file raises

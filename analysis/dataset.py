@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from spinesense.config import Config, InfluxConfig
+from spinesense.edge.recordings import Units
 from spinesense.schema import METRIC_FIELDS, TIME_KEYS
 
 # A recording's t column may have any origin (DESIGN A1). A monotonic clock (uptime)
@@ -97,13 +98,12 @@ def from_records(records: list[dict[str, Any]], *, source: str) -> Dataset:
 
 def from_recording(path: str | Path, cfg: Config,
                    calibrate: tuple[float, float] | None = None, *,
-                   accel_unit: str = "auto", time_unit: str = "auto") -> Dataset:
+                   units: Units | None = None) -> Dataset:
     """Replay a recording (CSV, CSV.gz or .ssrec) through the real pipeline, with
     per-second states."""
     from spinesense.edge.replay import replay
 
-    records = replay(str(path), cfg, calibrate=calibrate, states=True,
-                     accel_unit=accel_unit, time_unit=time_unit)
+    records = replay(str(path), cfg, calibrate=calibrate, states=True, units=units)
     return from_records(records, source=f"recording {Path(path).name}")
 
 

@@ -36,6 +36,7 @@ from spinesense.analysis.tune_checks import (
 )
 from spinesense.analysis.tune_output import plot_sitting, plot_slouch, snippet, write_table
 from spinesense.config import Config
+from spinesense.edge.recordings import Units
 from spinesense.outputs import output_folder, write_text
 from spinesense.parsing import BadValue, parse_window
 
@@ -293,15 +294,18 @@ class PipelineFeatures:
 
 def compute_features(path: str | Path, cfg: Config,
                      calibrate: tuple[float, float] | None = None,
-                     units: dict[str, str] | None = None) -> PipelineFeatures:
+                     units: Units | None = None) -> PipelineFeatures:
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
+    from spinesense.samples import WindowError
 
     try:
-        feats = edge_features(path, cfg, calibrate=calibrate, **(units or {}))
+        feats = edge_features(path, cfg, calibrate=calibrate, units=units)
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
+    except WindowError as exc:  # says already which window to pick
+        raise TuneError(f"{path}: {exc}") from None
     except ValueError as exc:
         raise TuneError(f"{path}: {exc}; pass --calibrate START:END (a still, upright "
                         "window) or a longer recording") from None
@@ -432,8 +436,7 @@ def load_recordings(args: Any, cfg: Config, progress: bool, warnings: list[str]
             if "start" in cal and "end" in cal:
                 window = (float(cal["start"]), float(cal["end"]))
         feats = compute_features(path, cfg, calibrate=window,
-                                 units={"accel_unit": getattr(args, "accel_unit", "auto"),
-                                        "time_unit": getattr(args, "time_unit", "auto")})
+                                 units=Units.from_args(args))
         f = feats.features
         check_made_for(lab, path.name, f.n_samples, f.t_first, f.t_last)
         check_span(lab, path.name, f.t_first, f.t_last)

@@ -118,13 +118,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_unit_options(parser: argparse.ArgumentParser) -> None:
-    """--accel-unit / --time-unit: read a CSV that is not in g and seconds."""
+    """--accel-unit / --time-unit / --gyro-unit: read a CSV not in g, seconds and deg/s."""
     parser.add_argument("--accel-unit", default="auto", choices=("auto", "g", "m/s2", "mg"),
                         help="unit of ax..az in a CSV (default auto: g, and a file that "
                              "looks like m/s2 or mg is refused with a hint)")
     parser.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us"),
                         help="unit of t in a CSV (default auto: seconds, and t that steps "
                              "like ms or us is refused with a hint)")
+    parser.add_argument("--gyro-unit", default="auto", choices=("auto", "dps", "rad/s"),
+                        help="unit of gx..gz in a CSV (default auto: deg/s, and a gyro that "
+                             "turns like rad/s is refused with a hint)")
 
 
 def _jsonable(x: Any) -> Any:
@@ -133,6 +136,8 @@ def _jsonable(x: Any) -> Any:
 
 def _finite(x: Any) -> Any:
     """The record with every non-finite number as null (NaN and Infinity are not JSON)."""
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        x = x.tolist()
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -147,7 +152,7 @@ def json_line(rec: dict[str, Any]) -> str:
     """One record as standard JSON (never NaN or Infinity)."""
     try:
         return json.dumps(rec, default=_jsonable, separators=(",", ":"), allow_nan=False)
-    except ValueError:
+    except (ValueError, TypeError):  # NaN or inf somewhere, or a numpy array
         return json.dumps(_finite(rec), default=_jsonable, separators=(",", ":"),
                           allow_nan=False)
 
@@ -157,6 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.replay import (
         WARNING_TYPES,
         RecordingError,
+        Units,
         open_recording,
         replay,
         summary,
@@ -174,8 +180,7 @@ def _replay(args: argparse.Namespace) -> int:
     except (CalibrationError, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     try:
-        recording = open_recording(args.file, accel_unit=args.accel_unit,
-                                   time_unit=args.time_unit)
+        recording = open_recording(args.file, Units.from_args(args))
         records = replay(recording, cfg, calibrate=window, calibration=stored,
                          states=args.states, chunk_size=args.chunk)
     except (RecordingError, CalibrationError) as exc:
