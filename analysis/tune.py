@@ -181,14 +181,15 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
     gap = cfg.slouch.threshold_deg - cfg.slouch.release_deg
     check_slouch_grid(thresholds, delays, gap, (args.thresholds, args.delays))
     sitting_grid = _sitting_grid(args, cfg)
+    if not (args.from_influx or args.recordings):
+        raise TuneError("give one or more recordings (or --from-influx)")
+    # before the slow part: a folder that cannot be used is said at once
+    out = output_folder(args.out, force=bool(getattr(args, "force", False)))
     warnings: list[str] = []
     if args.from_influx:
         src = influx_source(args, cfg)
     else:
-        if not args.recordings:
-            raise TuneError("give one or more recordings (or --from-influx)")
         src = Source(load_recordings(args, cfg, progress, warnings), _run_slouch, True)
-    out = output_folder(args.out, force=bool(getattr(args, "force", False)))
     recs, hours = src.recordings, sum(r.hours for r in src.recordings)
     current = {"threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s,
                "release_deg": cfg.slouch.release_deg}
@@ -242,10 +243,9 @@ def _recommend_slouch(src: Source, rows: list[dict[str, float]], now_row: dict[s
                       ) -> tuple[dict[str, float] | None, str]:
     """The recommended slouch setting, or None and the reason it is refused."""
     if not src.has_labels:
-        reason = ("without labels only alerts per hour are known (slouch_sweep.csv); add "
-                  "--labels to score settings")
-        lines.append(f"no labels: only alerts per hour are known; no setting is "
-                     f"recommended ({reason})")
+        reason = "without labels only alerts per hour are known"
+        lines.append("no labels: only alerts per hour are known (slouch_sweep.csv), so no "
+                     "setting is recommended; add --labels to score settings")
         return None, reason
     n_true = int(rows[0]["n_true"])
     lines.append(f"labelled slouch episodes: {n_true}")
