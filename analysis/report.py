@@ -358,7 +358,7 @@ def render(ds: Dataset, cfg: Config, *, tz: tzinfo = UTC, title: str | None = No
          "but no sit-down, stand-up or walk seen yet since the data started or resumed "
          "after a gap, so sitting and standing cannot be told apart and the pipeline "
          "does not guess; this is why the first minutes of a day are often unknown."),
-        ("Hour by hour" if hourly_bins else "Day by day", plot_hourly(ds, clock),
+        ("Hour by hour" if hourly_bins else "Minutes per day", plot_hourly(ds, clock),
          ("Each bar fills its hour, from one hour mark to the next: minutes sitting, and "
           "over it (narrower) minutes slouched in that hour." if hourly_bins else
           "Each bar fills its day: minutes sitting, and over it (narrower) minutes "

@@ -18,8 +18,9 @@ import numpy as np
 
 from spinesense.analysis.dataset import Dataset
 
-GAP_LEFT_OUT_S = 3 * 3600.0  # over several days, stretches without data this long are
-GAP_WIDTH = 0.05  # left out of the axis, drawn as a hatched band this share of its width
+GAP_LEFT_OUT_S = 3 * 3600.0  # over two to seven days, stretches without data this long
+GAP_WIDTH = 0.05  # are left out of the axis, drawn as a hatched band this share of it
+LEAVE_OUT_MAX_DAYS = 7  # longer ranges (one bar per day) keep a continuous axis
 TICK_STEPS_H = (1 / 6, 0.25, 0.5, 1, 2, 3, 4, 6, 12, 24, 48, 168, 336)
 
 
@@ -49,7 +50,8 @@ class Clock:
         if self.compressed:
             self.label += "; hours without data left out (hatched)"
             seg_days = sum(b - a for a, b in self.segments) / 86400
-            gap = GAP_WIDTH * seg_days / (1 - GAP_WIDTH * (len(self.segments) - 1))
+            share = min(GAP_WIDTH, 0.3 / (len(self.segments) - 1))  # of the whole axis
+            gap = share * seg_days / (1 - share * (len(self.segments) - 1))
             knots_t, knots_x, x = [], [], 0.0
             for a, b in self.segments:
                 knots_t += [a, b]
@@ -59,10 +61,10 @@ class Clock:
 
     def _segments(self) -> list[tuple[float, float]]:
         """Stretches with data, widened to whole local hours; one stretch (no leaving
-        out) unless the data spans more than a day with gaps of GAP_LEFT_OUT_S or more."""
+        out) unless the data spans two to seven days with gaps of GAP_LEFT_OUT_S or more."""
         ds = self.ds
         whole = [(self._floor_h(ds.start), self._ceil_h(ds.end))]
-        if len(self.day_starts()) < 2:
+        if not 2 <= len(self.day_starts()) <= LEAVE_OUT_MAX_DAYS:
             return whole
         times = np.sort(np.r_[ds.line_t, ds.metrics["t"] - ds.column("interval_s"),
                               ds.metrics["t"]])
@@ -138,13 +140,17 @@ class Clock:
         """Ticks on whole steps of local time inside each stretch (the first one of a
         stretch says which day), and a hatched band for each left-out gap."""
         shown_h = sum(b - a for a, b in self.segments) / 3600
-        step = 3600 * next((h for h in TICK_STEPS_H if shown_h / h <= 14), 672)
+        # each stretch's first (dated) label is wide: fewer plain ticks the more stretches
+        room = max(3, 16 - 2 * len(self.segments))
+        step = 3600 * next((h for h in TICK_STEPS_H if shown_h / h <= room), 672)
         ticks, labels = [], []
         last = len(self.segments) - 1
         for i, (a, b) in enumerate(self.segments):
             # a stretch's end tick would crowd the next stretch's first (dated) one
             end = b + self.shift + (1 if i == last else -1)
             local = np.arange(np.ceil((a + self.shift) / step) * step, end, step)
+            if not len(local):  # a stretch shorter than the step still says its day
+                local = np.array([a + self.shift])
             for j, lt in enumerate(local):
                 ticks.append(float(self(lt - self.shift)))
                 labels.append(self._text(lt, first=j == 0))
@@ -156,18 +162,19 @@ class Clock:
         ax.set_xlim(float(self(self.segments[0][0])), float(self(self.segments[-1][1])))
 
     def _text(self, local_s: float, *, first: bool) -> str:
-        """A tick label for local seconds: 'Tue 24 Nov' above the time on the first tick
-        of a stretch or a new day; elapsed h:mm (days past 48 h) without dates."""
+        """A tick label for local seconds: the time, and under it the day ('Tue 24 Nov')
+        on the first tick of a stretch or of a new day (a second line, so that it may run
+        under its neighbours' times); elapsed h:mm (days past 48 h) without dates."""
         if self.ds.epoch:
             when = datetime.fromtimestamp(local_s, UTC)
             new_day = first or (when.hour == 0 and when.minute == 0)
-            return f"{when:%a %d %b}\n{when:%H:%M}" if new_day else f"{when:%H:%M}"
+            return f"{when:%H:%M}\n{when:%a %d %b}" if new_day else f"{when:%H:%M}"
         minutes = round(local_s / 60)
         h, m = divmod(minutes, 60)
         if self.span_h <= 48:
             return f"{h}:{m:02d}"
         d, h = divmod(h, 24)
-        return f"day {d + 1}\n{h}:{m:02d}" if first or (h == 0 and m == 0) else f"{h}:{m:02d}"
+        return f"{h}:{m:02d}\nday {d + 1}" if first or (h == 0 and m == 0) else f"{h}:{m:02d}"
 
 
 def _tzname(tz: tzinfo, t: float) -> str:
