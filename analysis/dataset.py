@@ -96,11 +96,14 @@ def from_records(records: list[dict[str, Any]], *, source: str) -> Dataset:
 
 
 def from_recording(path: str | Path, cfg: Config,
-                   calibrate: tuple[float, float] | None = None) -> Dataset:
-    """Replay a recording (DESIGN A1 CSV) through the real pipeline, with per-second states."""
+                   calibrate: tuple[float, float] | None = None, *,
+                   accel_unit: str = "auto", time_unit: str = "auto") -> Dataset:
+    """Replay a recording (CSV, CSV.gz or .ssrec) through the real pipeline, with
+    per-second states."""
     from spinesense.edge.replay import replay
 
-    records = replay(str(path), cfg, calibrate=calibrate, states=True)
+    records = replay(str(path), cfg, calibrate=calibrate, states=True,
+                     accel_unit=accel_unit, time_unit=time_unit)
     return from_records(records, source=f"recording {Path(path).name}")
 
 

@@ -99,7 +99,8 @@ def load_recordings(args: Any, cfg: Config, progress: bool, warnings: list[str]
     for p in paths:
         if not p.is_file():
             raise TuneError(f"{p}: recording not found")
-    labels = _labels_for(args, paths)
+    labels = (_labels_for(args, paths) if getattr(args, "feedback", None) is None
+              else [Labels(np.zeros((0, 2)))] * len(paths))  # feedback: after the replay
     try:
         given = parse_window(args.calibrate) if args.calibrate else None
     except BadValue as exc:
@@ -113,7 +114,9 @@ def load_recordings(args: Any, cfg: Config, progress: bool, warnings: list[str]
             cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
             if "start" in cal and "end" in cal:
                 window = (float(cal["start"]), float(cal["end"]))
-        feats = compute_features(path, cfg, calibrate=window)
+        feats = compute_features(path, cfg, calibrate=window,
+                                 units={"accel_unit": getattr(args, "accel_unit", "auto"),
+                                        "time_unit": getattr(args, "time_unit", "auto")})
         f = feats.features
         check_made_for(lab, path.name, f.n_samples, f.t_first, f.t_last)
         check_span(lab, path.name, f.t_first, f.t_last)
@@ -190,12 +193,21 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
         src = influx_source(args, cfg)
     else:
         src = Source(load_recordings(args, cfg, progress, warnings), _run_slouch, True)
+    feedback = None
+    if getattr(args, "feedback", None) is not None:  # the wearer's feedback as labels
+        from spinesense.analysis import feedback_labels as feedback
+
+        feedback.attach(args, cfg, src.recordings)
+        src.has_labels = True
     recs, hours = src.recordings, sum(r.hours for r in src.recordings)
     current = {"threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s,
                "release_deg": cfg.slouch.release_deg}
     rows = sweep(recs, [*slouch_settings(thresholds, delays, gap), current], src.run,
-                 score_slouch, progress=progress, desc="slouch sweep")
+                 feedback.score if feedback else score_slouch, progress=progress,
+                 desc="slouch sweep")
     finish_slouch(rows, hours)
+    if feedback:
+        feedback.finish(rows, hours)
     now_row = rows.pop()
     written = ["slouch_sweep.csv"]
     write_table(out / "slouch_sweep.csv", rows,
@@ -205,6 +217,8 @@ def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
              f"{len(thresholds)} thresholds x {len(delays)} delays", *warnings]
     if src.note:
         lines.append(src.note)
+    if feedback:
+        lines.append(feedback.describe(recs))
     best_slouch, refused = _recommend_slouch(src, rows, now_row, budget, cfg, lines)
     if src.has_labels:
         result = SweepResult("slouch", {"threshold_deg": thresholds, "delay_s": delays},

@@ -28,6 +28,15 @@ def write_table(path: Path, rows: list[dict[str, float]], columns: Sequence[str]
             w.writerow([_fmt(r.get(c, "")) for c in columns])
 
 
+def _save(fig: Any, path: Path) -> None:
+    """A figure as PNG, through a temporary file renamed on success."""
+    import matplotlib.pyplot as plt
+
+    with atomic_output(path, force=True, binary=True) as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+
+
 def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
@@ -87,14 +96,6 @@ def plot_slouch(result: SweepResult, best: dict[str, float] | None, budget: floa
                 title="F1 over threshold x delay (dashed: alert budget)")
     _save(fig, path)
     return True
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_output(path, force=True, binary=True) as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
 
 
 def plot_sitting(result: SweepResult, best: dict[str, float], path: Path) -> bool:

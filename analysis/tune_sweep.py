@@ -277,13 +277,14 @@ class PipelineFeatures:
 
 
 def compute_features(path: str | Path, cfg: Config,
-                     calibrate: tuple[float, float] | None = None) -> PipelineFeatures:
+                     calibrate: tuple[float, float] | None = None,
+                     units: dict[str, str] | None = None) -> PipelineFeatures:
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
 
     try:
-        feats = edge_features(path, cfg, calibrate=calibrate)
+        feats = edge_features(path, cfg, calibrate=calibrate, **(units or {}))
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
     except ValueError as exc:

@@ -62,13 +62,15 @@ class Features:
 
 def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None, *,
                      calibrate: tuple[float, float] | None = None,
-                     calibration: Calibration | None = None) -> Features:
-    """Replay once and keep the detectors' inputs."""
+                     calibration: Calibration | None = None, accel_unit: str = "auto",
+                     time_unit: str = "auto") -> Features:
+    """Replay once and keep the detectors' inputs (a recording: CSV, CSV.gz or .ssrec)."""
     from spinesense.edge.pipeline import Pipeline
-    from spinesense.edge.replay import read_csv
+    from spinesense.edge.recordings import read_samples
 
     cfg = cfg or Config()
-    chunk = source if isinstance(source, SampleChunk) else read_csv(source)
+    chunk = source if isinstance(source, SampleChunk) else \
+        read_samples(source, accel_unit=accel_unit, time_unit=time_unit)
     cap: list[dict[str, np.ndarray]] = []
     pipe = Pipeline(cfg, calibration, calibrate_window=calibrate, capture=cap)
     records = pipe.process(chunk) + pipe.flush()

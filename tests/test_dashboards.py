@@ -309,6 +309,19 @@ class Stored:
         return 100 * sum(r["slouch_s"] for r in rows) / sum(r["interval_s"] for r in rows)
 
 
+def _wearer_presses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A few feedback events (DESIGN A4), made by the edge's own code: "that was wrong"
+    after the first slouch alert, "slouching now" and "a break" later in the day."""
+    from spinesense.edge.feedback import ALERT_TYPES, AlertMemory
+
+    memory = AlertMemory(60.0)
+    memory.observe([r for r in records if r["type"] in ALERT_TYPES])
+    first = next(r["t"] for r in records if r["type"] == "slouch_start")
+    last = max(r["t"] for r in records)
+    return [memory.short_press(first + 5.0), memory.record("missed_slouch", last - 1800.0),
+            memory.short_press(last - 600.0)]
+
+
 @pytest.fixture(scope="module")
 def stored(influxd: InfluxD) -> Stored:
     """Simulated days → the real pipeline (replay) → record_to_message → message_to_line
@@ -325,13 +338,15 @@ def stored(influxd: InfluxD) -> Stored:
     out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     seqs: dict[str, int] = {}
     for device, day, hour, hours, seed in DAYS:
-        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600)
+        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600,
+                       mounting="normal")
         cal = (sim.truth["calibration"]["start"], sim.truth["calibration"]["end"])
         chunk = sim.chunk()
         if device == "bob":  # the sensor drops out for 40 s: a gap, as on a real day
             keep = (chunk.t < 1800) | (chunk.t >= 1840)
             chunk = SampleChunk(chunk.t[keep], chunk.acc[keep], chunk.gyro[keep])
         records = replay(chunk, cfg, calibrate=cal)
+        records += _wearer_presses(records)
         offset = (DAY0 + timedelta(days=day, hours=hour)).timestamp() - float(sim.t[0])
         lines = records_to_lines(records, device, offset, seq0=seqs.get(device, 0))
         seqs[device] = seqs.get(device, 0) + len(lines)
@@ -419,9 +434,13 @@ def test_posture_trends_queries_on_real_data(influxd: InfluxD, stored: Stored,
     assert all(d >= 5 for d in durations)  # at least the delay
     posture_min = by_title(res, "Time by posture per hour")
     assert all(0 <= x <= 60.01 * len(devices) for row in posture_min for x in row)
-    ann = next(v for k, v in res.items() if k.startswith("annotation"))
+    ann = res["annotation 'Alerts'"]
     assert len(values(ann)) == count["slouch_start"] + count["sitting_alert"] + count[
         "sitting_reminder"]
+    # the wearer's feedback (DESIGN A4), each press with its kind
+    feedback = [r["kind"] for _, r in recs if r["type"] == "feedback"]
+    assert sorted(v[0] for v in values(res["annotation 'Feedback'"])) == sorted(feedback)
+    assert "false_alarm" in feedback and "missed_slouch" in feedback
     var = next(v for k, v in res.items() if k.startswith("variable"))
     assert sorted(x[-1] for x in values(var)) == ["alice", "bob"]
 
@@ -524,5 +543,7 @@ def test_device_health_queries_on_real_data(influxd: InfluxD, stored: Stored,
     assert by_title(res, "Status")[0][-1] in ("online", "offline")
     assert 0 < by_title(res, "Data coverage")[0][0] <= 101
     assert all(v[0] >= 0 for v in by_title(res, "Spool backlog"))
+    unconfirmed = [v[0] for v in by_title(res, "Unconfirmed by storage")]
+    assert unconfirmed and all(v >= 0 for v in unconfirmed)
     assert max(v[0] for v in by_title(res, "Collector throughput")) > 0
     assert max(v[0] for v in by_title(res, "Messages per minute")) > 0

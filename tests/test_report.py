@@ -49,7 +49,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Two simulated hours of an office day, as a DESIGN A1 CSV with its truth."""
-    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600)
+    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600, mounting="normal")
     csv_path, _ = sim.write(tmp_path_factory.mktemp("rec") / "day.csv.gz")
     return csv_path, sim.truth
 
@@ -127,9 +127,9 @@ def test_report_errors_are_one_line(influxd, unique_db, tmp_path: Path, capsys) 
     err = capsys.readouterr().err.strip()
     assert "no metrics for device 'nobody'" in err and "\n" not in err
     assert main(["report", "-c", str(toml), "--device", "x", "--from", "yesterday",
-                 "--out", out]) == 1
+                 "--out", out]) == 2
     assert "'yesterday' is not a date" in capsys.readouterr().err
-    assert main(["report", "--recording", str(tmp_path / "missing.csv"), "--out", out]) == 1
+    assert main(["report", "--recording", str(tmp_path / "missing.csv"), "--out", out]) == 2
     assert "recording not found" in capsys.readouterr().err
     toml.write_text('[influx]\nurl = "http://127.0.0.1:9"\n')
     assert main(["report", "-c", str(toml), "--device", "x", "--out", out]) == 1

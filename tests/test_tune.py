@@ -117,7 +117,7 @@ def labelled_days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("tune")
     paths = []
     for seed in (1, 2):
-        sim = simulate("workday", seed=seed, rate_hz=25, labels=LABELS)
+        sim = simulate("workday", seed=seed, rate_hz=25, labels=LABELS, mounting="normal")
         paths.append(sim.write(folder / f"day{seed}.csv")[0])
     return paths
 
