@@ -314,8 +314,10 @@ def load_truth(path: str | Path) -> Labels:
             params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
                     if isinstance(v, (int, float))},
             source=str(p),
-            made_for={k: float(truth[k]) for k in ("t0", "duration_s", "n_samples")
-                      if isinstance(truth.get(k), (int, float))})
+            # with gaps, the first and last samples need not be at t0 and t0 + duration
+            made_for={k: float(truth[k]) for k in (
+                ("n_samples",) if truth.get("gaps") else ("t0", "duration_s", "n_samples"))
+                if isinstance(truth.get(k), (int, float))})
     except (KeyError, TypeError) as exc:
         raise DataError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
                         "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None
