@@ -48,6 +48,9 @@ IDLE_FLUSH_S = 0.02      # a lull this long in traffic flushes a partial batch
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 30.0
 RECEIVE_MAXIMUM_CAP = 65535  # MQTT v5's largest receive maximum
+# Payloads and lines held for unacknowledged messages at most: valid messages can be
+# large (up to max_payload_bytes), so the in-flight window alone does not bound memory.
+HELD_BYTES_MAX = 32 * 1024 * 1024
 
 
 @dataclass
@@ -78,6 +81,11 @@ class Stats:
 _Item = tuple[str | None, int, int, int, str, bytes]
 
 
+def _item_bytes(item: _Item) -> int:
+    """What a pending item holds (its line and payload), for the memory bound."""
+    return len(item[5]) + (len(item[0]) if item[0] is not None else 0)
+
+
 def default_instance() -> str:
     return socket.gethostname().split(".")[0] or "collector"
 
@@ -100,6 +108,7 @@ class Collector:
         self.stats = Stats()
         self._pending: list[_Item] = []
         self._writing = 0
+        self._held_bytes = 0  # pending + being written (payloads and lines)
         self._first_t = 0.0
         self._last_t = 0.0
         self._cond = threading.Condition(threading.Lock())  # not re-entrant: cheaper
@@ -192,13 +201,15 @@ class Collector:
                 self._first_t = now
             self._last_t = now
             pending.append((line, msg.mid, msg.qos, self._gen, topic, payload))
+            self._held_bytes += _item_bytes(pending[-1])
             n = len(pending)
-            if n >= self.flush_at:
+            if n >= self.flush_at or self._held_bytes >= HELD_BYTES_MAX // 2:
                 self._cond.notify()
-            # hard backpressure: a broker that ignores our receive maximum must not grow
-            # our memory without bound; blocking here stops reading the socket.
-            while (n + self._writing >= self.cfg.collector.max_inflight
-                   and not self._stop.is_set()):
+            # hard backpressure: a broker that ignores our receive maximum, or large
+            # messages, must not grow our memory without bound; blocking here stops
+            # reading the socket.
+            while ((n + self._writing >= self.cfg.collector.max_inflight
+                    or self._held_bytes >= HELD_BYTES_MAX) and not self._stop.is_set()):
                 self._cond.wait(0.5)
                 n = len(self._pending)
 
@@ -212,6 +223,7 @@ class Collector:
                 now = time.monotonic()
                 n = len(self._pending)
                 if n and (n >= self.flush_at or self._stop.is_set()
+                          or self._held_bytes >= HELD_BYTES_MAX // 2
                           or now - self._first_t >= cc.flush_interval_s
                           or now - self._last_t >= IDLE_FLUSH_S):
                     batch = self._pending[:cc.batch_size]
@@ -270,7 +282,10 @@ class Collector:
             return
         _line, mid, qos, gen, topic, payload = batch[index[i]]
         self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
+        released = _item_bytes(batch[index[i]])
         batch[index[i]] = (None, mid, qos, gen, "", b"")
+        with self._cond:
+            self._held_bytes -= released
         self.stats.rejected += 1
 
     def _ack(self, batch: list[_Item]) -> None:
@@ -318,6 +333,7 @@ class Collector:
                                 "broker redelivers them", len(batch))
             with self._cond:
                 self._writing = 0
+                self._held_bytes -= sum(_item_bytes(item) for item in batch)
                 self._cond.notify_all()
                 if stopping and not batch:
                     return
