@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from spinesense.cli import CliError, add_common, load_config
+from spinesense.cli import (
+    EXIT_USAGE,
+    READ_ERRORS,
+    CliError,
+    add_common,
+    add_output,
+    input_path,
+    load_config,
+    unreadable,
+)
+from spinesense.edge.cli import add_unit_options
 
 log = logging.getLogger("spinesense.analysis")
 
@@ -27,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = rep.add_mutually_exclusive_group(required=True)
     src.add_argument("--device", "-d", help="device id (InfluxDB tag) to report on")
     src.add_argument("--recording", "-r", metavar="FILE",
-                     help="a recording (CSV, DESIGN A1; .csv.gz too) to replay instead")
+                     help="a recording (CSV, DESIGN A1; .csv.gz or .ssrec too; - reads "
+                          "standard input) to replay instead")
     rep.add_argument("--from", dest="start", metavar="WHEN",
                      help="start: YYYY-MM-DD (that day's 00:00) or an ISO date-time; "
                           "naive times are UTC (default: 24 h before --to)")
@@ -40,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--tz", default="UTC",
                      help="time zone for clock times, e.g. Europe/Berlin (default: UTC)")
     rep.add_argument("--title", help="page title (default: spinesense daily report)")
-    rep.add_argument("--out", "-o", required=True, metavar="FILE.html", help="output file")
+    add_output(rep, metavar="FILE.html", required=True,
+               help="the HTML file to write (- for standard output)")
+    add_unit_options(rep)
     rep.set_defaults(func=_report)
 
     tune = sub.add_parser(
@@ -59,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(tune)
     tune.add_argument("recordings", nargs="*", metavar="RECORDING",
-                      help="recordings (CSV, DESIGN A1; .csv.gz too)")
+                      help="recordings (CSV, DESIGN A1; .csv.gz or .ssrec too)")
     lab = tune.add_mutually_exclusive_group()
     lab.add_argument("--labels", nargs="+", metavar="LABELS.csv",
                      help="start,end,label CSV(s), one per recording in order (or one for "
@@ -68,8 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--truth", nargs="*", metavar="TRUTH.json",
                      help="simulator truth JSON(s), one per recording; without files, "
                           "each recording's <name>.truth.json")
-    tune.add_argument("--thresholds", default="10:30:20", metavar="LO:HI:N",
-                      help="slouch thresholds in degrees (default: %(default)s)")
+    lab.add_argument("--feedback", nargs="*", metavar="FEEDBACK.jsonl",
+                     help="the wearer's feedback as labels (docs/tuning.md): JSON-lines "
+                          "sidecars, one per recording; without files, each recording's "
+                          "<name>.feedback.jsonl; with --from-influx, the stored feedback")
+    tune.add_argument("--thresholds", default="10:30:21", metavar="LO:HI:N",
+                      help="slouch thresholds in degrees (default: %(default)s, whole degrees)")
     tune.add_argument("--delays", default="1:10:10", metavar="LO:HI:N",
                       help="slouch delays in seconds (default: %(default)s)")
     tune.add_argument("--sitting-limits", metavar="LO:HI:N",
@@ -89,7 +107,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--from", dest="start", metavar="WHEN", help="with --from-influx")
     tune.add_argument("--to", dest="end", metavar="WHEN", help="with --from-influx")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tune.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    add_output(tune, metavar="DIR", required=True,
+               help="output folder: created if missing; an existing one must be empty "
+                    "(or --force)")
+    add_unit_options(tune)
     tune.set_defaults(func=_tune)
 
 
@@ -125,43 +146,74 @@ def influx_range(args: argparse.Namespace):
 
 
 def _report(args: argparse.Namespace) -> int:
+    from spinesense.outputs import check_output_path, write_text
+
     cfg = load_config(args)
     tz = _tz(args.tz)
+    if args.recording and (args.start or args.end):
+        raise CliError("--from/--to apply to --device (InfluxDB); a recording is reported "
+                       "whole", EXIT_USAGE)
+    if args.calibrate and not args.recording:
+        raise CliError("--calibrate applies to --recording only", EXIT_USAGE)
+    window = parse_window(args.calibrate)
+    if args.recording and args.recording != "-" and not Path(args.recording).is_file():
+        what = "is a folder, not a recording" if Path(args.recording).is_dir() else \
+            "recording not found"
+        raise CliError(f"{args.recording}: {what}", EXIT_USAGE)
+    check_output_path(args.out, force=args.force)  # before the work, not after it
     from spinesense.analysis import dataset, report
+    from spinesense.edge.calibration import CalibrationError
 
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        raise CliError(f"--out {out}: folder {out.parent} does not exist")
-    try:
-        if args.recording:
-            if args.start or args.end:
-                raise CliError("--from/--to apply to --device (InfluxDB); a recording is "
-                               "reported whole", 2)
-            if not Path(args.recording).is_file():
-                raise CliError(f"{args.recording}: recording not found")
-            ds = dataset.from_recording(args.recording, cfg, parse_window(args.calibrate))
-        else:
-            if args.calibrate:
-                raise CliError("--calibrate applies to --recording only", 2)
+    if args.recording:
+        try:
+            ds = dataset.from_recording(args.recording, cfg, window,
+                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
+        except CalibrationError as exc:
+            raise CliError(f"--calibrate {args.calibrate}: {exc}", EXIT_USAGE) from None
+        except READ_ERRORS as exc:  # DataError, RecordingError and what a damaged file raises
+            raise unreadable(args.recording, exc) from None
+    else:
+        try:
             start, end = influx_range(args)
+        except dataset.DataError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        try:
             ds = dataset.from_influx(cfg, args.device, start, end)
-        page = report.render(ds, cfg, tz=tz, title=args.title)
-    except dataset.DataError as exc:
-        raise CliError(str(exc)) from None
-    out.write_text(page, encoding="utf-8")
+        except dataset.DataError as exc:
+            raise CliError(str(exc)) from None
+    page = report.render(ds, cfg, tz=tz, title=args.title)
+    write_text(args.out, page, force=args.force)
     s = report.summarize(ds, cfg)
-    print(f"{out}: {s.hours_of_data:.1f} h of data, {s.slouch_episodes} slouch episodes, "
+    print(f"{'standard output' if args.out == '-' else args.out}: {s.hours_of_data:.1f} h "
+          f"of data, {s.slouch_episodes} slouch episodes, "
           f"{s.minutes_slouched:.0f} min slouched ({s.pct_slouched:.1f} %), "
           f"{s.sedentary_bouts} bouts (longest {s.longest_bout_min:.0f} min), "
-          f"{s.breaks} breaks, {s.steps} steps")
+          f"{s.breaks} breaks, {s.steps} steps", file=sys.stderr if args.out == "-" else
+          sys.stdout)
     return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from spinesense.outputs import output_folder
+
     cfg = load_config(args)
+    if args.out == "-":
+        raise CliError("tune writes several files; give --out a folder", EXIT_USAGE)
+    if args.recordings.count("-") > 1:
+        raise CliError("standard input (-) can be read once: give - at most once",
+                       EXIT_USAGE)
+    output_folder(args.out, force=args.force)  # before the sweep, not after it
     from spinesense.analysis import dataset, tune
 
+    stdin = "-" in args.recordings
     try:
-        return tune.main(args, cfg, progress=not args.no_progress)
+        with input_path("-" if stdin else "") as path:
+            if stdin:
+                args.recordings = [path if r == "-" else r for r in args.recordings]
+            return tune.main(args, cfg, progress=not args.no_progress)
     except (tune.TuneError, dataset.DataError) as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except BrokenPipeError:
+        raise
+    except READ_ERRORS as exc:
+        raise unreadable(" ".join(args.recordings), exc) from None

@@ -14,8 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spinesense.cli import CliError, add_common, load_config
-from spinesense.parsing import parse_duration
+from spinesense.cli import (
+    DEFAULT_SEED,
+    READ_ERRORS,
+    CliError,
+    add_common,
+    add_hidden_alias,
+    add_output,
+    load_config,
+    unreadable,
+)
+from spinesense.parsing import parse_bus, parse_duration, parse_seed
 
 log = logging.getLogger(__name__)
 CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox", "ism330dhcx")
@@ -46,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "averaged acceleration (g) and rate (deg/s) per interval.")
     for p in (probe, info, read):
         add_common(p)
-        p.add_argument("--bus", type=int, help="I2C bus number (default: sensor.bus, 1)")
+        p.add_argument("--bus", type=parse_bus, help="I2C bus number (default: sensor.bus, 1)")
         p.add_argument("--emulate", metavar="CHIP", type=_emulate_arg,
                        help=f"use an emulated chip instead of hardware: {', '.join(CHIPS)}, "
                             "or none (an empty bus); CHIP@0x69 picks the address")
@@ -61,23 +70,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     record = subparsers.add_parser(
         "record", help="record raw IMU data (crash-safe native format)",
         description="Record from the IMU (or an emulated one) into a crash-safe native file; "
-                    "`record export FILE --csv OUT` converts it to the interchange CSV.")
+                    "`record export FILE --out OUT` converts it to the interchange CSV.")
     add_common(record)
-    record.add_argument("--out", "-o", metavar="FILE", help="recording file to create")
+    add_output(record, help="recording file to create (e.g. day.ssrec)")
     record.add_argument("--duration", type=parse_duration,
                         help="stop after this long (default: until Ctrl-C)")
-    record.add_argument("--bus", type=int, help="I2C bus number (default: sensor.bus)")
+    record.add_argument("--bus", type=parse_bus, help="I2C bus number (default: sensor.bus)")
     record.add_argument("--emulate", metavar="CHIP", type=_emulate_arg,
                         help="record from an emulated chip")
     record.add_argument("--scenario", help="feed the emulated chip a simulated scenario "
                                            "(see `spinesense simulate --help`)")
-    record.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
-    record.add_argument("--fault", default="", metavar="PLAN",
+    record.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
+                        help=f"scenario seed (default {DEFAULT_SEED})")
+    record.add_argument("--faults", default="", metavar="PLAN",
                         help="inject faults into the emulated bus, e.g. "
                              "'eio@5x20,disconnect@10+3,overflow@20'")
+    add_hidden_alias(record, "--fault", dest="faults")
     record.add_argument("--fast", action="store_true",
                         help="with --emulate: run on a virtual clock as fast as possible")
-    record.add_argument("--force", action="store_true", help="overwrite an existing file")
     record.set_defaults(func=cmd_record, help_parser=record)
     rsub = record.add_subparsers(dest="record_command", metavar="SUBCOMMAND")
     export = rsub.add_parser("export", help="convert a recording to the DESIGN A1 CSV",
@@ -87,8 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("file", metavar="FILE", nargs="+",
                         help="recording(s) to convert; several files of one session are "
                              "joined in time order")
-    export.add_argument("--csv", required=True, metavar="OUT",
-                        help="CSV to write (gzip-compressed if it ends in .gz)")
+    add_output(export, metavar="OUT.csv",
+               help="CSV to write (gzip-compressed if it ends in .gz; - for standard output)")
+    add_hidden_alias(export, "--csv", dest="out")
     export.set_defaults(func=cmd_export)
     rinfo = rsub.add_parser("info", help="summarise a recording (and check it)",
                             description="Print a recording's header, duration, sample count "
@@ -134,7 +145,7 @@ def _open(args: argparse.Namespace, *, motion: Any = None, clock: Callable[[], f
                            faults=faults or None)
     except SensorError as exc:
         raise CliError(str(exc)) from None
-    except ValueError as exc:        # a bad --fault plan
+    except ValueError as exc:        # a bad --faults plan
         raise CliError(str(exc), 2) from None
 
 
@@ -247,18 +258,24 @@ def _scenario_motion(args: argparse.Namespace, rate_hz: float) -> Any:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from spinesense.firmware.recording import RecordingError, RecordingWriter, default_header
+    from spinesense.outputs import check_output_path
 
     if not args.out:
-        raise CliError("record needs --out FILE (or `spinesense record export FILE --csv "
+        raise CliError("record needs --out FILE (or `spinesense record export FILE --out "
                        "OUT` to convert a recording)", 2)
-    if (args.fast or args.scenario or args.fault) and not args.emulate:
-        raise CliError("--fast, --scenario and --fault need --emulate CHIP", 2)
+    if args.out == "-":
+        raise CliError("record --out -: a recording is written to a file as it grows "
+                       "(crash-safe); give a file name, or export it with `record export "
+                       "FILE --out -`", 2)
+    if (args.fast or args.scenario or args.faults) and not args.emulate:
+        raise CliError("--fast, --scenario and --faults need --emulate CHIP", 2)
     if args.fast and args.duration is None:
         raise CliError("--fast needs --duration (a virtual clock never reaches Ctrl-C)", 2)
     cfg = load_config(args)
+    check_output_path(args.out, force=args.force)
     motion = _scenario_motion(args, cfg.sensor.rate_hz) if args.scenario else None
     clock: Any = _VirtualClock() if args.fast else time.monotonic
-    reader = _open(args, motion=motion, clock=clock, faults=args.fault)
+    reader = _open(args, motion=motion, clock=clock, faults=args.faults)
     header = default_header(reader.info, device=cfg.device.id,
                             source=(f"emulated {reader.info.chip}" if args.emulate
                                     else f"/dev/i2c-{cfg.sensor.bus}"),
@@ -270,7 +287,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         writer = RecordingWriter(args.out, header, overwrite=args.force, fsync=not args.fast)
     except RecordingError as exc:
         reader.close()
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), 2) from None
     stop = {"now": False}
 
     def on_term(_sig: int, _frame: Any) -> None:
@@ -315,13 +332,21 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spinesense.firmware.recording import RecordingError, export_csv
 
+    if not args.out:
+        raise CliError("record export needs --out OUT.csv (or --out - for standard output)",
+                       2)
     try:
-        rows, rec = export_csv(args.file, args.csv)
+        rows, rec = export_csv(args.file, args.out, force=args.force)
     except RecordingError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), 2) from None
+    except BrokenPipeError:
+        raise
+    except READ_ERRORS as exc:
+        raise unreadable(" ".join(args.file), exc) from None
     for note in rec.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
+    print(f"wrote {rows} rows to {'standard output' if args.out == '-' else args.out}",
+          file=sys.stderr)
     return 0
 
 
@@ -333,7 +358,9 @@ def cmd_record_info(args: argparse.Namespace) -> int:
     try:
         rec = read_recording(args.file)
     except RecordingError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), 2) from None
+    except READ_ERRORS as exc:
+        raise unreadable(args.file, exc) from None
     c = rec.chunk
     span = float(c.t[-1] - c.t[0]) if len(c) else 0.0
     gaps = [e for e in rec.events if e.get("type") == "gap"]

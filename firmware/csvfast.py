@@ -68,13 +68,16 @@ def write_stream(out: BinaryIO, t: np.ndarray, acc: np.ndarray,
 
 
 def write_csv(path: str | Path, t: np.ndarray, acc: np.ndarray,
-              gyro: np.ndarray | None) -> None:
+              gyro: np.ndarray | None, *, force: bool = True) -> None:
     """DESIGN A1 CSV: ``t`` in s, acc in g, gyro in deg/s (empty columns without a gyro);
-    gzip-compressed when the name ends in ``.gz``."""
-    path = Path(path)
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "wb", compresslevel=4) as out:
-            write_stream(out, t, acc, gyro)
-    else:
-        with open(path, "wb") as out:
-            write_stream(out, t, acc, gyro)
+    gzip-compressed when the name ends in ``.gz``, ``-`` for standard output. Written
+    through a temporary file renamed on success; ``force`` allows replacing a file."""
+    from spinesense.outputs import atomic_output
+
+    name = Path(path).name
+    with atomic_output(path, force=force, binary=True) as raw:
+        if name.endswith(".gz"):
+            with gzip.GzipFile(filename=name, fileobj=raw, mode="wb", compresslevel=4) as out:
+                write_stream(out, t, acc, gyro)
+        else:
+            write_stream(raw, t, acc, gyro)

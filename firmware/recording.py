@@ -215,13 +215,15 @@ def _parse_header(path: Path, data: bytes) -> tuple[dict[str, Any], int]:
     return json.loads(body), FILE_HEAD.size + length
 
 
-def iter_blocks(path: str | Path) -> Iterator[tuple[int, Any, int]]:
-    """Yield (kind, decoded block, offset) and finally (0, notes dict, offset)."""
+def iter_blocks(path: str | Path, data: bytes | None = None) -> Iterator[tuple[int, Any, int]]:
+    """Yield (kind, decoded block, offset) and finally (0, notes dict, offset). ``data``:
+    the file's bytes when already read (``path`` then only names it in messages)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
     header, pos = _parse_header(path, data)
     yield -1, header, 0
     skipped, torn = 0, False
@@ -345,9 +347,14 @@ def read_many(paths: list[str | Path]) -> Recording:
     return merged
 
 
-def export_csv(src: str | Path | list[str | Path], out: str | Path) -> tuple[int, Recording]:
-    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz); returns (rows, recording).
-    ``src`` may be a list of recordings of one session, joined in time order."""
+def export_csv(src: str | Path | list[str | Path], out: str | Path, *,
+               force: bool = True) -> tuple[int, Recording]:
+    """Write the DESIGN A1 CSV (gzip when ``out`` ends in .gz; ``-`` is standard output)
+    through a temporary file renamed on success; returns (rows, recording). ``src`` may be
+    a list of recordings of one session, joined in time order."""
+    from spinesense.outputs import atomic_output, check_output_path
+
+    check_output_path(out, force=force)
     rec = read_many(src if isinstance(src, list) else [src])
     out = Path(out)
     c = rec.chunk
@@ -360,14 +367,19 @@ def export_csv(src: str | Path | list[str | Path], out: str | Path) -> tuple[int
     sat = np.zeros(len(c), bool) if c.saturated is None else c.saturated
     cols.append(sat[:, None].astype(float))
     table = np.hstack(cols) if len(c) else np.zeros((0, len(cols)))
-    tmp = out.with_name(out.name + ".part")
-    opener = gzip.open if out.name.endswith(".gz") else open
     try:
-        with opener(tmp, "wb") as raw, io.TextIOWrapper(raw, "utf-8", newline="\n") as fh:
+        with atomic_output(out, force=force, binary=True) as raw:
+            z = (gzip.GzipFile(filename=out.name, fileobj=raw, mode="wb")
+                 if out.name.endswith(".gz") else None)
+            fh = io.TextIOWrapper(raw if z is None else z, "utf-8", newline="\n")
             fh.write(CSV_HEADER + "\n")
             np.savetxt(fh, table, fmt=fmt)
-        os.replace(tmp, out)
+            fh.flush()
+            fh.detach()  # leave `raw` (perhaps standard output) open
+            if z is not None:
+                z.close()
+    except BrokenPipeError:
+        raise  # `record export F -o - | head`: the reader left, nothing to report
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RecordingError(f"{out}: cannot write ({exc.strerror})") from None
     return len(c), rec

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from spinesense.cli import CliError, add_common, load_config
-from spinesense.parsing import parse_duration
+from spinesense.cli import DEFAULT_SEED, CliError, add_common, add_output, load_config
+from spinesense.parsing import (
+    parse_count,
+    parse_duration,
+    parse_non_negative,
+    parse_number,
+    parse_positive,
+    parse_seed,
+)
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _zero_ok(text: str) -> float:
+    return parse_duration(text, allow_zero=True)
 
 
 def _gap(text: str) -> tuple[float, float]:
@@ -26,18 +40,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and [sitting] sections; --label-* options override them.")
     add_common(p)
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--model", choices=("scripted", "independent"), default="scripted",
+                   help="scripted: the scenarios below (default); independent: the "
+                        "independent simulator's day types (firmware.worldsim), whose rate, "
+                        "facing, accel-only, timestamps and slip are drawn from the seed "
+                        "unless given")
     p.add_argument("--scenario", default="workday", metavar="NAME",
                    help="scenario name (see --list; default workday)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", metavar="FILE.csv", help="output CSV (.csv or .csv.gz); with "
-                   "--count, put {seed} in the name")
-    p.add_argument("--count", type=int, default=1, metavar="N",
+    p.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
+                   help=f"random seed (default {DEFAULT_SEED})")
+    add_output(p, metavar="FILE.csv", help="output CSV (.csv or .csv.gz; - for standard "
+               "output, without the truth file); with --count, put {seed} in the name")
+    p.add_argument("--count", type=parse_count, default=1, metavar="N",
                    help="write N recordings, seeds SEED..SEED+N-1 (default 1)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw the true flexion, slouch truth, postures and sitting "
                         "bouts ({seed} is replaced with --count)")
-    p.add_argument("--rate", type=float, default=100.0, metavar="HZ",
-                   help="sample rate in Hz (default 100)")
+    p.add_argument("--rate", type=parse_positive, metavar="HZ",
+                   help="sample rate in Hz (default 100; independent: drawn, 25–400)")
     p.add_argument("--accel-only", action="store_true",
                    help="accelerometer only: the gyro columns stay empty")
     p.add_argument("--duration", type=parse_duration, metavar="D",
@@ -46,31 +66,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=("random", "normal", "flipped", "aligned"),
                    help="sensor mounting on the back (default random: any in-plane "
                         "rotation, a few degrees of tilt, a quarter of seeds flipped)")
-    p.add_argument("--mount-slip", type=float, default=0.0, metavar="DEG",
+    p.add_argument("--mount-slip", type=parse_non_negative, default=0.0, metavar="DEG",
                    help="let the clip turn this far on the back over the recording, while "
                         "the wearer moves (a stale calibration; default 0)")
-    p.add_argument("--knocks", type=float, default=4.0, metavar="PER_H",
+    p.add_argument("--knocks", type=parse_non_negative, default=4.0, metavar="PER_H",
                    help="bumps (desk, chair, cable tug: 0.2–1 g for a fraction of a second) "
                         "per hour of still activity (default 4; 0 for none)")
     p.add_argument("--ideal-sensor", action="store_true",
                    help="no noise, bias, scale error or quantisation")
-    p.add_argument("--t0", type=float, default=0.0, metavar="S",
-                   help="time of the first sample (default 0)")
+    p.add_argument("--t0", type=parse_number, default=0.0, metavar="S",
+                   help="time of the first sample, in seconds (default 0)")
     p.add_argument("--gap", action="append", type=_gap, default=[], metavar="START:LENGTH",
                    help="drop the samples from START for LENGTH (seconds or 90s/2m/1h "
                         "from the first sample), as a lost sensor would; repeatable")
-    p.add_argument("--jitter", type=float, default=0.0, metavar="MS",
+    p.add_argument("--jitter", type=parse_non_negative, default=0.0, metavar="MS",
                    help="timestamp jitter, σ in milliseconds (default 0)")
+    p.add_argument("--stamps", choices=("clean", "jitter", "logger"),
+                   help="independent model: timestamps (logger: 10–40 ms ticks, repeated "
+                        "stamps; default drawn from the seed)")
+    p.add_argument("--slip", choices=("yes", "no"),
+                   help="independent model: a clip slip mid-day (default drawn)")
     g = p.add_argument_group("truth labels (defaults from the config)")
-    g.add_argument("--label-threshold", type=float, metavar="DEG", help="slouch threshold")
-    g.add_argument("--label-release", type=float, metavar="DEG", help="slouch release")
-    g.add_argument("--label-delay", type=float, metavar="S", help="slouch delay")
-    g.add_argument("--label-sitting-limit", type=float, metavar="S",
-                   help="continuous sedentary seconds before sitting_alert")
-    g.add_argument("--label-break", type=float, metavar="S",
-                   help="seconds of standing/walking that end a sitting bout")
-    g.add_argument("--label-repeat", type=float, metavar="S",
-                   help="seconds between reminders after the alert")
+    g.add_argument("--label-threshold", type=parse_positive, metavar="DEG", help="slouch threshold")
+    g.add_argument("--label-release", type=parse_non_negative, metavar="DEG", help="slouch release")
+    g.add_argument("--label-delay", type=_zero_ok, metavar="TIME",
+                   help="slouch delay (5, 5s)")
+    g.add_argument("--label-sitting-limit", type=parse_duration, metavar="TIME",
+                   help="continuous sedentary time before sitting_alert (1800, 30m)")
+    g.add_argument("--label-break", type=parse_duration, metavar="TIME",
+                   help="standing/walking time that ends a sitting bout (60, 1m)")
+    g.add_argument("--label-repeat", type=_zero_ok, metavar="TIME",
+                   help="time between reminders after the alert (600, 10m; 0: none)")
     p.set_defaults(func=run)
 
 
@@ -90,6 +116,11 @@ def _labels(args: argparse.Namespace) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
+    if args.model == "independent":
+        from spinesense.firmware.worldsim_cli import run_independent
+        return run_independent(args, _labels)
+    if args.rate is None:
+        args.rate = 100.0
     if args.list:
         width = max(map(len, SCENARIOS))
         for name, spec in SCENARIOS.items():
@@ -100,8 +131,12 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario not in SCENARIOS:
         raise CliError(f"unknown scenario {args.scenario!r}: choose one of "
                        f"{', '.join(SCENARIOS)} (see --list)", 2)
-    if not args.out.endswith((".csv", ".csv.gz")):
-        raise CliError(f"--out {args.out!r} must end in .csv or .csv.gz", 2)
+    if args.out != "-" and not args.out.endswith((".csv", ".csv.gz")):
+        raise CliError(f"--out {args.out!r} must end in .csv or .csv.gz (or - for standard "
+                       "output)", 2)
+    if args.out == "-" and (args.count > 1 or args.plot):
+        raise CliError("--out - writes one recording to standard output: no --count, no "
+                       "--plot", 2)
     if args.count < 1:
         raise CliError(f"--count must be at least 1, got {args.count}", 2)
     if args.count > 1 and "{seed}" not in args.out:
@@ -113,10 +148,27 @@ def run(args: argparse.Namespace) -> int:
                        f"periods ({400.0 / args.rate:g} ms at {args.rate:g} Hz)", 2)
     if args.count > 1 and args.plot and "{seed}" not in args.plot:
         raise CliError("with --count, --plot needs {seed} in the name, e.g. day-{seed}.png", 2)
+    if args.plot and not args.plot.lower().endswith(PLOT_FORMATS):
+        raise CliError(f"--plot {args.plot!r} must end in {', '.join(PLOT_FORMATS)}", 2)
     labels = _labels(args)
-    for seed in range(args.seed, args.seed + args.count):
+    seeds = range(args.seed, args.seed + args.count)
+    for seed in seeds:  # every output checked before the first is simulated
+        _check_outputs(args, seed)
+    for seed in seeds:
         _one(args, seed, labels)
     return 0
+
+
+def _check_outputs(args: argparse.Namespace, seed: int) -> None:
+    from spinesense.firmware.simulator import truth_path_for
+    from spinesense.outputs import check_output_path
+
+    out = args.out.replace("{seed}", str(seed))
+    paths = [out] if out == "-" else [out, truth_path_for(out)]
+    if args.plot:
+        paths.append(args.plot.replace("{seed}", str(seed)))
+    for path in paths:
+        check_output_path(path, force=args.force)
 
 
 def _one(args: argparse.Namespace, seed: int, labels: dict[str, float]) -> None:
@@ -130,13 +182,23 @@ def _one(args: argparse.Namespace, seed: int, labels: dict[str, float]) -> None:
                        duration_s=args.duration, labels=labels, mounting=args.mounting,
                        sensor=sensor, t0=args.t0, gaps=args.gap, jitter_s=args.jitter / 1000.0,
                        mount_slip_deg=args.mount_slip, knocks_per_h=args.knocks)
-        csv_path, truth_path = sim.write(out)
+        if out == "-":
+            from spinesense.firmware.csvfast import write_csv
+
+            write_csv(out, sim.t, sim.acc, sim.gyro)
+            csv_path, truth_path = "standard output", "no truth file"
+        else:
+            csv_path, truth_path = sim.write(out, force=args.force)
         plot = ""
         if args.plot:
             from spinesense.firmware.simplot import plot_simulation
-            plot = f", {plot_simulation(sim, args.plot.replace('{seed}', str(seed)))}"
+            drawn = plot_simulation(sim, args.plot.replace("{seed}", str(seed)),
+                                    force=args.force)
+            plot = f", {drawn}"
     except ValueError as exc:
         raise CliError(str(exc), 2) from None
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
     tr = sim.truth
@@ -145,4 +207,5 @@ def _one(args: argparse.Namespace, seed: int, labels: dict[str, float]) -> None:
           f"{', accel only' if args.accel_only else ''}) and {truth_path}{plot}: "
           f"{len(tr['slouch_episodes'])} slouch episodes, {len(tr['sitting_bouts'])} sitting "
           f"bouts, {len(tr['sitting_alerts'])} sitting alerts, {len(tr['breaks'])} breaks, "
-          f"{len(tr['walking'])} walks in {time.perf_counter() - started:.1f} s")
+          f"{len(tr['walking'])} walks in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr if out == "-" else sys.stdout)

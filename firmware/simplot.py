@@ -11,7 +11,7 @@ COLORS = {"sitting": "tab:blue", "standing": "tab:green", "walking": "tab:orange
           "lying": "tab:purple"}
 
 
-def plot_simulation(sim, path: str | Path) -> Path:  # sim: Simulation
+def plot_simulation(sim, path: str | Path, *, force: bool = True) -> Path:  # sim: Simulation
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -56,6 +56,9 @@ def plot_simulation(sim, path: str | Path) -> Path:  # sim: Simulation
     bar.set_xlabel(f"time ({unit})")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    from spinesense.outputs import atomic_output
+
+    with atomic_output(path, force=force, binary=True) as fh:
+        fig.savefig(fh, dpi=90, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path

@@ -149,20 +149,33 @@ class Simulation:
         from spinesense.samples import SampleChunk
         return SampleChunk(self.t, self.acc, self.gyro, self.saturated)
 
-    def write(self, path: str | Path) -> tuple[Path, Path]:
+    def write(self, path: str | Path, *, force: bool = True) -> tuple[Path, Path]:
         """Write the DESIGN A1 CSV (gzip if the name ends in .gz) and the truth JSON beside
-        it (``day.csv`` → ``day.truth.json``). Returns both paths."""
+        it (``day.csv`` → ``day.truth.json``). Returns both paths.
+
+        Each goes through a temporary file renamed on success (spinesense.outputs), so an
+        interrupted run leaves no truncated file; an existing file is replaced only with
+        ``force``, and the folder must exist."""
+        from spinesense.outputs import check_output_path, write_text
+
         path = Path(path)
-        name = path.name
-        for suffix in (".csv.gz", ".csv", ".gz"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        truth_path = path.with_name(name + ".truth.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_csv(path, self.t, self.acc, self.gyro)
-        truth_path.write_text(json.dumps(self.truth, indent=1) + "\n")
+        truth_path = truth_path_for(path)
+        for p in (path, truth_path):
+            check_output_path(p, force=force)
+        write_csv(path, self.t, self.acc, self.gyro, force=force)
+        write_text(truth_path, json.dumps(self.truth, indent=1) + "\n", force=force)
         return path, truth_path
+
+
+def truth_path_for(path: str | Path) -> Path:
+    """Where the truth JSON of a simulated recording goes: ``day.csv.gz`` → ``day.truth.json``."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".csv.gz", ".csv", ".gz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".truth.json")
 
 
 def _mounting(mounting: str | np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spinesense.cli import CliError, add_common
+from spinesense.cli import DEFAULT_SEED, CliError, add_common
+from spinesense.parsing import parse_duration, parse_seed
 
 DEVICE = "demo-wearer"
 DATABASE = "spinesense"
+MARKER = ".spinesense-demo"  # marks a work folder the demo may empty again
+PROGRESS_EVERY_S = 5.0
+CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox", "ism330dhcx")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,17 +37,95 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "at accelerated time, then query InfluxDB, print a summary and write an "
                     "HTML report. Everything started is stopped again, also on Ctrl-C.")
     p.add_argument("--workdir", default="work/demo", help="folder for servers, config, "
-                   "state and the report (emptied first; default: %(default)s)")
-    p.add_argument("--duration", default="2h", help="simulated time (default: %(default)s)")
-    p.add_argument("--speed", type=float, default=120.0,
+                   "state and the report (a previous demo's folder is emptied first; any "
+                   "other folder must be empty; default: %(default)s)")
+    p.add_argument("--duration", default="2h", type=_duration,
+                   help="simulated time: 20m, 2h, 1h30m (default: %(default)s)")
+    p.add_argument("--speed", type=_speed, default=120.0,
                    help="times faster than real time (default: %(default)s)")
-    p.add_argument("--chip", default="mpu6050", help="emulated IMU (default: %(default)s)")
+    p.add_argument("--chip", default="mpu6050", choices=CHIPS,
+                   help="emulated IMU (default: %(default)s)")
     p.add_argument("--scenario", default="workday", help="simulator scenario")
-    p.add_argument("--seed", type=int, default=1, help="simulator seed")
+    p.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
+                   help=f"simulator seed (default: {DEFAULT_SEED})")
     p.add_argument("--keep", action="store_true",
                    help="leave the servers running until Enter is pressed (to explore)")
     add_common(p, config=False)
     p.set_defaults(func=run)
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)  # refused here, with the option's name, not by the edge later
+    return text
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use > 0 and <= 10000")
+    return value
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Empty a previous demo's folder (it carries MARKER); refuse any other non-empty one,
+    so that a mistyped --workdir never deletes someone's files."""
+    if workdir.exists() and not workdir.is_dir():
+        raise CliError(f"--workdir {workdir}: is a file; choose a folder", 2)
+    if workdir.is_dir() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise CliError(f"--workdir {workdir}: not empty and not a demo folder; choose "
+                           "another --workdir or empty it", 2)
+        shutil.rmtree(workdir)
+    if not workdir.parent.is_dir():
+        raise CliError(f"--workdir {workdir}: folder {workdir.parent} does not exist; "
+                       "create it first", 2)
+    workdir.mkdir(exist_ok=True)
+    (workdir / MARKER).write_text("written by `spinesense demo`; the next demo empties this "
+                                  "folder\n")
+
+
+def stored_counts(influx, device: str = DEVICE, db: str = DATABASE) -> tuple[int, int]:
+    """Metrics and events of the device in InfluxDB so far (0 before the first write)."""
+    where = f"\"device\" = '{device}' AND time > 0 AND time < now() + 3650d"
+    counts = []
+    for measurement in ("posture", "posture_event"):
+        try:
+            rows = influx.rows(f"SELECT count(seq) FROM {measurement} WHERE {where}", db)
+        except Exception:  # the database may not answer yet: progress is best effort
+            rows = []
+        counts.append(int(rows[0]["count"]) if rows else 0)
+    return counts[0], counts[1]
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def run_edge_with_progress(argv: list[str], log: Path, influx, duration_s: float,
+                           speed: float) -> int:
+    """Run `edge run` to its end, printing every few seconds how far the simulated day
+    got and what reached InfluxDB (the demo is otherwise silent for a minute)."""
+    started = time.monotonic()
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while True:
+                try:
+                    return proc.wait(PROGRESS_EVERY_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                simulated = min(duration_s, (time.monotonic() - started) * speed)
+                metrics, events = stored_counts(influx)
+                print(f"  ~{_clock(simulated)} of {_clock(duration_s)} simulated; stored so "
+                      f"far: {metrics} metrics, {events} events", flush=True)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
 
 
 @dataclass
@@ -171,11 +253,13 @@ def _iso(ms: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from spinesense.devservers import InfluxD, Mosquitto
+    from spinesense.firmware.scenarios import SCENARIOS
 
+    if args.scenario not in SCENARIOS:
+        raise CliError(f"--scenario {args.scenario!r} is unknown; one of "
+                       f"{', '.join(SCENARIOS)}", 2)
     workdir = Path(args.workdir).resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    prepare_workdir(workdir)
     exe = [sys.executable, "-m", "spinesense"]
     started = time.monotonic()
     print(f"spinesense demo: work folder {workdir}")
@@ -190,13 +274,13 @@ def run(args: argparse.Namespace) -> int:
             [*exe, "collector", "run", "-c", str(cfg)], workdir / "collector.log"))
         print(f"  collector running (pid {collector.pid}); edge: {args.scenario} day, "
               f"{args.duration} simulated at {args.speed:g}x on an emulated {args.chip}")
-        edge = subprocess.run(
+        code = run_edge_with_progress(
             [*exe, "edge", "run", "-c", str(cfg), "--emulate", args.chip,
              "--scenario", args.scenario, "--seed", str(args.seed), "--speed",
              str(args.speed), "--duration", args.duration],
-            stdout=subprocess.PIPE, stderr=(workdir / "edge.log").open("wb"), text=True)
-        if edge.returncode != 0:
-            raise CliError(f"edge run failed with exit code {edge.returncode}; "
+            workdir / "edge.log", influx, parse_duration(args.duration), args.speed)
+        if code != 0:
+            raise CliError(f"edge run failed with exit code {code}; "
                            f"see {workdir / 'edge.log'}")
         summary = wait_until_stored(influx)
         if collector.poll() is not None:

@@ -1,4 +1,4 @@
-"""Parsers for the values people type on the command line: durations and time windows.
+"""Parsers for the values people type on the command line: durations, time windows, numbers.
 
 Each raises ``BadValue``, which argparse prints as the option's error and which other
 callers catch as a ValueError.
@@ -49,3 +49,63 @@ def parse_window(text: str) -> tuple[float, float]:
     if not (math.isfinite(start) and math.isfinite(end)) or end - start < 1.0:
         raise BadValue(f"--calibrate {text!r}: END must be at least 1 s after START")
     return start, end
+
+
+def parse_number(text: str) -> float:
+    """A finite number ('nan', 'inf' and words are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadValue(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadValue(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_non_negative(text: str) -> float:
+    """A finite number >= 0."""
+    value = parse_number(text)
+    if value < 0:
+        raise BadValue(f"{text!r} must be >= 0")
+    return value
+
+
+def parse_positive(text: str) -> float:
+    """A finite number > 0."""
+    value = parse_number(text)
+    if value <= 0:
+        raise BadValue(f"{text!r} must be > 0")
+    return value
+
+
+def parse_seed(text: str) -> int:
+    """A random seed: a whole number >= 0 (what numpy's generators accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadValue(f"seed {text!r} is not a whole number") from None
+    if value < 0:
+        raise BadValue(f"seed {text!r} must be >= 0")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """A count of things: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadValue(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise BadValue(f"{text!r} must be at least 1")
+    return value
+
+
+def parse_bus(text: str) -> int:
+    """An I2C bus number, 0..255 (/dev/i2c-N)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadValue(f"bus {text!r} is not a whole number") from None
+    if not 0 <= value <= 255:
+        raise BadValue(f"bus {text!r} must be between 0 and 255")
+    return value

@@ -11,6 +11,11 @@ per message the edge spools (events and metrics share it), ``ts`` the UTC time i
 milliseconds. ``data`` holds the record's fields. Times inside ``data`` that name an
 instant (``onset``, ``bout_start``, ``bout_end``) are UTC milliseconds as well.
 ``synced`` is false when the wall clock was not yet synchronised when it was stamped.
+``prev`` (added by the edge each time it sends a spooled message) is the next lower seq
+the edge still holds, or 0: every seq strictly between ``prev`` and ``seq`` is settled,
+that is stored already or dropped by the spool's bound for good. The collector's
+``<prefix>/<device>/stored`` mark (retained, ``type: "stored"``, ``seq`` = the highest
+seq up to which everything is settled) is how the edge learns what it may delete.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SCHEMA_VERSION = 1
-KINDS = ("events", "metrics", "status", "cmd")
+KINDS = ("events", "metrics", "status", "cmd", "stored")
 
 POSTURES = ("sitting", "standing", "walking", "lying", "unknown")
 # ``end`` (a sensor gap's end) and ``until`` (a snooze's end) added by the edge service
@@ -42,6 +47,7 @@ METRIC_FIELDS = (
     "bout_s",          # length of the current sedentary bout at the end of the interval
     # health, filled by the edge service
     "sample_rate_hz", "i2c_errors", "gap_s", "saturated", "spool_backlog",
+    "unconfirmed",     # sent, but not yet confirmed stored by the collector
 )
 
 
@@ -87,6 +93,7 @@ def _span(lo: float, hi: float) -> FieldType:
 # declares it (then that declaration holds): so every field name has exactly one
 # InfluxDB type per measurement, whichever device or record type sends it.
 _SENSOR = {"chip": STRING, "address": NUMBER}
+_MOUNT_EVIDENCE = {"agreement": NUMBER, "n_evidence": NUMBER, "weight": NUMBER}
 EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "slouch_start": {"onset": TIME, "threshold_deg": NUMBER},
     "slouch_end": {"onset": TIME, "alert_t": TIME, "duration_s": NUMBER, "peak_deg": NUMBER,
@@ -96,10 +103,14 @@ EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "sitting_break": {"bout_start": TIME, "bout_end": TIME, "bout_s": NUMBER},
     "sit_to_stand": {"lift_m": NUMBER, "lean_deg": NUMBER},
     "stand_to_sit": {"lift_m": NUMBER, "lean_deg": NUMBER},
-    "calibrated": {"method": STRING, "forward_method": STRING, "confidence": STRING,
-                   "evidence": LABEL, "weight": NUMBER, "coherence": NUMBER, "mount": STRING,
+    # a calibration (edge/mount.py): also re-issued when the mount evidence changes it
+    "calibrated": {"method": STRING, "forward_method": STRING, "forward_method_note": STRING,
+                   "confidence": STRING, "facing": STRING, "mount": STRING,
+                   "signed": NUMBER, "evidence": LABEL, "weight": NUMBER, "coherence": NUMBER,
+                   **_MOUNT_EVIDENCE,
                    **{f"{v}_{a}": NUMBER for v in ("up", "forward") for a in "xyz"}},
-    "calibration_stale": {"angle_deg": NUMBER, "limit_deg": NUMBER, "evidence": LABEL},
+    "calibration_stale": {"angle_deg": NUMBER, "limit_deg": NUMBER, "evidence": LABEL,
+                          "reanchored": STRING},
     "sensor_lost": {**_SENSOR, "error": STRING},
     "sensor_back": {**_SENSOR, "down_s": NUMBER},
     "gap": {"start": NUMBER, "end": TIME, "duration_s": NUMBER, "reason": STRING,
@@ -110,9 +121,9 @@ EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "feedback": {"kind": FieldType("string", choices=FEEDBACK_KINDS), "alert_t": TIME,
                  "t": NUMBER, "message": STRING},
     "mount_warning": {"mount": STRING, "message": STRING, "reason": STRING,
-                      "method": STRING, "count": NUMBER, "t": NUMBER},
-    "clip_moved": {"method": STRING, "message": STRING, "reason": STRING, "count": NUMBER,
-                   "t": NUMBER},
+                      "method": STRING, "count": NUMBER, "t": NUMBER, **_MOUNT_EVIDENCE},
+    "clip_moved": {"shift_deg": NUMBER, "reanchored": STRING, "method": STRING,
+                   "message": STRING, "reason": STRING, "count": NUMBER, "t": NUMBER},
     "samples_dropped": {"count": NUMBER, "reason": STRING, "message": STRING,
                         "duration_s": NUMBER, "t": NUMBER},
 }
@@ -130,7 +141,7 @@ _METRIC_RANGES: dict[str, tuple[float, float]] = {
     "steps": (0.0, 1e7), "cadence_spm": (0.0, 400.0), "intensity": (0.0, 1e6),
     "bout_s": (0.0, 365 * _DAY), "sample_rate_hz": (0.0, 10_000.0),
     "i2c_errors": (0.0, 1e12), "gap_s": (0.0, 1e10), "saturated": (0.0, 1e12),
-    "spool_backlog": (0.0, 1e12),
+    "spool_backlog": (0.0, 1e12), "unconfirmed": (0.0, 1e12),
 }
 assert set(_METRIC_RANGES) == set(METRIC_FIELDS)
 # The metric summary (.../metrics, measurement posture): plausible physical ranges (a
@@ -138,7 +149,7 @@ assert set(_METRIC_RANGES) == set(METRIC_FIELDS)
 # the broker took but storage has not confirmed yet.
 METRIC_SCHEMA: dict[str, dict[str, FieldType]] = {
     "metric": {**{k: _span(lo, hi) for k, (lo, hi) in _METRIC_RANGES.items()},
-               "unconfirmed": _span(0.0, 1e12), "posture": POSTURE},
+               "posture": POSTURE},
 }
 
 # The status topic (measurement device_status, tag type): the retained status, its last
@@ -221,6 +232,11 @@ def _put(data: dict[str, Any], key: str, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         return
     data[key] = value
+
+
+def with_prev(payload: bytes, prev: int) -> bytes:
+    """A spooled message as sent: its encoded JSON object with ``prev`` appended."""
+    return b"%s,\"prev\":%d}" % (payload[:-1], prev)
 
 
 def kind_of(type_: str) -> str:

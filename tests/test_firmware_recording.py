@@ -158,7 +158,7 @@ def test_record_cli_fast_with_faults_then_export(tmp_path: Path,
     assert main(["record", "info", str(out)]) == 0
     assert "samples:" in capsys.readouterr().out
     assert main(["record", "--emulate", "mpu6050", "--fast", "--duration", "1s",
-                 "--out", str(out)]) == 1                      # refuses to overwrite
+                 "--out", str(out)]) == 2                      # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
 
 
@@ -214,4 +214,5 @@ def test_export_joins_the_files_of_one_session(tmp_path: Path) -> None:
     t = np.loadtxt(out, delimiter=",", skiprows=1)[:, 0]
     assert len(t) == sum(len(read_recording(p).chunk) for p in parts)
     assert np.all(np.diff(t) > 0)
-    assert main(["record", "export", str(parts[0]), str(parts[0]), "--csv", str(out)]) == 1
+    assert main(["record", "export", str(parts[0]), str(parts[0]), "--out", str(out),
+                 "--force"]) == 2

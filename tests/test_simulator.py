@@ -505,6 +505,9 @@ def test_csv_matches_design_a1(tmp_path):
 
 def test_cli_writes_and_summarises(tmp_path, capsys):
     out = tmp_path / "sub" / "r.csv"
+    assert main(["simulate", "--scenario", "reaches", "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err    # no folder is made for a file
+    out.parent.mkdir()
     assert main(["simulate", "--scenario", "reaches", "--seed", "3", "--out", str(out),
                  "--rate", "50", "--duration", "2m", "--label-delay", "1"]) == 0
     line = capsys.readouterr().out.strip()
@@ -526,7 +529,7 @@ def test_cli_writes_and_summarises(tmp_path, capsys):
     assert ".csv" in capsys.readouterr().err
     assert main(["simulate", "--scenario", "reaches"]) == 2
     assert "--out" in capsys.readouterr().err
-    assert main(["simulate", "--scenario", "reaches", "--out", str(out),
+    assert main(["simulate", "--scenario", "reaches", "--out", str(out), "--force",
                  "--label-threshold", "10", "--label-release", "12"]) == 2
     assert "release_deg" in capsys.readouterr().err
 

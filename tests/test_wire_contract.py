@@ -108,3 +108,36 @@ def test_command_replies_and_status_are_accepted() -> None:
             lines.append(_accepted("status", make_message("alice", 0, ts + i, type_, data)))
     assert any(",type=cmd_error " in line for line in lines)
     assert any('id="7"' in line for line in lines)  # an integer id is stored as text
+
+
+def test_mount_clip_and_dropped_sample_records_are_accepted() -> None:
+    """The calibration's own records (a wrong mount's warning and the re-issued
+    calibrations, a moved clip, samples dropped at the input) pass the declared types."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from spinesense.edge.calibration import Calibration
+    from spinesense.samples import SampleChunk
+
+    records = []
+    sim = simulate("mixed", 401, accel_only=True, duration_s=3600)
+    wrong = "back-in" if sim.mounting[0, 2] < 0 else "back-out"
+    cfg = Config()
+    cfg.sensor.mount = wrong
+    records += replay(sim.chunk(), cfg)
+    walk = simulate("walking", 5, duration_s=600)
+    moved = Rotation.from_rotvec(np.radians(35) * np.array([0.6, 0.8, 0.0])).as_matrix()
+    acc, gyro = walk.acc.copy(), walk.gyro.copy()
+    acc[walk.t > 300] = acc[walk.t > 300] @ moved.T
+    gyro[walk.t > 300] = gyro[walk.t > 300] @ moved.T
+    acc[1000:1010] = np.nan  # dropped at the input, and counted
+    cal = Calibration(walk.up_sensor, -walk.forward_sensor, method="test")
+    records += replay(SampleChunk(walk.t, acc, gyro), Config(), calibration=cal)
+    types = {r["type"] for r in records}
+    assert {"mount_warning", "clip_moved", "samples_dropped", "calibrated"} <= types, types
+    base_ms = 1_764_000_000_000
+    for seq, rec in enumerate(records, start=1):
+        if rec["type"] == "state":
+            continue
+        msg = record_to_message(rec, "alice", seq, lambda t: base_ms + t * 1000)
+        _accepted(kind_of(rec["type"]), msg)
