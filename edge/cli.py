@@ -16,6 +16,7 @@ from spinesense.cli import (
     add_common,
     add_hidden_alias,
     add_output,
+    check_text_input,
     input_path,
     load_config,
     unreadable,
@@ -109,6 +110,8 @@ def _replay(args: argparse.Namespace) -> int:
         raise CliError("--states needs --jsonl", EXIT_USAGE)
     if args.chunk is not None and args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: must be at least 1 sample", EXIT_USAGE)
+    if args.calibration:
+        check_text_input(args.calibration, "--calibration")
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         cal = Calibration.load(args.calibration) if args.calibration else None

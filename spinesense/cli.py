@@ -147,6 +147,23 @@ def unreadable(path: str, exc: BaseException) -> CliError:
     return CliError(text, EXIT_USAGE)
 
 
+def check_text_input(path: str, option: str) -> None:
+    """A small text input (labels, truth, a calibration) that is missing, a folder or not
+    UTF-8: one line naming the option and the file, before any work starts."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option} {path}: is a folder; give a file", EXIT_USAGE)
+    try:
+        p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{option} {path}: no such file", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"{option} {path}: cannot read ({exc.strerror})", EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{option} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                       f"at offset {exc.start}); is it the right file?", EXIT_USAGE) from None
+
+
 def load_config(args: argparse.Namespace) -> Config:
     return load(getattr(args, "config", None))
 
