@@ -18,6 +18,7 @@ from spinesense.cli import (
     load_config,
     unreadable,
 )
+from spinesense.edge.cli import add_unit_options
 
 log = logging.getLogger("spinesense.analysis")
 
@@ -38,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = rep.add_mutually_exclusive_group(required=True)
     src.add_argument("--device", "-d", help="device id (InfluxDB tag) to report on")
     src.add_argument("--recording", "-r", metavar="FILE",
-                     help="a recording (CSV, DESIGN A1; .csv.gz too; - reads standard "
-                          "input) to replay instead")
+                     help="a recording (CSV, DESIGN A1; .csv.gz or .ssrec too; - reads "
+                          "standard input) to replay instead")
     rep.add_argument("--from", dest="start", metavar="WHEN",
                      help="start: YYYY-MM-DD (that day's 00:00) or an ISO date-time; "
                           "naive times are UTC (default: 24 h before --to)")
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--title", help="page title (default: spinesense daily report)")
     add_output(rep, metavar="FILE.html", required=True,
                help="the HTML file to write (- for standard output)")
+    add_unit_options(rep)
     rep.set_defaults(func=_report)
 
     tune = sub.add_parser(
@@ -72,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(tune)
     tune.add_argument("recordings", nargs="*", metavar="RECORDING",
-                      help="recordings (CSV, DESIGN A1; .csv.gz too)")
+                      help="recordings (CSV, DESIGN A1; .csv.gz or .ssrec too)")
     lab = tune.add_mutually_exclusive_group()
     lab.add_argument("--labels", nargs="+", metavar="LABELS.csv",
                      help="start,end,label CSV(s), one per recording in order (or one for "
@@ -81,8 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--truth", nargs="*", metavar="TRUTH.json",
                      help="simulator truth JSON(s), one per recording; without files, "
                           "each recording's <name>.truth.json")
-    tune.add_argument("--thresholds", default="10:30:20", metavar="LO:HI:N",
-                      help="slouch thresholds in degrees (default: %(default)s)")
+    lab.add_argument("--feedback", nargs="*", metavar="FEEDBACK.jsonl",
+                     help="the wearer's feedback as labels (docs/tuning.md): JSON-lines "
+                          "sidecars, one per recording; without files, each recording's "
+                          "<name>.feedback.jsonl; with --from-influx, the stored feedback")
+    tune.add_argument("--thresholds", default="10:30:21", metavar="LO:HI:N",
+                      help="slouch thresholds in degrees (default: %(default)s, whole degrees)")
     tune.add_argument("--delays", default="1:10:10", metavar="LO:HI:N",
                       help="slouch delays in seconds (default: %(default)s)")
     tune.add_argument("--sitting-limits", metavar="LO:HI:N",
@@ -105,6 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(tune, metavar="DIR", required=True,
                help="output folder: created if missing; an existing one must be empty "
                     "(or --force)")
+    add_unit_options(tune)
     tune.set_defaults(func=_tune)
 
 
@@ -160,8 +167,8 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.recording:
         try:
-            with input_path(args.recording) as path:
-                ds = dataset.from_recording(path, cfg, window)
+            ds = dataset.from_recording(args.recording, cfg, window,
+                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
         except CalibrationError as exc:
             raise CliError(f"--calibrate {args.calibrate}: {exc}", EXIT_USAGE) from None
         except READ_ERRORS as exc:  # DataError, RecordingError and what a damaged file raises
@@ -196,7 +203,8 @@ def _tune(args: argparse.Namespace) -> int:
     if args.recordings.count("-") > 1:
         raise CliError("standard input (-) can be read once: give - at most once",
                        EXIT_USAGE)
-    for option, files in (("--labels", args.labels), ("--truth", args.truth)):
+    for option, files in (("--labels", args.labels), ("--truth", args.truth),
+                          ("--feedback", args.feedback)):
         for path in files or []:
             check_text_input(path, option)
     output_folder(args.out, force=args.force)  # before the sweep, not after it

@@ -27,6 +27,10 @@ import numpy as np
 from spinesense.config import Config, InfluxConfig
 from spinesense.schema import METRIC_FIELDS, TIME_KEYS
 
+# A recording's t column may have any origin (DESIGN A1). A monotonic clock (uptime)
+# never reaches 10^9 s (31 years), so t from 2001-09-09 on is read as Unix time (UTC).
+EPOCH_MIN_S = 1e9
+
 
 class DataError(ValueError):
     """No usable data, or a data source that cannot be read; one line naming the fix."""
@@ -80,18 +84,26 @@ def from_records(records: list[dict[str, Any]], *, source: str) -> Dataset:
     else:
         line_t, line_flexion, line_posture, resolution = _line_from_metrics(cols)
     start = float(min(line_t[0], cols["t"][0] - cols["interval_s"][0]))
-    return Dataset(source=source, device=None, epoch=False, start=start,
+    epoch = start >= EPOCH_MIN_S
+    note = ("The recording's t column reads as Unix time (UTC), so clock times and dates "
+            "are shown." if epoch else
+            "Times are counted from the start of the recording: its t column carries no "
+            "date (values under 10^9 s are read as a monotonic clock, not as Unix time).")
+    return Dataset(source=source, device=None, epoch=epoch, start=start,
                    end=float(cols["t"][-1]), metrics=cols, events=events, line_t=line_t,
                    line_flexion=line_flexion, line_posture=line_posture,
-                   resolution_s=resolution)
+                   resolution_s=resolution, notes=[note])
 
 
 def from_recording(path: str | Path, cfg: Config,
-                   calibrate: tuple[float, float] | None = None) -> Dataset:
-    """Replay a recording (DESIGN A1 CSV) through the real pipeline, with per-second states."""
+                   calibrate: tuple[float, float] | None = None, *,
+                   accel_unit: str = "auto", time_unit: str = "auto") -> Dataset:
+    """Replay a recording (CSV, CSV.gz or .ssrec) through the real pipeline, with
+    per-second states."""
     from spinesense.edge.replay import replay
 
-    records = replay(str(path), cfg, calibrate=calibrate, states=True)
+    records = replay(str(path), cfg, calibrate=calibrate, states=True,
+                     accel_unit=accel_unit, time_unit=time_unit)
     return from_records(records, source=f"recording {Path(path).name}")
 
 
@@ -271,6 +283,9 @@ class Labels:
     breaks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # times recognised
     params: dict[str, float] = field(default_factory=dict)  # label_params, when known
     source: str = ""
+    # what the labels were made for, when known (the simulator's truth): t0, duration_s,
+    # n_samples of its recording; checked against the recording before scoring
+    made_for: dict[str, float] = field(default_factory=dict)
 
 
 def _intervals(rows: Iterable[tuple[float, float]]) -> np.ndarray:
@@ -298,7 +313,9 @@ def load_truth(path: str | Path) -> Labels:
             breaks=np.array(sorted(b["t"] for b in truth.get("breaks", [])), float),
             params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
                     if isinstance(v, (int, float))},
-            source=str(p))
+            source=str(p),
+            made_for={k: float(truth[k]) for k in ("t0", "duration_s", "n_samples")
+                      if isinstance(truth.get(k), (int, float))})
     except (KeyError, TypeError) as exc:
         raise DataError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
                         "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None

@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: never needs a display
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -87,14 +88,21 @@ def summarize(ds: Dataset, cfg: Config) -> Summary:
 
 
 class Clock:
-    """Maps dataset seconds to matplotlib dates: wall time in ``tz`` for InfluxDB data,
-    time since the start for a recording (shown as elapsed h:mm)."""
+    """Maps dataset seconds to matplotlib dates: wall time in ``tz`` for data with dates
+    (InfluxDB, or a recording stamped in Unix time), else time since the start of the
+    recording. Axes never wrap: clock times carry their date where the day changes, and
+    elapsed time counts hours past 24 (and days past 48 h)."""
 
     def __init__(self, ds: Dataset, tz: tzinfo = UTC):
         self.ds, self.tz = ds, tz
         self.base = 0.0 if ds.epoch else ds.start
-        self.label = (f"time ({_tzname(tz, ds.start)})" if ds.epoch
-                      else "time since the start of the recording (h:mm)")
+        self.span_h = (ds.end - ds.start) / 3600
+        if ds.epoch:
+            self.label = f"date and time ({_tzname(tz, ds.start)})"
+        elif self.span_h > 48:
+            self.label = "time since the start of the recording (day and h:mm)"
+        else:
+            self.label = "time since the start of the recording (h:mm)"
 
     def __call__(self, t: np.ndarray | float) -> np.ndarray:
         t = np.asarray(t, float)
@@ -105,15 +113,50 @@ class Clock:
             t = t - self.base
         return t / 86400.0  # matplotlib's epoch is 1970-01-01
 
-    def format_axis(self, ax: Any) -> None:
-        span_h = (self.ds.end - self.ds.start) / 3600
-        if span_h > 48:
-            ax.xaxis.set_major_locator(mdates.DayLocator())
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
+    def day_starts(self) -> list[tuple[str, float, float]]:
+        """(label, start, end) in dataset seconds of each day the data touches: calendar
+        days in ``tz`` with dates, else 24-hour days counted from the start."""
+        out = []
+        if self.ds.epoch:
+            day = datetime.fromtimestamp(self.ds.start, self.tz).replace(
+                hour=0, minute=0, second=0, microsecond=0)
+            while day.timestamp() < self.ds.end:
+                nxt = day + timedelta(days=1)  # wall-clock arithmetic: DST-safe
+                out.append((f"{day:%a %d %b %Y}", day.timestamp(), nxt.timestamp()))
+                day = nxt
         else:
-            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=12))
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-        ax.set_xlim(self(self.ds.start), self(self.ds.end))
+            n = 0
+            while self.ds.start + n * 86400 < self.ds.end:
+                a = self.ds.start + n * 86400
+                out.append((f"day {n + 1} ({24 * n}–{24 * (n + 1)} h)", a, a + 86400))
+                n += 1
+        return out
+
+    def format_axis(self, ax: Any, lo: float | None = None, hi: float | None = None) -> None:
+        if self.ds.epoch:
+            locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
+            fmt = mdates.ConciseDateFormatter(
+                locator, formats=["%Y", "%b", "%a %d %b", "%H:%M", "%H:%M", "%S.%f"],
+                zero_formats=["", "%Y", "%b", "%a %d %b", "%H:%M", "%H:%M"],
+                offset_formats=["", "%Y", "%b %Y", "%a %d %b %Y", "%a %d %b %Y",
+                                "%a %d %b %Y %H:%M"])
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(fmt)
+        else:
+            step_h = next(h for h in (1, 2, 3, 4, 6, 12, 24, 48, 168)
+                          if self.span_h / h <= 12)
+            ax.xaxis.set_major_locator(ticker.MultipleLocator(step_h / 24))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(self._elapsed))
+        ax.set_xlim(self(self.ds.start) if lo is None else lo,
+                    self(self.ds.end) if hi is None else hi)
+
+    def _elapsed(self, x: float, _pos: Any = None) -> str:
+        minutes = round(x * 1440)
+        h, m = divmod(minutes, 60)
+        if self.span_h <= 48:
+            return f"{h}:{m:02d}"
+        d, h = divmod(h, 24)
+        return f"day {d + 1}\n{h}:{m:02d}"
 
 
 def _tzname(tz: tzinfo, t: float) -> str:
@@ -171,6 +214,7 @@ def plot_flexion(ds: Dataset, cfg: Config, clock: Clock) -> Figure:
     hi = max(thr + 10, float(np.percentile(finite, 99.5)) + 5 if len(finite) else thr + 10)
     lo = min(-10.0, float(np.percentile(finite, 0.5)) - 5 if len(finite) else -10.0)
     ax.set_ylim(lo, hi)
+    _mark_clipped(ax, x, flex, lo, hi)
     if alerts:
         ax.plot(clock(alerts), np.full(len(alerts), hi), "v", color=SLOUCH_COLOR,
                 markersize=5, clip_on=False, label="slouch alert")
@@ -185,11 +229,30 @@ def plot_flexion(ds: Dataset, cfg: Config, clock: Clock) -> Figure:
     return fig
 
 
+def _mark_clipped(ax: Any, x: np.ndarray, flex: np.ndarray, lo: float, hi: float) -> None:
+    """Flexion past the axis limits is not hidden: one marker per run of clipped points
+    at the edge, with the extreme value in the legend."""
+    pad = 0.035 * (hi - lo)
+    with np.errstate(invalid="ignore"):
+        for mask, y, marker, word in ((flex > hi, hi - pad, "^", "above"),
+                                      (flex < lo, lo + pad, "v", "below")):
+            if not mask.any():
+                continue
+            first = mask & ~np.r_[False, mask[:-1]]
+            extreme = np.nanmax(flex[mask]) if word == "above" else np.nanmin(flex[mask])
+            ax.plot(x[first], np.full(int(first.sum()), y), marker, color="#2f4f6f",
+                    markersize=4, linestyle="none",
+                    label=f"{word} the scale (to {extreme:.0f}°)")
+
+
 def plot_timeline(ds: Dataset, clock: Clock) -> Figure:
-    fig, ax = _fig(2.3)
-    rows = ["lying", "walking", "standing", "sitting"]
+    fig, ax = _fig(2.5)
+    rows = ["unknown", "lying", "walking", "standing", "sitting"]
     half = ds.resolution_s / 2
-    starts, stops = runs(ds.line_posture)
+    # a bar never spans a hole in the data (a night between two days of a recording)
+    segment = np.cumsum(np.r_[0, np.diff(ds.line_t) > 3 * ds.resolution_s])
+    codes = np.array([rows.index(p) if p in rows else -1 for p in ds.line_posture])
+    starts, stops = runs(codes * (len(ds.line_t) + 1) + segment)
     for a, b in zip(starts, stops, strict=True):
         posture = ds.line_posture[a]
         if posture not in rows:
@@ -218,10 +281,15 @@ def plot_timeline(ds: Dataset, clock: Clock) -> Figure:
     return fig
 
 
+HOURLY_MAX_DAYS = 7  # longer ranges get one bar per day
+
+
 def hourly(ds: Dataset, clock: Clock) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
-    """Minutes per bin (hour, or day for ranges over two days) of each metric column."""
-    span_h = (ds.end - ds.start) / 3600
-    width_s = 3600.0 if span_h <= 48 else 86400.0
+    """Minutes per bin of each metric column: bins are clock hours (days for ranges over
+    a week), each starting on the hour (on the clock with dates, else counted from the
+    start). Returns the bins' left edges (axis units), the minutes, the bin width (s)."""
+    span_days = (ds.end - ds.start) / 86400
+    width_s = 3600.0 if span_days <= HOURLY_MAX_DAYS else 86400.0
     x = clock(ds.metrics["t"] - ds.column("interval_s") / 2) * 86400
     first = np.floor(x.min() / width_s)
     idx = (np.floor(x / width_s) - first).astype(int)
@@ -232,19 +300,23 @@ def hourly(ds: Dataset, clock: Clock) -> tuple[np.ndarray, dict[str, np.ndarray]
 
 
 def plot_hourly(ds: Dataset, clock: Clock) -> Figure:
+    """Each bar fills its own hour (from one hour mark to the next): minutes sitting,
+    and over it, narrower, minutes slouched; one hour reads as one bin."""
     fig, ax = _fig(3.0)
     x, minutes, width_s = hourly(ds, clock)
     w = width_s / 86400
-    ax.bar(x + w * 0.08, minutes["sitting_s"], width=w * 0.42, align="edge",
+    ax.bar(x + w * 0.04, minutes["sitting_s"], width=w * 0.92, align="edge",
            color=POSTURE_COLORS["sitting"], label="sitting")
-    ax.bar(x + w * 0.5, minutes["slouch_s"], width=w * 0.42, align="edge",
+    ax.bar(x + w * 0.25, minutes["slouch_s"], width=w * 0.5, align="edge",
            color=SLOUCH_COLOR, label="slouched")
     ax.set_ylabel("minutes per hour" if width_s == 3600 else "minutes per day")
     ax.set_xlabel(clock.label)
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.02), ncols=2, frameon=False,
               fontsize=8, borderaxespad=0)
-    clock.format_axis(ax)
-    ax.set_xlim(x[0], x[-1] + w)
+    clock.format_axis(ax, x[0], x[-1] + w)
+    if width_s == 3600 and len(x) <= 36:  # a light mark on every hour the bars sit on
+        ax.set_xticks(x, minor=True)
+        ax.tick_params(axis="x", which="minor", length=3)
     return fig
 
 
@@ -304,31 +376,31 @@ def cards(s: Summary, cfg: Config) -> str:
     return '<div class="cards">' + "".join(_card(*i) for i in items) + "</div>"
 
 
-def day_table(ds: Dataset, cfg: Config, tz: tzinfo) -> str:
-    """One row per day when the data spans several calendar days (in ``tz``)."""
-    if not ds.epoch or (datetime.fromtimestamp(ds.start, tz).date()
-                        == datetime.fromtimestamp(ds.end - 1, tz).date()):
+def day_table(ds: Dataset, cfg: Config, clock: Clock) -> str:
+    """One row per day when the data spans more than one: calendar days in the report's
+    time zone when the data has dates, else 24-hour days from the start of the recording."""
+    days = clock.day_starts()
+    if len(days) < 2:
         return ""
     rows = []
-    day0 = datetime.fromtimestamp(ds.start, tz).replace(hour=0, minute=0, second=0,
-                                                        microsecond=0)
-    day = day0
-    while day.timestamp() < ds.end:
-        a, b = day.timestamp(), (day + timedelta(days=1)).timestamp()
+    for label, a, b in days:
         keep = (ds.metrics["t"] > a) & (ds.metrics["t"] <= b)
-        if keep.any():
-            sub = Dataset(ds.source, ds.device, True, a, b,
-                     {k: v[keep] for k, v in ds.metrics.items()},
-                     [e for e in ds.events if a < e["t"] <= b], ds.line_t, ds.line_flexion,
-                     ds.line_posture, ds.resolution_s)
-            s = summarize(sub, cfg)
-            rows.append(f"<tr><td>{day:%a %d %b}</td><td>{s.hours_of_data:.1f}</td>"
-                        f"<td>{s.pct_slouched:.1f} %</td><td>{s.slouch_episodes}</td>"
-                        f"<td>{s.longest_bout_min:.0f} min</td><td>{s.alerts}</td>"
-                        f"<td>{s.breaks}</td><td>{s.steps:,}</td></tr>")
-        day += timedelta(days=1)
-    head = ("<tr><th>day</th><th>hours</th><th>slouched</th><th>episodes</th>"
-            "<th>longest bout</th><th>alerts</th><th>breaks</th><th>steps</th></tr>")
+        if not keep.any():
+            rows.append(f'<tr><td>{html.escape(label)}</td><td colspan="8">no data</td></tr>')
+            continue
+        sub = Dataset(ds.source, ds.device, ds.epoch, a, b,
+                      {k: v[keep] for k, v in ds.metrics.items()},
+                      [e for e in ds.events if a < e["t"] <= b], ds.line_t, ds.line_flexion,
+                      ds.line_posture, ds.resolution_s)
+        s = summarize(sub, cfg)
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{s.hours_of_data:.1f}</td>"
+                    f"<td>{s.pct_slouched:.1f} %</td><td>{s.slouch_episodes}</td>"
+                    f"<td>{s.minutes_sitting / 60:.1f} h</td>"
+                    f"<td>{s.longest_bout_min:.0f} min</td><td>{s.alerts}</td>"
+                    f"<td>{s.breaks}</td><td>{s.steps:,}</td></tr>")
+    head = ("<tr><th>day</th><th>hours of data</th><th>slouched</th><th>episodes</th>"
+            "<th>sitting</th><th>longest bout</th><th>alerts</th><th>breaks</th>"
+            "<th>steps</th></tr>")
     return f"<section><h2>Day by day</h2><table>{head}{''.join(rows)}</table></section>"
 
 
@@ -342,18 +414,31 @@ def render(ds: Dataset, cfg: Config, *, tz: tzinfo = UTC, title: str | None = No
         when = (f"{a:%A %d %B %Y}, {a:%H:%M}–{b:%H:%M} {a.tzname()}" if a.date() == b.date()
                 else f"{a:%a %d %b %Y %H:%M} – {b:%a %d %b %Y %H:%M} {a.tzname()}")
     else:
-        when = f"{(ds.end - ds.start) / 3600:.1f} h recording"
+        span_h = (ds.end - ds.start) / 3600
+        when = (f"{span_h:.1f} h recording" if span_h <= 24 else
+                f"{span_h:.1f} h recording over {len(clock.day_starts())} days")
     who = f"device {ds.device}" if ds.device else ds.source
-    title = title or "spinesense daily report"
+    several = len(clock.day_starts()) > 1
+    title = title or ("spinesense report" if several else "spinesense daily report")
+    hourly_bins = (ds.end - ds.start) / 86400 <= HOURLY_MAX_DAYS
     figures = [
-        ("Flexion over the day", plot_flexion(ds, cfg, clock),
+        ("Flexion over the days" if several else "Flexion over the day",
+         plot_flexion(ds, cfg, clock),
          "Forward flexion of the upper back past the calibrated upright posture. Shaded: "
-         "slouch episodes (from the moment flexion crossed the threshold to the release)."),
+         "slouch episodes (from the moment flexion crossed the threshold to the release). "
+         "The scale ends a little past the day's extremes; the rare values beyond it are "
+         "marked at its edge, with the most extreme one in the legend."),
         ("What you were doing", plot_timeline(ds, clock),
          "Posture as the pipeline inferred it (sitting vs standing is inferred from "
-         "movement and transitions, not measured directly)."),
-        ("Hour by hour", plot_hourly(ds, clock),
-         "Minutes sitting and minutes slouched in each hour."),
+         "movement and transitions, not measured directly). Unknown (grey): upright, "
+         "but no sit-down, stand-up or walk seen yet since the data started or resumed "
+         "after a gap, so sitting and standing cannot be told apart and the pipeline "
+         "does not guess; this is why the first minutes of a day are often unknown."),
+        ("Hour by hour" if hourly_bins else "Day by day", plot_hourly(ds, clock),
+         ("Each bar fills its hour, from one hour mark to the next: minutes sitting, and "
+          "over it (narrower) minutes slouched in that hour." if hourly_bins else
+          "Each bar fills its day: minutes sitting, and over it (narrower) minutes "
+          "slouched that day.")),
     ]
     sections = "".join(
         f'<section><h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" '
@@ -374,7 +459,7 @@ def render(ds: Dataset, cfg: Config, *, tz: tzinfo = UTC, title: str | None = No
 <p>{html.escape(who)} · {html.escape(when)} · {s.hours_of_data:.1f} h of data</p></header>
 {cards(s, cfg)}
 {sections}
-{day_table(ds, cfg, tz)}
+{day_table(ds, cfg, clock)}
 <footer>Source: {html.escape(ds.source)}. Settings: {html.escape(settings)}.{notes}
 <br>Generated by spinesense {__version__} on {generated}.</footer>
 </main></body></html>

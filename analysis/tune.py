@@ -25,15 +25,26 @@ from typing import Any
 import numpy as np
 
 from spinesense.analysis.dataset import Labels, load_labels_csv, load_truth, truth_path
+from spinesense.analysis.tune_checks import (
+    TuneError,
+    check_agreement,
+    check_made_for,
+    check_sitting_grid,
+    check_slouch_grid,
+    check_snippet,
+    check_span,
+)
 from spinesense.analysis.tune_output import plot_sitting, plot_slouch, snippet, write_table
 from spinesense.config import Config
+from spinesense.outputs import output_folder, write_text
 from spinesense.parsing import BadValue, parse_window
 
+__all__ = ["TuneError", "main", "recommend", "sweep"]
+
 TIMING_CAP_S = 5.0  # alert-time errors are capped at this in the tie-break
-
-
-class TuneError(ValueError):
-    """Bad labels or arguments: one line that names the problem and the fix."""
+TIMING_TIE_S = 0.5  # mean alert-time errors this close count as equal
+OUTPUT_FILES = {"recommended.toml", "summary.txt", "slouch_sweep.csv", "slouch_tradeoff.png",
+                "sitting_sweep.csv", "sitting_tradeoff.png"}
 
 
 # -------------------------------------------------------------------------------- scoring
@@ -199,15 +210,19 @@ def finish_slouch(rows: list[dict[str, float]], hours: float) -> None:
 
 
 def recommend(rows: list[dict[str, float]], budget: float | None,
-              rate_key: str = "alerts_per_h", prefer: dict[str, float] | None = None
+              rate_key: str = "alerts_per_h", prefer: dict[str, float] | None = None,
+              current: dict[str, float] | None = None, timing_tie: float = TIMING_TIE_S
               ) -> tuple[dict[str, float], str]:
-    """Best F1 within the alert budget, robust to one borderline episode.
+    """Best F1 within the alert budget, robust to one borderline episode; ties go to the
+    current config.
 
     Settings whose F1 is within one labelled episode's worth of the best (1 / number of
     labelled episodes) count as equally good: such a difference is one borderline
-    episode, noise. Among those: the closest alert delays (when the labels have alert
-    times), then the higher F1, then fewer alerts per hour, then the least change from
-    ``prefer`` (the current config)."""
+    episode, noise. If ``current`` (the config's own row) is among them (and, when the
+    labels have alert times, its alert delays are within ``timing_tie`` of the best's),
+    it is kept.
+    Otherwise: the closest alert delays, then the higher F1, then fewer alerts per hour,
+    then the least change from ``prefer`` (the current config's values)."""
     allowed = [r for r in rows if budget is None or r[rate_key] <= budget + 1e-9]
     note = ""
     if not allowed:
@@ -228,7 +243,22 @@ def recommend(rows: list[dict[str, float]], budget: float | None,
     best = min(near, key=key)
     if budget is not None:
         note = f"best F1 among settings with at most {budget:g} alerts/h"
+    if current is not None and _ties(current, best, top - slack, budget, rate_key,
+                                     timing_tie):
+        return current, "no setting scores clearly better than your current config: keep it"
     return best, note
+
+
+def _ties(current: dict[str, float], best: dict[str, float], f1_floor: float,
+          budget: float | None, rate_key: str, timing_tie: float) -> bool:
+    """The current config is as good as the best: within budget, F1 within one episode,
+    and (when known) alert timing within ``timing_tie`` of the best's."""
+    if budget is not None and current[rate_key] > budget + 1e-9:
+        return False
+    if current["f1"] < f1_floor + 1e-9 or current["f1"] <= 0:
+        return False
+    a, b = current.get("timing_s", math.nan), best.get("timing_s", math.nan)
+    return not math.isfinite(b) or (math.isfinite(a) and a <= b + timing_tie + 1e-9)
 
 
 # --------------------------------------------------------------- features from the pipeline
@@ -262,13 +292,14 @@ class PipelineFeatures:
 
 
 def compute_features(path: str | Path, cfg: Config,
-                     calibrate: tuple[float, float] | None = None) -> PipelineFeatures:
+                     calibrate: tuple[float, float] | None = None,
+                     units: dict[str, str] | None = None) -> PipelineFeatures:
     """Replay a recording once through the real pipeline, keeping the detectors' inputs."""
     from spinesense.edge.replay import RecordingError
     from spinesense.edge.tuning import compute_features as edge_features
 
     try:
-        feats = edge_features(path, cfg, calibrate=calibrate)
+        feats = edge_features(path, cfg, calibrate=calibrate, **(units or {}))
     except RecordingError as exc:
         raise TuneError(str(exc)) from None
     except ValueError as exc:
@@ -375,15 +406,18 @@ def _labels_for(args: Any, paths: list[Path]) -> list[Labels]:
     return [load_truth(f) for f in files]
 
 
-def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
-    """Each recording through the pipeline's feature stage, once."""
+def load_recordings(args: Any, cfg: Config, progress: bool, warnings: list[str]
+                    ) -> list[Recording]:
+    """Each recording through the pipeline's feature stage, once, and its labels checked
+    against it (time range, sample count, agreement with the measured flexion)."""
     from tqdm import tqdm
 
     paths = [Path(p) for p in args.recordings]
     for p in paths:
         if not p.is_file():
             raise TuneError(f"{p}: recording not found")
-    labels = _labels_for(args, paths)
+    labels = (_labels_for(args, paths) if getattr(args, "feedback", None) is None
+              else [Labels(np.zeros((0, 2)))] * len(paths))  # feedback: after the replay
     try:
         given = parse_window(args.calibrate) if args.calibrate else None
     except BadValue as exc:
@@ -397,110 +431,185 @@ def load_recordings(args: Any, cfg: Config, progress: bool) -> list[Recording]:
             cal = json.loads(Path(lab.source).read_text()).get("calibration") or {}
             if "start" in cal and "end" in cal:
                 window = (float(cal["start"]), float(cal["end"]))
-        feats = compute_features(path, cfg, calibrate=window)
+        feats = compute_features(path, cfg, calibrate=window,
+                                 units={"accel_unit": getattr(args, "accel_unit", "auto"),
+                                        "time_unit": getattr(args, "time_unit", "auto")})
+        f = feats.features
+        check_made_for(lab, path.name, f.n_samples, f.t_first, f.t_last)
+        check_span(lab, path.name, f.t_first, f.t_last)
+        warning = check_agreement(lab, path.name, f.t, f.flexion, cfg.slouch.threshold_deg,
+                                  strict=bool(lab.made_for))
+        if warning:
+            warnings.append("warning: " + warning)
         out.append(Recording(path.name, feats, lab, feats.hours))
     return out
 
 
-def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
-    """The `spinesense tune` command: sweep, score, plot, recommend, write a snippet."""
-    from spinesense.outputs import write_text  # atomic; the CLI checked the folder
+@dataclass
+class Source:
+    """What the slouch sweep runs over, and what its time resolution allows."""
 
-    out = Path(args.out)
+    recordings: list[Recording]
+    run: Callable[[Any, dict[str, float]], Episodes]
+    has_labels: bool
+    resolution_s: float = 0.0  # metrics interval (InfluxDB); 0: per-tick (recordings)
+    note: str = ""
+
+
+def influx_source(args: Any, cfg: Config) -> Source:
+    """The stored metrics of one device: flexion per metrics interval, labels (epoch
+    seconds) checked to overlap the range."""
+    if args.recordings:
+        raise TuneError("--from-influx reads InfluxDB; give no recordings with it")
+    if not args.device:
+        raise TuneError("--from-influx needs --device (and --from/--to for the range)")
+    if args.truth is not None:
+        raise TuneError("--from-influx takes --labels (times in UTC epoch seconds), "
+                        "not --truth")
+    from spinesense.analysis.dataset import DataError, parse_when
+
+    try:
+        start = parse_when(args.start) if args.start else None
+        end = parse_when(args.end, end=True) if args.end else None
+        if start is None or end is None:
+            raise TuneError("--from-influx needs --from and --to (the range to tune on)")
+        labels = load_labels_csv(args.labels[0]) if args.labels else None
+        feats = influx_features(cfg, args.device, start, end)
+    except DataError as exc:
+        raise TuneError(str(exc)) from None
+    if labels is not None:
+        first = float(feats.t_end[0] - feats.interval_s[0])
+        check_span(labels, f"the metrics of {args.device}", first, float(feats.t_end[-1]),
+                   unit="s (UTC epoch seconds)")
+    resolution = float(np.median(feats.interval_s)) if len(feats.interval_s) else 10.0
+    note = (f"Tuned from InfluxDB metrics alone: the time resolution is the metrics "
+            f"interval ({resolution:g} s), so delays shorter than that cannot be told "
+            "apart and flexion is the interval mean (short slouches are diluted).")
+    rec = Recording(args.device, feats, labels or Labels(np.zeros((0, 2))), feats.hours)
+    return Source([rec], metric_episodes, labels is not None, resolution, note)
+
+
+def main(args: Any, cfg: Config, *, progress: bool = True) -> int:
+    """The `spinesense tune` command: sweep, score, plot, recommend, write a snippet.
+
+    Nothing is recommended that could mislead: labels must belong to the recordings, a
+    setting must find at least one labelled episode (F1 above 0), and the snippet must
+    pass the config schema; otherwise the tables are written and the reason is given."""
     thresholds = parse_range(args.thresholds, "thresholds")
     delays = parse_range(args.delays, "delays")
     budget = parse_budget(args.alert_budget)
     gap = cfg.slouch.threshold_deg - cfg.slouch.release_deg
-    header: list[str] = []
+    check_slouch_grid(thresholds, delays, gap, (args.thresholds, args.delays))
+    sitting_grid = _sitting_grid(args, cfg)
+    warnings: list[str] = []
     if args.from_influx:
-        if args.recordings:
-            raise TuneError("--from-influx reads InfluxDB; give no recordings with it")
-        if not args.device:
-            raise TuneError("--from-influx needs --device (and --from/--to for the range)")
-        from spinesense.analysis.dataset import DataError, parse_when
-
-        try:
-            start = parse_when(args.start) if args.start else None
-            end = parse_when(args.end, end=True) if args.end else None
-            if start is None or end is None:
-                raise TuneError("--from-influx needs --from and --to (the range to tune on)")
-            feats = influx_features(cfg, args.device, start, end)
-        except DataError as exc:
-            raise TuneError(str(exc)) from None
-        if args.truth is not None:
-            raise TuneError("--from-influx takes --labels (times in UTC epoch seconds), "
-                            "not --truth")
-        labs = [load_labels_csv(args.labels[0])] if args.labels else [None]
-        recs = [Recording(args.device, feats, labs[0] or Labels(np.zeros((0, 2))),
-                          feats.hours)]
-        resolution = float(np.median(feats.interval_s)) if len(feats.interval_s) else 10.0
-        note = (f"Tuned from InfluxDB metrics alone: the time resolution is the metrics "
-                f"interval ({resolution:g} s), so delays shorter than that cannot be told "
-                "apart and flexion is the interval mean (short slouches are diluted).")
-        header.append(note)
-        run = metric_episodes
-        has_labels = labs[0] is not None
+        src = influx_source(args, cfg)
     else:
         if not args.recordings:
             raise TuneError("give one or more recordings (or --from-influx)")
-        recs = load_recordings(args, cfg, progress)
-        run = _run_slouch
-        has_labels = True
-        note = ""
-    hours = sum(r.hours for r in recs)
-    settings = slouch_settings(thresholds, delays, gap)
+        src = Source(load_recordings(args, cfg, progress, warnings), _run_slouch, True)
+    feedback = None
+    if getattr(args, "feedback", None) is not None:  # the wearer's feedback as labels
+        from spinesense.analysis import feedback_labels as feedback
+
+        feedback.attach(args, cfg, src.recordings)
+        src.has_labels = True
+    out = output_folder(args.out, force=bool(getattr(args, "force", False)))
+    recs, hours = src.recordings, sum(r.hours for r in src.recordings)
     current = {"threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s,
                "release_deg": cfg.slouch.release_deg}
-    rows = sweep(recs, [*settings, current], run, score_slouch, progress=progress,
+    rows = sweep(recs, [*slouch_settings(thresholds, delays, gap), current], src.run,
+                 feedback.score if feedback else score_slouch, progress=progress,
                  desc="slouch sweep")
     finish_slouch(rows, hours)
+    if feedback:
+        feedback.finish(rows, hours)
     now_row = rows.pop()
-    out.mkdir(parents=True, exist_ok=True)
-    result = SweepResult("slouch", {"threshold_deg": thresholds, "delay_s": delays}, rows,
-                         hours, note)
-    cols = ["threshold_deg", "delay_s", "release_deg", "precision", "recall", "f1",
-            "alerts_per_h", "timing_s", "tp", "n_pred", "found", "n_true"]
-    write_table(out / "slouch_sweep.csv", rows, cols)
+    written = ["slouch_sweep.csv"]
+    write_table(out / "slouch_sweep.csv", rows,
+                ["threshold_deg", "delay_s", "release_deg", "precision", "recall", "f1",
+                 "alerts_per_h", "timing_s", "tp", "n_pred", "found", "n_true"])
     lines = [f"spinesense tune: {len(recs)} recording(s), {hours:.1f} h, "
-             f"{len(thresholds)} thresholds x {len(delays)} delays"]
-    if note:
-        lines.append(note)
-    best_slouch = None
-    if has_labels:
-        best_slouch, why = recommend(rows, budget, prefer={
-            "threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s})
-        plot_slouch(result, best_slouch, budget, out / "slouch_tradeoff.png")
-        lines += [f"labelled slouch episodes: {int(rows[0]['n_true'])}",
-                  f"recommended ({why or 'best F1'}): " + _describe(best_slouch),
-                  "current config: " + _describe(now_row)]
-    else:
-        best_slouch = min((r for r in rows if r["alerts_per_h"] <= budget),
-                          key=lambda r: (r["threshold_deg"], r["delay_s"]), default=None)
-        lines.append("no labels: only alerts per hour are known (slouch_sweep.csv)")
-        if best_slouch:
-            lines.append(f"most sensitive setting within {budget:g} alerts/h: "
-                         f"{best_slouch['threshold_deg']:g}° for {best_slouch['delay_s']:g} s "
-                         f"({best_slouch['alerts_per_h']:.2f}/h)")
+             f"{len(thresholds)} thresholds x {len(delays)} delays", *warnings]
+    if src.note:
+        lines.append(src.note)
+    if feedback:
+        lines.append(feedback.describe(recs))
+    best_slouch, refused = _recommend_slouch(src, rows, now_row, budget, cfg, lines)
+    if src.has_labels:
+        result = SweepResult("slouch", {"threshold_deg": thresholds, "delay_s": delays},
+                             rows, hours, src.note)
+        if plot_slouch(result, best_slouch, budget, out / "slouch_tradeoff.png"):
+            written.append("slouch_tradeoff.png")
+        else:
+            lines.append("one setting swept: no trade-off plot")
     best_sitting = None
-    if (args.sitting_limits or args.breaks) and not args.from_influx:
-        best_sitting = _sitting_sweep(args, cfg, recs, hours, out, lines, progress)
-    header += [f"spinesense tune over {hours:.1f} h in {len(recs)} recording(s); alert "
-               f"budget {budget:g}/h."]
-    if best_slouch and has_labels:
-        header.append("slouch: " + _describe(best_slouch))
-    write_text(out / "recommended.toml", snippet(best_slouch, best_sitting, header),
-               force=True)
-    lines.append(f"wrote {out}/recommended.toml, slouch_sweep.csv"
-                 + (", slouch_tradeoff.png" if has_labels else ""))
+    if sitting_grid is not None:
+        best_sitting = _sitting_sweep(sitting_grid, cfg, recs, hours, out, lines, progress,
+                                      written)
+    if best_slouch or best_sitting:
+        header = ([src.note] if src.note else []) + [
+            f"spinesense tune over {hours:.1f} h in {len(recs)} recording(s); alert "
+            f"budget {budget:g}/h."]
+        if best_slouch:
+            header.append("slouch: " + _describe(best_slouch))
+        text = snippet(best_slouch, best_sitting, header)
+        check_snippet(text)
+        write_text(out / "recommended.toml", text, force=True)
+        written.insert(0, "recommended.toml")
+    lines.append(f"wrote {out}/" + ", ".join(written) + ", summary.txt")
     write_text(out / "summary.txt", "\n".join(lines) + "\n", force=True)
+    for name in OUTPUT_FILES - {*written, "summary.txt"}:  # an earlier run's (--force)
+        (out / name).unlink(missing_ok=True)
     print("\n".join(lines))
+    if not (best_slouch or best_sitting) and src.has_labels:
+        raise TuneError(f"no recommendation: {refused} (the sweep is in "
+                        f"{out}/slouch_sweep.csv)")
     return 0
+
+
+def _recommend_slouch(src: Source, rows: list[dict[str, float]], now_row: dict[str, float],
+                      budget: float, cfg: Config, lines: list[str]
+                      ) -> tuple[dict[str, float] | None, str]:
+    """The recommended slouch setting, or None and the reason it is refused."""
+    if not src.has_labels:
+        reason = ("without labels only alerts per hour are known (slouch_sweep.csv); add "
+                  "--labels to score settings")
+        lines.append(f"no labels: only alerts per hour are known; no setting is "
+                     f"recommended ({reason})")
+        return None, reason
+    n_true = int(rows[0]["n_true"])
+    lines.append(f"labelled slouch episodes: {n_true}")
+    if n_true == 0:
+        reason = "the labels have no slouch episodes, so no slouch setting can be scored"
+        lines.append("no slouch recommendation: " + reason)
+        return None, reason
+    candidates = rows
+    if src.resolution_s:
+        # from metrics, delays under one interval are indistinguishable: never pick one
+        resolved = [r for r in rows if r["delay_s"] >= src.resolution_s - 1e-9]
+        candidates = resolved or rows
+    best, why = recommend(candidates, budget, current=now_row, prefer={
+        "threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s})
+    if best["f1"] <= 0:
+        reason = ("no setting finds any labelled slouch episode (best F1 0.000); check "
+                  "that the labels belong to these recordings, in their time base")
+        lines.append("no slouch recommendation: " + reason)
+        return None, reason
+    best = dict(best)
+    if src.resolution_s and best["delay_s"] < src.resolution_s - 1e-9:
+        best["delay_unresolved"] = src.resolution_s
+    lines += [f"recommended ({why or 'best F1'}): " + _describe(best),
+              "current config: " + _describe(now_row)]
+    return best, ""
 
 
 def _describe(r: dict[str, float]) -> str:
     timing = r.get("timing_s", math.nan)
     t = f", alert delay off by {timing:.1f} s on average" if math.isfinite(timing) else ""
-    return (f"threshold {r['threshold_deg']:g}°, delay {r['delay_s']:g} s (release "
+    delay = (f"delay not resolved (under {r['delay_unresolved']:g} s: keep yours)"
+             if "delay_unresolved" in r else f"delay {r['delay_s']:g} s")
+    return (f"threshold {r['threshold_deg']:g}°, {delay} (release "
             f"{r['release_deg']:g}°): F1 {r['f1']:.3f} (precision {r['precision']:.3f}, "
             f"recall {r['recall']:.3f}), {r['alerts_per_h']:.2f} alerts/h{t}")
 
@@ -509,27 +618,50 @@ def _run_slouch(features: Any, setting: dict[str, float]) -> Episodes:
     return features.slouch(setting)
 
 
-def _sitting_sweep(args: Any, cfg: Config, recs: list[Recording], hours: float, out: Path,
-                   lines: list[str], progress: bool) -> dict[str, float] | None:
+def _sitting_grid(args: Any, cfg: Config) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sitting limits x break lengths to sweep (checked against the schema), if asked."""
+    if not (args.sitting_limits or args.breaks):
+        return None
+    if args.from_influx:
+        raise TuneError("--sitting-limits/--breaks need recordings (per-second posture); "
+                        "InfluxDB metrics cannot replay the sedentary detector")
     limits = (parse_range(args.sitting_limits, "sitting-limits") if args.sitting_limits
               else np.array([cfg.sitting.limit_min]))
     breaks = (parse_range(args.breaks, "breaks") if args.breaks
               else np.array([cfg.sitting.break_s]))
+    check_sitting_grid(limits, breaks)
+    return limits, breaks
+
+
+def _sitting_sweep(grid: tuple[np.ndarray, np.ndarray], cfg: Config, recs: list[Recording],
+                   hours: float, out: Path, lines: list[str], progress: bool,
+                   written: list[str]) -> dict[str, float] | None:
+    limits, breaks = grid
     if not any(len(r.labels.sitting_alerts) for r in recs):
         lines.append("sitting sweep skipped: the labels have no sitting alerts")
         return None
-    rows = sweep(recs, sitting_settings(limits, breaks),
+    current = {"limit_min": cfg.sitting.limit_min, "break_s": cfg.sitting.break_s}
+    rows = sweep(recs, [*sitting_settings(limits, breaks), current],
                  lambda f, s: f.sitting(s), score_sitting, progress=progress,
                  desc="sitting sweep")
     finish_sitting(rows, hours)
+    now_row = rows.pop()
     result = SweepResult("sitting", {"limit_min": limits, "break_s": breaks}, rows, hours)
     write_table(out / "sitting_sweep.csv", rows,
                 ["limit_min", "break_s", "precision", "recall", "f1", "break_precision",
                  "break_recall", "break_f1", "alerts_per_h", "tp", "n_pred", "found",
                  "n_true"])
-    best, _ = recommend(rows, None, prefer={"limit_min": cfg.sitting.limit_min,
-                                            "break_s": cfg.sitting.break_s})
-    plot_sitting(result, best, out / "sitting_tradeoff.png")
+    written.append("sitting_sweep.csv")
+    one_break = 1.0 / max(1.0, max(r["b_true"] for r in rows))
+    best, _ = recommend(rows, None, current=now_row, timing_tie=one_break,
+                        prefer={"limit_min": cfg.sitting.limit_min,
+                                "break_s": cfg.sitting.break_s})
+    if plot_sitting(result, best, out / "sitting_tradeoff.png"):
+        written.append("sitting_tradeoff.png")
+    if best["f1"] <= 0:
+        lines.append("no sitting recommendation: no setting finds any labelled sitting "
+                     "alert (best F1 0.000)")
+        return None
     lines.append(f"sitting: limit {best['limit_min']:g} min, break {best['break_s']:g} s: "
                  f"alert F1 {best['f1']:.3f}, break F1 {best['break_f1']:.3f} "
                  f"(sitting_sweep.csv, sitting_tradeoff.png)")

@@ -68,7 +68,8 @@ def edge_run(folder: Path, seconds: float) -> tuple[float, float, float, float]:
     with Mosquitto(folder / "mosquitto") as broker:
         cfg = folder / "edge.toml"
         cfg.write_text(f'[device]\nid = "bench"\nstate_dir = "{folder / "state"}"\n'
-                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
+                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                       '[spool]\ndelete_on = "puback"\n')  # no collector to confirm
         t0 = time.monotonic()
         proc = subprocess.Popen([*EXE, "edge", "run", "-c", str(cfg), "--emulate", "mpu6050",
                                  "--scenario", "mixed", "--duration", f"{seconds:g}"],

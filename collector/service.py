@@ -12,6 +12,11 @@ writes them with retries and backoff, then acknowledges them in arrival order. M
 bounded: the broker sends at most ``receive maximum`` unacknowledged messages (MQTT v5;
 for 3.1.1 the broker's max_inflight_messages), and if more arrive anyway on_message blocks,
 which stops reading the socket, so TCP pushes back to the broker.
+
+End to end: after each write, the collector publishes per device the highest seq up to
+which everything is stored (retained, ``<prefix>/<device>/stored``; see marks.py). The
+edge deletes its spool only up to that mark, so a message the broker acknowledged and
+then lost (a crash, a restart that dropped a shared subscription) is sent again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from spinesense.collector.deadletter import DeadLetter
+from spinesense.collector.marks import Watermarks
 from spinesense.collector.points import message_to_line, stats_to_line
 from spinesense.collector.validate import Rejected, Validator
 from spinesense.collector.writers import (
@@ -48,6 +54,7 @@ IDLE_FLUSH_S = 0.02      # a lull this long in traffic flushes a partial batch
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 30.0
 RECEIVE_MAXIMUM_CAP = 65535  # MQTT v5's largest receive maximum
+RECONNECT_MIN_S = 0.5
 
 
 @dataclass
@@ -73,9 +80,30 @@ class Stats:
 
 
 # A pending item: (line or None if rejected/self-metric-free, mid, qos, generation,
-# topic, payload). Rejected messages stay in the batch (already dead-lettered) so that
-# acknowledgements go out in arrival order, as MQTT asks.
-_Item = tuple[str | None, int, int, int, str, bytes]
+# topic, payload, (device, seq, prev) for the stored mark or None). Rejected messages stay
+# in the batch (already dead-lettered) so that acknowledgements go out in arrival order,
+# as MQTT asks.
+_Mark = tuple[str, int, int]
+_Item = tuple[str | None, int, int, int, str, bytes, _Mark | None]
+
+
+def _mark_of(kind: str, device: str, msg: Any) -> _Mark | None:
+    """(device, seq, prev) of a sequenced message; prev defaults to seq - 1."""
+    if kind == "status" or not isinstance(msg, dict) or msg.get("device") != device:
+        return None
+    seq, prev = msg.get("seq"), msg.get("prev")
+    if type(seq) is not int or seq <= 0:
+        return None
+    return device, seq, prev if type(prev) is int and 0 <= prev < seq else seq - 1
+
+
+def _mark_of_rejected(validator: Validator, topic: str, payload: bytes) -> _Mark | None:
+    """A dead-lettered message is settled too: a re-send gets the same verdict."""
+    try:
+        device, kind = validator.parse_topic(topic)
+        return _mark_of(kind, device, json.loads(payload))
+    except (Rejected, ValueError, RecursionError):
+        return None
 
 
 def default_instance() -> str:
@@ -110,6 +138,7 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._stats_thread: threading.Thread | None = None
         self._stats_lines: deque[str] = deque(maxlen=10_000)
+        self.marks = Watermarks(self.prefix, self.instance)
         self.client = self._make_client()
         dl_pub = None
         if cc.dead_letter_topic:
@@ -130,7 +159,7 @@ class Collector:
             client.tls_set(ca_certs=mc.ca_file or None, certfile=mc.cert_file or None,
                            keyfile=mc.key_file or None)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(RECONNECT_MIN_S, max(RECONNECT_MIN_S, mc.reconnect_max_s))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -151,10 +180,14 @@ class Collector:
             return
         with self._cond:
             self._gen += 1
+        # every collector reads every stored mark (plain, QoS 0: a lost one is republished)
+        stored = f"{self.prefix}/+/stored"
         if self.v5:
             subs = [(t, SubscribeOptions(qos=1)) for t in self.topics()]
+            subs.append((stored, SubscribeOptions(qos=0)))
         else:
-            subs = [(t, 1) for t in self.topics()]
+            subs = [(t, 1) for t in self.topics()] + [(stored, 0)]
+        self.marks.forget_topic()  # a broker restarted without persistence lost them
         client.subscribe(subs)
         log.info("connected to %s:%s as %s (session %s); subscribed to %s",
                  self.cfg.mqtt.host, self.cfg.mqtt.port, self.client_id,
@@ -175,12 +208,18 @@ class Collector:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic, payload = msg.topic, msg.payload
+        if topic.endswith("/stored"):
+            self.marks.merge(topic.split("/")[-2], payload)
+            return
         try:
-            kind, _device, body = self.validator.check(topic, payload)
+            kind, device, body = self.validator.check(topic, payload)
             line: str | None = message_to_line(kind, body)
+            mark = _mark_of(kind, device, body)
         except (Rejected, ValueError) as exc:
             self.dead_letter.put(topic, payload, getattr(exc, "reason", str(exc)))
             line = None
+            mark = _mark_of_rejected(self.validator, topic, payload)
+            topic, payload = "", b""  # dead-lettered: hold only what the ack needs
         now = time.monotonic()
         with self._cond:
             self.stats.msgs_in += 1
@@ -190,7 +229,7 @@ class Collector:
             if not pending:
                 self._first_t = now
             self._last_t = now
-            pending.append((line, msg.mid, msg.qos, self._gen, topic, payload))
+            pending.append((line, msg.mid, msg.qos, self._gen, topic, payload, mark))
             n = len(pending)
             if n >= self.flush_at:
                 self._cond.notify()
@@ -227,50 +266,65 @@ class Collector:
                 self._cond.wait(wait)
 
     def _write(self, batch: list[_Item], extra: list[str], give_up_at: float | None) -> bool:
-        """Write a batch until it succeeds; False if stopping and give_up_at has passed."""
-        lines = [item[0] for item in batch if item[0] is not None] + extra
+        """Write a batch until it succeeds; False if stopping and give_up_at has passed.
+        Only outages are retried: a refused point is dead-lettered (and its payload
+        released) the moment it is isolated, and left out of any later retry."""
         index = [i for i, item in enumerate(batch) if item[0] is not None]
-        bad: dict[int, str] = {}
+        lines = [batch[i][0] for i in index] + extra
+        bad: set[int] = set()
         backoff = BACKOFF_FIRST_S
         t0 = time.monotonic()
-        while lines:
+
+        def refused(i: int, why: str) -> None:
+            bad.add(i)
+            self._refused(batch, index, i, why)
+        while len(bad) < len(lines):
+            todo = [i for i in range(len(lines)) if i not in bad]
             try:
-                write_isolating(self.writer.write, lines, lambda i, why: bad.setdefault(i, why))
+                write_isolating(self.writer.write, [lines[i] for i in todo],
+                                lambda j, why, todo=todo: refused(todo[j], why))
                 break
-            except Exception as exc:  # anything unforeseen is retried too, never fatal
+            except Exception as exc:  # an outage (write_isolating classified the rest)
                 self.stats.retries += 1
-                if isinstance(exc, RetryableError):
-                    level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
-                    log.log(level, "InfluxDB write of %d points failed (%s); retrying in "
-                            "%.1fs", len(lines), exc, backoff)
-                else:
-                    log.exception("unexpected error writing %d points; retrying in %.1fs",
-                                  len(lines), backoff)
+                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
+                log.log(level, "InfluxDB write of %d points failed (%s); retrying in %.1fs",
+                        len(todo), exc, backoff,
+                        exc_info=not isinstance(exc, RetryableError))
                 if give_up_at is not None and time.monotonic() + backoff > give_up_at:
                     return False
                 if self._stop.wait(backoff) and give_up_at is None:
                     give_up_at = time.monotonic() + self.cfg.influx.timeout_s
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
-        for i, why in bad.items():
-            if i < len(index):
-                _line, _mid, _qos, _gen, topic, payload = batch[index[i]]
-                self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
-                self.stats.rejected += 1
-            else:
-                log.error("InfluxDB refused a self-metrics point: %s", why)
         self.stats.points_written += len(lines) - len(bad)
         self.stats.batches += 1
         self.stats.latency_sum_ms += (time.monotonic() - t0) * 1000
         self.stats.latency_n += 1
         return True
 
+    def _refused(self, batch: list[_Item], index: list[int], i: int, why: str) -> None:
+        """Dead-letter the message of refused line ``i`` now and drop its payload."""
+        if i >= len(index):
+            log.error("InfluxDB refused a self-metrics point: %s", why)
+            return
+        _line, mid, qos, gen, topic, payload, mark = batch[index[i]]
+        self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
+        batch[index[i]] = (None, mid, qos, gen, "", b"", mark)
+        self.stats.rejected += 1
+
     def _ack(self, batch: list[_Item]) -> None:
+        """Acknowledge a written batch to the broker, then advance the stored marks."""
         gen = self._gen
-        for _line, mid, qos, item_gen, _t, _p in batch:
+        for _line, mid, qos, item_gen, _t, _p, _m in batch:
             # an ack from an earlier connection would name the wrong message: skip it,
             # the broker redelivers and the rewrite is harmless
             if qos and item_gen == gen:
                 self.client.ack(mid, qos)
+        self.marks.settled(item[6] for item in batch if item[6] is not None)
+
+    def _publish_marks(self) -> None:
+        """Publish every device's stored mark that the broker does not show yet."""
+        for topic, payload in self.marks.due():
+            self.client.publish(topic, payload, qos=1, retain=True)
 
     def _stats_loop(self) -> None:
         """Log the self-metrics and queue them as a point, also while InfluxDB is down."""
@@ -304,9 +358,12 @@ class Collector:
                 ok = self._write(batch, extra, give_up_at)
                 if ok:
                     self._ack(batch)
+                    self._publish_marks()
                 else:
                     log.warning("stopping with %d messages unwritten: not acknowledged, the "
                                 "broker redelivers them", len(batch))
+            elif self._connected.is_set():
+                self._publish_marks()  # what merging another collector's mark taught us
             with self._cond:
                 self._writing = 0
                 self._cond.notify_all()

@@ -2,9 +2,12 @@
 
 ``Validator.check(topic, payload)`` returns ``(kind, device, message)`` for a message
 that may be stored, or raises ``Rejected(reason)`` with a short, loggable reason. It checks
-size, UTF-8, JSON (no NaN/Infinity, bounded nesting), the schema version, field types and
-ranges, and that the device named in the payload is the device in the topic (so a
-wearer cannot write into another wearer's history even if the broker's ACL were open).
+size, UTF-8, JSON (no NaN/Infinity, bounded nesting), the schema version, that every data
+field has the type the wire schema declares for it (spinesense.schema: per record type,
+one InfluxDB type per field name and measurement), ranges, that strings are valid Unicode
+(no lone surrogates, which JSON's ``\\ud800`` escape can smuggle in), and that the device
+named in the payload is the device in the topic (so a wearer cannot write into another
+wearer's history even if the broker's ACL were open).
 Kept flat and allocation-light: it runs once per message on the collector's hot path.
 """
 
@@ -16,35 +19,26 @@ import re
 import time
 from typing import Any
 
-from spinesense.schema import METRIC_FIELDS, POSTURES, SCHEMA_VERSION, TIME_KEYS
+from spinesense.schema import (
+    FIELD_TABLES,
+    MAX_STRING,
+    NUMBER,
+    ORIGINAL_TYPE_FIELD,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    FieldType,
+)
 
 STORED_KINDS = ("events", "metrics", "status")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-RESERVED_KEYS = frozenset({"seq", "synced", "time", "device", "type"})
+RESERVED_KEYS = frozenset({"seq", "synced", "time", "device", "type", ORIGINAL_TYPE_FIELD})
 MAX_DATA_KEYS = 64
-MAX_STRING = 1024          # characters in a string field (status texts, error messages)
-MAX_ABS = 1e15           # any other number
 TS_MIN_MS = 946_684_800_000   # 2000-01-01: earlier means an unsynchronised clock
 TS_FUTURE_MS = 86_400_000     # a day ahead at most
 SEQ_MAX = 2**63 - 1
-
-# Plausible ranges of the metric summary's fields (anything outside is a bug or forgery).
-_DAY = 86_400.0
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "interval_s": (0.0, _DAY), "flexion_mean": (-180.0, 180.0),
-    "flexion_max": (-180.0, 180.0), "lateral_mean": (-180.0, 180.0),
-    "slouch_s": (0.0, _DAY), "sitting_s": (0.0, _DAY), "standing_s": (0.0, _DAY),
-    "walking_s": (0.0, _DAY), "lying_s": (0.0, _DAY), "unknown_s": (0.0, _DAY),
-    "steps": (0.0, 1e7), "cadence_spm": (0.0, 400.0), "intensity": (0.0, 1e6),
-    "bout_s": (0.0, 365 * _DAY), "sample_rate_hz": (0.0, 10_000.0),
-    "i2c_errors": (0.0, 1e12), "gap_s": (0.0, 1e10), "saturated": (0.0, 1e12),
-    "spool_backlog": (0.0, 1e12),
-}
-assert set(METRIC_RANGES) == set(METRIC_FIELDS)
-_POSTURES = frozenset(POSTURES)
-_TIME_KEYS = frozenset(TIME_KEYS)
+_EMPTY: dict[str, FieldType] = {}
 
 
 class Rejected(ValueError):
@@ -139,37 +133,61 @@ class Validator:
             raise Rejected("data must be an object")
         if len(data) > MAX_DATA_KEYS:
             raise Rejected(f"data has {len(data)} keys (at most {MAX_DATA_KEYS})")
-        metrics = kind == "metrics"
+        declared = SCHEMAS[kind].get(type_, _EMPTY)
+        table = FIELD_TABLES[kind]
         for key, value in data.items():
             if not _KEY.fullmatch(key) or key in RESERVED_KEYS:
                 raise Rejected(f"data key {key[:70]!r} is not an allowed field name")
-            tv = type(value)
-            if tv is float or tv is int:
-                if tv is float and not math.isfinite(value):
-                    raise Rejected(f"data.{key} is not finite")
-                if metrics and key in METRIC_RANGES:
-                    lo, hi = METRIC_RANGES[key]
-                elif key in _TIME_KEYS:
-                    lo, hi = TS_MIN_MS, self.clock() * 1000 + TS_FUTURE_MS
-                else:
-                    lo, hi = -MAX_ABS, MAX_ABS
-                if not lo <= value <= hi:
-                    raise Rejected(f"data.{key}={str(value)[:40]} is outside {lo:g}..{hi:g}")
-            elif tv is str:
-                if metrics and key != "posture":
-                    raise Rejected(f"data.{key} must be a number in a metric")
-                if key == "posture" and value not in _POSTURES:
-                    raise Rejected(f"data.posture {value[:40]!r} is not one of "
-                                   f"{', '.join(POSTURES)}")
-                if len(value) > MAX_STRING:
-                    raise Rejected(f"data.{key} is a string over {MAX_STRING} characters")
-                if key in _TIME_KEYS:
-                    raise Rejected(f"data.{key} must be UTC milliseconds")
-            elif tv is bool:
-                if (metrics and key in METRIC_RANGES) or key in _TIME_KEYS or key == "posture":
-                    raise Rejected(f"data.{key} must be a number")
-            elif value is not None:
-                raise Rejected(f"data.{key} is a {tv.__name__}; only numbers, strings, "
-                               "true/false and null are stored")
-            elif metrics and key == "posture":
-                raise Rejected("data.posture must be a string")
+            ft = declared.get(key) or table.get(key) or NUMBER
+            self._check_value(key, value, ft)
+
+    def _check_value(self, key: str, value: Any, ft: FieldType) -> None:
+        """``value`` has the declared type ``ft`` (null: not stored, allowed unless the
+        field has a fixed set of values)."""
+        kind, tv = ft.kind, type(value)
+        if value is None:
+            if ft.choices:
+                raise Rejected(f"data.{key} must be one of {', '.join(ft.choices)}")
+            return
+        if kind == "string" or (kind == "label" and tv is str):
+            if tv is not str:
+                raise Rejected(f"data.{key} must be a string, not {_json_kind(value)}")
+            if len(value) > MAX_STRING:
+                raise Rejected(f"data.{key} is a string over {MAX_STRING} characters")
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise Rejected(f"data.{key} holds a lone surrogate (not a Unicode "
+                                   "character)") from None
+            if ft.choices and value not in ft.choices:
+                raise Rejected(f"data.{key} {value[:40]!r} is not one of "
+                               f"{', '.join(ft.choices)}")
+        elif kind == "bool":
+            if tv is not bool:
+                raise Rejected(f"data.{key} must be true or false, not {_json_kind(value)}")
+        elif tv is not int and tv is not float:  # number, time, or a label's integer
+            raise Rejected(f"data.{key} must be a number, not {_json_kind(value)}")
+        elif kind == "label":
+            if tv is not int:
+                raise Rejected(f"data.{key} must be a string or an integer")
+        else:
+            if tv is float and not math.isfinite(value):
+                raise Rejected(f"data.{key} is not finite")
+            if kind == "time":
+                lo, hi = TS_MIN_MS, self.clock() * 1000 + TS_FUTURE_MS
+            else:
+                lo, hi = ft.lo, ft.hi
+            if not lo <= value <= hi:
+                raise Rejected(f"data.{key}={str(value)[:40]} is outside {lo:g}..{hi:g}")
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of a JSON user."""
+    if value is True or value is False:
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)

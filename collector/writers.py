@@ -8,8 +8,13 @@ Both take a list of line-protocol lines (ms precision) and either succeed or rai
 - ``AuthError``: 401/403, a configuration problem; retried slowly and logged loudly, so a
   wrong token loses nothing but is impossible to miss.
 - ``PermanentError``: the server refused the data itself (400 parse error, field type
-  conflict, 413 too large). ``write_isolating`` then splits the batch to find the bad
-  points, so that only they are dead-lettered.
+  conflict, 413 too large), or the batch could not even be encoded (a string that is not
+  valid Unicode). ``write_isolating`` then splits the batch to find the bad points, so
+  that only they are dead-lettered.
+
+Every other exception raised while encoding or writing a batch is classified as
+permanent too (``classify``): only a transient server or network failure is retried, so
+no message can make the collector retry forever.
 """
 
 from __future__ import annotations
@@ -113,9 +118,9 @@ class InfluxV1Writer:
         self._db_ready = True
 
     def write(self, lines: list[str]) -> None:
+        body = encode_batch(lines)
         if not self._db_ready:
             self.ensure_database()
-        body = "\n".join(lines).encode("utf-8")
         resp = self._request("POST", self.write_url, body=body)
         if resp.status == 204:
             return
@@ -146,8 +151,9 @@ class InfluxV2Writer:
         from influxdb_client import WritePrecision
         from influxdb_client.rest import ApiException
 
+        body = encode_batch(lines)
         try:
-            self.api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=lines,
+            self.api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=body,
                            write_precision=WritePrecision.MS)
         except ApiException as exc:
             raise _classify(exc.status or 0, str(exc.body or exc.reason),
@@ -160,24 +166,45 @@ class InfluxV2Writer:
         self.client.close()
 
 
+def encode_batch(lines: list[str]) -> bytes:
+    """The request body; a line that is not valid Unicode (a lone surrogate) is the data's
+    fault, never the server's: PermanentError."""
+    try:
+        return "\n".join(lines).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PermanentError(f"a point cannot be encoded as UTF-8 ({exc.reason} at "
+                             f"{exc.start})") from None
+
+
+def classify(exc: Exception) -> WriteError:
+    """Any error from a write as a WriteError: retryable only if the writer said so."""
+    if isinstance(exc, WriteError):
+        return exc
+    return PermanentError(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
 def make_writer(cfg: InfluxConfig) -> Writer:
     return InfluxV1Writer(cfg) if cfg.api == "v1" else InfluxV2Writer(cfg)
 
 
 def write_isolating(write: Callable[[list[str]], None], lines: list[str],
                     on_bad: Callable[[int, str], Any]) -> None:
-    """Write ``lines``; on a PermanentError split the batch in halves until each refused
-    line is alone, and report it with ``on_bad(index, reason)``. Good lines are (re)written:
-    identity is deterministic, so rewriting a point that landed in a partial write is
-    harmless. RetryableError propagates (the caller backs off and calls again)."""
+    """Write ``lines``; on any error but a RetryableError split the batch in halves until
+    each refused line is alone, and report it with ``on_bad(index, reason)``. Good lines
+    are (re)written: identity is deterministic, so rewriting a point that landed in a
+    partial write is harmless. RetryableError propagates (the caller backs off and calls
+    again, leaving out the lines already reported)."""
     stack: list[tuple[int, int]] = [(0, len(lines))]
     while stack:
         lo, hi = stack.pop()
         try:
             write(lines[lo:hi])
-        except PermanentError as exc:
+        except Exception as exc:  # classified: only outages are retried
+            err = classify(exc)
+            if isinstance(err, RetryableError):
+                raise err from None
             if hi - lo == 1:
-                on_bad(lo, str(exc))
+                on_bad(lo, str(err))
             else:
                 mid = (lo + hi) // 2
                 stack.append((mid, hi))

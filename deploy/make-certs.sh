@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make a private CA and a server certificate for the broker's TLS listener.
 #
-#   deploy/make-certs.sh OUT_DIR SERVER_NAME [EXTRA_SAN ...]
-#   e.g. deploy/make-certs.sh deploy/mosquitto/certs mqtt.example.org IP:192.0.2.10
+#   ./make-certs.sh OUT_DIR SERVER_NAME [EXTRA_SAN ...]
+#   e.g. (in deploy/) ./make-certs.sh mosquitto/secrets/certs mqtt.example.org IP:192.0.2.10
 #
 # Writes ca.crt/ca.key (keep ca.key offline), server.crt/server.key (for mosquitto.conf)
 # and prints the line to put in each device's [mqtt] section. Devices trust ca.crt only.
@@ -28,4 +28,7 @@ openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
 rm -f server.csr server.ext
 chmod 600 ca.key
 chmod 644 server.key  # the broker (user mosquitto) must read it; keep the folder private
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && ! git check-ignore -q ca.key; then
+  echo "make-certs.sh: warning: $out is inside a git work tree and not ignored; do not commit ca.key/server.key (use mosquitto/secrets/certs)" >&2
+fi
 echo "# certificates in $out; on each device: ca_file = \"/etc/spinesense/ca.crt\" (a copy of $out/ca.crt)" >&2

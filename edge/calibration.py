@@ -12,6 +12,15 @@ angles out of it:
 Flexion is then ``atan2(g·forward, g·up)`` (forward positive, reclined negative) and
 lateral lean ``atan2(g·(forward × up), g·up)`` (positive toward the wearer's right, for a
 right-handed sensor frame).
+
+The mounting model (DESIGN A3): the board lies flat on the upper back, so its z axis is
+the back's normal. With ``mount = "back-out"`` z points away from the body, i.e. along
+the body's backward axis, which is where gravity's reaction swings when the trunk flexes
+forward: ``forward`` is then the projection of +z perpendicular to ``up`` (the
+anatomical forward direction is its opposite, the projection of −z). ``back-in``
+reverses it. ``facing`` records which of the two a calibration uses; ``signed`` is False
+while the sign is not known (``mount = "auto"`` before the evidence is sure), and slouch
+is then judged on the size of the sagittal flexion, either way.
 """
 
 from __future__ import annotations
@@ -54,11 +63,15 @@ class Calibration:
     window: tuple[float, float] | None = None
     created: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
+    facing: str = ""                  # back-out / back-in ("": derived from forward)
+    signed: bool = True               # False: flexion sign unknown, judged either way
 
     def __post_init__(self) -> None:
         self.up = _unit(self.up)
         if self.forward is not None:
             self.forward = orthogonal_forward(self.up, self.forward)
+            if not self.facing:
+                self.facing = facing_of(self.up, self.forward)
 
     @property
     def complete(self) -> bool:
@@ -92,7 +105,8 @@ class Calibration:
                 "forward": None if self.forward is None else [float(x) for x in self.forward],
                 "method": self.method, "forward_method": self.forward_method,
                 "window": None if self.window is None else list(self.window),
-                "created": self.created, "info": self.info}
+                "created": self.created, "info": self.info, "facing": self.facing,
+                "signed": self.signed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -103,7 +117,8 @@ class Calibration:
                        method=str(d.get("method", "window")),
                        forward_method=str(d.get("forward_method", "unknown")),
                        window=None if d.get("window") is None else tuple(d["window"]),
-                       created=float(d.get("created", 0.0)), info=dict(d.get("info", {})))
+                       created=float(d.get("created", 0.0)), info=dict(d.get("info", {})),
+                       facing=str(d.get("facing", "")), signed=bool(d.get("signed", True)))
         except (KeyError, TypeError, ValueError) as exc:
             raise CalibrationError(f"not a calibration record ({exc}); run `spinesense "
                                    "calibrate` again") from None
@@ -132,6 +147,35 @@ class Calibration:
     def summary(self) -> str:
         fwd = "unknown" if self.forward is None else self.forward_method
         return f"upright from {self.method}, forward axis from {fwd}"
+
+
+FACING_SIGN = {"back-out": 1.0, "back-in": -1.0}
+BOARD_Z = np.array([0.0, 0.0, 1.0])
+MAX_NORMAL_TILT_DEG = 60.0  # a board normal closer than 30° to upright is not "on the back"
+
+
+def normal_to_upright_deg(up: np.ndarray) -> float:
+    """Angle between the board's z axis (either way) and upright: about 90° for a board
+    flat on the back of an upright wearer."""
+    return math.degrees(math.acos(min(1.0, abs(float(_unit(up)[2])))))
+
+
+def board_axis(up: np.ndarray) -> np.ndarray:
+    """The board's z axis projected perpendicular to upright (unit): the body's backward
+    axis for a back-out board (see `normal_to_upright_deg` for how far to trust it)."""
+    return orthogonal_forward(up, BOARD_Z)
+
+
+def forward_from_mount(up: np.ndarray, facing: str) -> np.ndarray:
+    """Where gravity's reaction swings on forward flexion, from the mount facing."""
+    return FACING_SIGN[facing] * board_axis(up)
+
+
+def facing_of(up: np.ndarray, forward: np.ndarray) -> str:
+    """Which facing a forward axis implies (the sign of its board-normal component)."""
+    up = _unit(up)
+    z = BOARD_Z - up[2] * up
+    return "back-out" if float(np.asarray(forward, float) @ z) >= 0 else "back-in"
 
 
 def orthogonal_forward(up: np.ndarray, direction: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -17,7 +18,6 @@ from spinesense.cli import (
     add_hidden_alias,
     add_output,
     check_text_input,
-    input_path,
     load_config,
     unreadable,
 )
@@ -30,11 +30,13 @@ DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay", help="run a recording through the edge pipeline",
-        description="Replay a DESIGN A1 CSV (.csv or .csv.gz) through the same pipeline as "
-                    "the live loop. Without --jsonl, print a summary: slouch episodes, "
-                    "minutes slouched, sitting bouts, breaks, and how it calibrated.")
+        description="Replay a recording (the DESIGN A1 CSV, .csv or .csv.gz, or a .ssrec "
+                    "from `spinesense record`) through the same pipeline as the live loop. "
+                    "Without --jsonl, print a summary: slouch episodes, minutes slouched, "
+                    "sitting bouts, breaks, how it calibrated and with what confidence, "
+                    "and anything wrong with the input.")
     p.add_argument("file", metavar="FILE",
-                   help="recording: t,ax,ay,az,gx,gy,gz (- reads standard input)")
+                   help="recording: CSV t,ax,ay,az,gx,gy,gz (.gz too) or .ssrec; - reads stdin")
     add_common(p)
     p.add_argument("--calibrate", metavar="START:END",
                    help="take upright from this still window (seconds, the file's time base); "
@@ -47,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --jsonl: also one state line per second")
     p.add_argument("--chunk", type=parse_count, metavar="N",
                    help="feed N samples at a time, as the live loop does (same result)")
+    add_unit_options(p)
     p.set_defaults(func=_replay)
 
     c = sub.add_parser(
@@ -79,11 +82,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(e)
     e.add_argument("--scenario", action="append", metavar="NAME",
                    help="scenario (repeatable; default: all short ones)")
+    e.add_argument("--suite", choices=("scenarios", "robust"), default="scenarios",
+                   help="scenarios: the scripted scenarios (default); robust: days from "
+                        "the independent simulator, one per seed, reported as a "
+                        "distribution (worst, 5th percentile, median, share meeting each "
+                        "target); see docs/simulator.md")
     e.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED, metavar="S",
                    help=f"seeds S, S+1, ... (default {DEFAULT_SEED}; use fresh ones for "
                         "held-out figures)")
-    e.add_argument("--count", type=parse_count, default=3, metavar="N",
-                   help="seeds per scenario (default 3)")
+    e.add_argument("--count", type=parse_count, metavar="N",
+                   help="seeds per scenario (default 3; robust: number of days, default 200)")
     add_hidden_alias(e, "--first-seed", dest="seed", type=parse_seed)
     add_hidden_alias(e, "--seeds", dest="count", type=parse_count)
     e.add_argument("--accel-only", action="store_true", help="no gyro")
@@ -93,16 +101,67 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--duration", type=parse_duration, metavar="TIME",
                    help="cut scenarios to this long: 600, 10m, 1h30m")
     e.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    r = e.add_argument_group("robust suite")
+    r.add_argument("--mount", choices=("right", "auto", "config"), default="right",
+                   help="[sensor] mount given to the detector: the true facing (default), "
+                        "auto, or whatever --config says")
+    r.add_argument("--calibration", choices=("window", "self"), default="window",
+                   help="upright from the truth's still window, as --calibrate (default), "
+                        "or self-calibration")
+    r.add_argument("--jobs", type=parse_count, default=1, metavar="N",
+                   help="processes to run days in (default 1)")
+    r.add_argument("--minutes", type=float, metavar="M",
+                   help="fix every day's length (default: drawn, 20–90 min)")
+    r.add_argument("--in-memory", action="store_true",
+                   help="hand the samples to the pipeline directly instead of writing and "
+                        "reading each day's CSV (faster; skips the reader's checks)")
     e.set_defaults(func=_evaluate)
+
+
+def add_unit_options(parser: argparse.ArgumentParser) -> None:
+    """--accel-unit / --time-unit: read a CSV that is not in g and seconds."""
+    parser.add_argument("--accel-unit", default="auto", choices=("auto", "g", "m/s2", "mg"),
+                        help="unit of ax..az in a CSV (default auto: g, and a file that "
+                             "looks like m/s2 or mg is refused with a hint)")
+    parser.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us"),
+                        help="unit of t in a CSV (default auto: seconds, and t that steps "
+                             "like ms or us is refused with a hint)")
 
 
 def _jsonable(x: Any) -> Any:
     return float(x) if hasattr(x, "__float__") else str(x)
 
 
+def _finite(x: Any) -> Any:
+    """The record with every non-finite number as null (NaN and Infinity are not JSON)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if hasattr(x, "__float__") and not isinstance(x, (bool, int)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    return x
+
+
+def json_line(rec: dict[str, Any]) -> str:
+    """One record as standard JSON (never NaN or Infinity)."""
+    try:
+        return json.dumps(rec, default=_jsonable, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(rec), default=_jsonable, separators=(",", ":"),
+                          allow_nan=False)
+
+
 def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.calibration import Calibration, CalibrationError
-    from spinesense.edge.replay import RecordingError, replay, summary
+    from spinesense.edge.replay import (
+        WARNING_TYPES,
+        RecordingError,
+        open_recording,
+        replay,
+        summary,
+    )
     from spinesense.parsing import parse_window
 
     cfg = load_config(args)
@@ -114,13 +173,14 @@ def _replay(args: argparse.Namespace) -> int:
         check_text_input(args.calibration, "--calibration")
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
-        cal = Calibration.load(args.calibration) if args.calibration else None
+        stored = Calibration.load(args.calibration) if args.calibration else None
     except (CalibrationError, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     try:
-        with input_path(args.file) as path:
-            records = replay(path, cfg, calibrate=window, calibration=cal,
-                             states=args.states, chunk_size=args.chunk)
+        recording = open_recording(args.file, accel_unit=args.accel_unit,
+                                   time_unit=args.time_unit)
+        records = replay(recording, cfg, calibrate=window, calibration=stored,
+                         states=args.states, chunk_size=args.chunk)
     except (RecordingError, CalibrationError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except READ_ERRORS as exc:
@@ -128,13 +188,17 @@ def _replay(args: argparse.Namespace) -> int:
     if args.jsonl:
         out = sys.stdout
         for rec in records:
-            out.write(json.dumps(rec, default=_jsonable, separators=(",", ":")) + "\n")
+            out.write(json_line(rec) + "\n")
         return 0
     cal = next((r for r in records if r["type"] == "calibrated"), None)
     if cal is not None:
         print(f"spinesense: calibrated at t={cal['t']:g} s: upright from {cal['method']}, "
-              f"forward axis {cal['forward_method']}", file=sys.stderr)
-    print(summary(records, args.file))
+              f"forward axis {cal['forward_method']}, confidence "
+              f"{cal.get('confidence', 'not reported')}", file=sys.stderr)
+    for rec in records:  # seen even when stdout is piped
+        if rec["type"] in WARNING_TYPES:
+            print(f"spinesense: warning: {rec['type']} at t={rec['t']:g} s", file=sys.stderr)
+    print(summary(records, args.file, calibration=stored, warnings=recording.warnings))
     return 0
 
 
@@ -166,8 +230,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
     cfg = load_config(args)
-    if args.count < 1:
-        raise CliError(f"--count {args.count}: must be at least 1 seed", EXIT_USAGE)
+    if args.suite == "robust":
+        args.seeds = 200 if args.count is None else args.count
+        args.first_seed = args.seed
+        return _evaluate_robust(args, cfg)
+    args.count = 3 if args.count is None else args.count
     names = args.scenario or list(DEFAULT_EVAL_SCENARIOS)
     for n in names:
         if n not in SCENARIOS:
@@ -193,4 +260,40 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print("latency: detected alert - (truth onset + delay), seconds; unknown: share of "
               "seconds with posture unknown (counted as wrong in 'posture')")
+    return 0
+
+
+def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
+    from spinesense.edge.robustness import format_report, run_suite
+
+    seeds = 200 if args.seeds is None else args.seeds
+    if seeds < 1 or args.jobs < 1:
+        raise CliError("--seeds and --jobs must be at least 1", EXIT_USAGE)
+    if args.scenario or args.accel_only or args.self_calibrate or args.duration:
+        raise CliError("--scenario, --accel-only, --self-calibrate and --duration are for "
+                       "--suite scenarios; the robust suite draws them per seed (use "
+                       "--calibration self, --minutes)", EXIT_USAGE)
+    if args.minutes is not None and not 1.0 <= args.minutes <= 600.0:
+        raise CliError(f"--minutes {args.minutes:g} must be between 1 and 600", EXIT_USAGE)
+    t0 = time.perf_counter()
+    done: list[int] = []
+
+    def progress(run: Any) -> None:
+        done.append(run.seed)
+        if len(done) % 20 == 0 and len(done) < seeds:
+            print(f"spinesense: robust suite: {len(done)}/{seeds} days "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
+    runs = run_suite(range(args.first_seed, args.first_seed + seeds), cfg, mount=args.mount,
+                     calibration=args.calibration, jobs=args.jobs, minutes=args.minutes,
+                     progress=progress, via="memory" if args.in_memory else "csv")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], default=_jsonable, indent=1))
+        return 0
+    hours = sum(r.minutes for r in runs) / 60.0
+    print(f"robust suite: {seeds} independent days (seeds {args.first_seed}.."
+          f"{args.first_seed + seeds - 1}, {hours:.1f} h), mount {runs[0].mount}, "
+          f"calibration {args.calibration}, {'in memory' if args.in_memory else 'via CSV'} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print(format_report(runs))
     return 0

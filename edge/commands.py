@@ -8,18 +8,22 @@ reply echoes::
     {"cmd": "set_thresholds", "slouch": {"threshold_deg": 18, "delay_s": 8},
                               "sitting": {"limit_min": 45}}
     {"cmd": "status", "id": "42"}
+    {"cmd": "feedback", "kind": "false_alarm"}      # or missed_slouch, break; "t": Unix s
 
 Every command gets one reply on the status topic (not retained): ``cmd_ok`` with what was
 done, or ``cmd_error`` with one line naming what was wrong. A refused command changes
 nothing. Threshold changes are validated by the config schema itself (same ranges, same
 release-below-threshold rule), applied to the running pipeline, and persisted to
 ``<state_dir>/thresholds.json``, which is applied over the config file at every start.
+``feedback`` (DESIGN A4) is handed to the service's feedback (spinesense.edge.feedback),
+which stores it as a ``feedback`` event.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +39,8 @@ THRESHOLD_KEYS = {
     "slouch": ("threshold_deg", "release_deg", "delay_s"),
     "sitting": ("limit_min", "break_s", "repeat_min", "snooze_min"),
 }
-COMMANDS = ("snooze", "recalibrate", "set_thresholds", "status")
+COMMANDS = ("snooze", "recalibrate", "set_thresholds", "status", "feedback")
+FEEDBACK_KINDS = ("false_alarm", "missed_slouch", "break")
 
 
 class CommandTarget(Protocol):
@@ -130,8 +135,9 @@ class CommandHandler:
     """Parses, validates and applies one command; returns (reply type, reply data)."""
 
     def __init__(self, cfg: Config, target: CommandTarget,
-                 status: Callable[[], dict[str, Any]]):
-        self.cfg, self.target, self.status = cfg, target, status
+                 status: Callable[[], dict[str, Any]],
+                 feedback: Callable[[str, float | None], dict[str, Any]] | None = None):
+        self.cfg, self.target, self.status, self.feedback = cfg, target, status, feedback
         self.accepted = 0
         self.rejected = 0
 
@@ -212,3 +218,18 @@ class CommandHandler:
     def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
         self._no_args("status", args)
         return self.status()
+
+    def _cmd_feedback(self, args: dict[str, Any]) -> dict[str, Any]:
+        kind = args.pop("kind", None)
+        t = args.pop("t", None)
+        self._no_args("feedback", args)
+        if kind not in FEEDBACK_KINDS:
+            shown = "is missing" if kind is None else f"{str(kind)[:40]!r} is unknown"
+            raise CommandError(f"feedback kind {shown}; one of {', '.join(FEEDBACK_KINDS)}")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
+                              or not math.isfinite(t)):
+            raise CommandError(f"feedback t {str(t)[:40]!r} is not a number; send Unix "
+                               "seconds, or leave t out (it means now)")
+        if self.feedback is None:
+            raise CommandError("feedback is not handled here")
+        return self.feedback(kind, None if t is None else float(t))

@@ -9,8 +9,10 @@ slow, line-by-line pass run over that block, to name exactly which line is wrong
 
 from __future__ import annotations
 
-import gzip
 import io
+import itertools
+import logging
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,23 +20,101 @@ from typing import BinaryIO
 
 import numpy as np
 
+from spinesense.firmware.recording import RecordingError  # one error for every format
 from spinesense.samples import SampleChunk
+
+__all__ = ["RecordingError", "iter_csv", "read_csv"]
+
+log = logging.getLogger(__name__)
 
 HEADER = ("t", "ax", "ay", "az", "gx", "gy", "gz")
 BLOCK_BYTES = 8 << 20
 
 
-class RecordingError(ValueError):
-    """A malformed recording; the message names the file, the line and the problem."""
 
 
-def _open(path: Path) -> BinaryIO:
+GZIP_MAGIC = b"\x1f\x8b"
+RAW_BYTES = 1 << 20
+
+
+class ByteSource:
+    """A recording's bytes in blocks; plain, or gzip (told by its magic bytes, not the name).
+
+    A damaged gzip stream (cut short, or corrupt in the middle) yields everything up to the
+    damage and then stops; ``damage`` says what happened, for the reader's warning.
+    """
+
+    def __init__(self, path: Path, fh: BinaryIO, block_bytes: int = BLOCK_BYTES):
+        self.path = path
+        self.fh = fh
+        self.block_bytes = block_bytes
+        self.gzip = fh.peek(2)[:2] == GZIP_MAGIC if hasattr(fh, "peek") else False
+        self.damage: str | None = None
+        self.text_bytes = 0
+
+    def blocks(self) -> Iterator[bytes]:
+        source = self._gunzip() if self.gzip else self._plain()
+        for block in source:
+            self.text_bytes += len(block)
+            yield block
+
+    def _plain(self) -> Iterator[bytes]:
+        while True:
+            try:
+                data = self.fh.read(self.block_bytes)
+            except OSError as exc:
+                raise RecordingError(f"{self.path}: cannot read ({exc.strerror})") from None
+            if not data:
+                return
+            yield data
+
+    def _gunzip(self) -> Iterator[bytes]:
+        inflate = zlib.decompressobj(wbits=31)
+        raw_pos, out, pending = 0, [], 0
+        while True:
+            raw = self.fh.read(RAW_BYTES)
+            if not raw:
+                break
+            if inflate.eof:  # the last member ended at a read boundary: another follows
+                inflate = zlib.decompressobj(wbits=31)
+            while raw:
+                try:
+                    text = inflate.decompress(raw)
+                except zlib.error as exc:
+                    self.damage = (f"corrupt gzip data near compressed byte {raw_pos} "
+                                   f"({exc}); the rest of the file is lost")
+                    yield b"".join(out)
+                    return
+                raw_pos += len(raw) - len(inflate.unused_data)
+                out.append(text)
+                pending += len(text)
+                raw = inflate.unused_data if inflate.eof else b""
+                if raw and raw[:2] != GZIP_MAGIC:
+                    self.damage = (f"bytes after the end of the gzip data (at compressed "
+                                   f"byte {raw_pos}) are not gzip and were ignored")
+                    yield b"".join(out)
+                    return
+                if raw:  # concatenated gzip members, as `cat a.gz b.gz` makes
+                    inflate = zlib.decompressobj(wbits=31)
+            if pending >= self.block_bytes:
+                yield b"".join(out)
+                out, pending = [], 0
+        if not inflate.eof:
+            self.damage = ("the gzip stream is cut short (no end marker, as after an "
+                           "interrupted write or copy); whatever followed is lost")
+        yield b"".join(out)
+
+
+def open_bytes(path: Path) -> BinaryIO:
+    """Open a recording for reading (``-`` is standard input), with a one-line error."""
+    if str(path) == "-":
+        return sys.stdin.buffer
     try:
-        if path.name.endswith(".gz"):
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb")
+        return open(path, "rb")  # buffered: peek() tells gzip from text
     except FileNotFoundError:
         raise RecordingError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise RecordingError(f"{path}: is a folder, not a recording") from None
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
 
@@ -95,60 +175,118 @@ def _fast_block(block: bytes, nlines: int, cols: list[int]) -> np.ndarray | None
     return arr
 
 
-def iter_csv(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[SampleChunk]:
-    """Yield the recording block by block; raise RecordingError naming the bad line."""
+def iter_csv(path: str | Path, *, block_bytes: int = BLOCK_BYTES,
+             warnings: list[str] | None = None,
+             fh: BinaryIO | None = None) -> Iterator[SampleChunk]:
+    """Yield the recording block by block; raise RecordingError naming the bad line.
+
+    Damage that leaves the rest readable (a gzip stream cut short, a torn last line) is
+    not an error: what is readable is yielded and a warning says what was lost. Warnings
+    go to ``warnings`` when given, else to the log. ``fh`` reads an already open file.
+    """
     p = Path(path)
-    with _open(p) as fh:
-        try:
-            header = fh.readline().decode("utf-8")
-        except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{p}: corrupt or not a CSV ({exc})") from None
-        if not header:
-            raise RecordingError(f"{p}: empty file; expected the header "
-                                 f"'{','.join(HEADER)}'")
-        cols = _columns(p, header)
-        lineno, prev_t, has_gyro, rows = 2, -np.inf, None, 0
-        rest = b""
-        while True:
-            try:
-                data = fh.read(block_bytes)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise RecordingError(f"{p}: corrupt or truncated after line {lineno - 1} "
-                                     f"({exc})") from None
-            buf = rest + data
-            if not data:
-                if not buf.strip():
-                    break
-                buf += b"\n"
+    handle = open_bytes(p) if fh is None else fh
+    notes: list[str] = [] if warnings is None else warnings
+    try:
+        yield from _parse(p, ByteSource(p, handle, block_bytes), notes)
+    finally:
+        if fh is None and handle is not sys.stdin.buffer:
+            handle.close()
+        if warnings is None:
+            for note in notes:
+                log.warning("%s", note)
+
+
+def _split_header(p: Path, src: ByteSource, blocks: Iterator[bytes]) -> tuple[list[int], bytes]:
+    buf = b""
+    for data in blocks:
+        buf += data
+        if b"\n" in buf:
+            break
+    nl = buf.find(b"\n")
+    head, rest = (buf, b"") if nl < 0 else (buf[:nl + 1], buf[nl + 1:])
+    if not head.strip():
+        if src.damage:
+            raise RecordingError(f"{p}: corrupt gzip, nothing readable ({src.damage})")
+        raise RecordingError(f"{p}: empty file; expected the header '{','.join(HEADER)}'")
+    try:
+        if b"\0" in head[:256]:
+            raise UnicodeDecodeError("utf-8", head, 0, 1, "NUL byte")
+        header = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordingError(f"{p}: binary data, not a recording (a CSV with the header "
+                             f"'{','.join(HEADER)}', the same gzipped, or a .ssrec)") from None
+    return _columns(p, header), rest
+
+
+def _parse(p: Path, src: ByteSource, warnings: list[str]) -> Iterator[SampleChunk]:
+    blocks = src.blocks()
+    cols, rest = _split_header(p, src, blocks)
+    lineno, prev_t, has_gyro, rows, first_t = 2, -np.inf, None, 0, None
+    tail = b""
+    for data in itertools.chain([rest], blocks, [None]):
+        if data is None:  # the end: a last line without its newline
+            if not tail.strip():
+                break
+            block = _last_line(p, tail, lineno, cols, src.damage, warnings)
+            if block is None:
+                break
+        else:
+            buf = tail + data
             cut = buf.rfind(b"\n") + 1
-            block, rest = buf[:cut], buf[cut:]
+            block, tail = buf[:cut], buf[cut:]
             if not block:
                 continue
-            nlines = block.count(b"\n")
-            arr = _fast_block(block, nlines, cols)
-            if arr is None:
-                try:
-                    text = block.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    bad = lineno + block[:exc.start].count(b"\n")
-                    raise RecordingError(f"{p}:{bad}: not UTF-8 text") from None
-                arr = _slow_block(p, text, lineno, cols)
-                if len(arr) != nlines:  # blank lines were skipped: recount line numbers
-                    numbers = [lineno + i for i, ln in enumerate(text.split("\n")[:-1])
-                               if ln.strip()]
-                else:
-                    numbers = None
-            else:
-                numbers = None
-            chunk, prev_t, has_gyro = _check(p, arr, lineno, numbers, prev_t, has_gyro)
-            rows += len(arr)
-            if len(arr):
-                yield chunk
-            lineno += nlines
-            if not data:
-                break
+        nlines = block.count(b"\n")
+        arr, numbers = _parse_block(p, block, nlines, lineno, cols)
+        chunk, prev_t, has_gyro = _check(p, arr, lineno, numbers, prev_t, has_gyro)
+        rows += len(arr)
+        if len(arr):
+            first_t = float(chunk.t[0]) if first_t is None else first_t
+            yield chunk
+        lineno += nlines
+    if src.damage:
+        span = f" (t {first_t:g} to {prev_t:g} s)" if rows else ""
+        warnings.append(f"{p}: {src.damage}; read {rows} rows{span}")
     if rows == 0:
         raise RecordingError(f"{p}: no data rows after the header")
+
+
+def _last_line(p: Path, tail: bytes, lineno: int, cols: list[int], damage: str | None,
+               warnings: list[str]) -> bytes | None:
+    """The unterminated last line: kept when complete, else dropped with a warning (a
+    write or copy that was cut off tears the last line)."""
+    text = tail.decode("utf-8", "replace").strip()
+    torn = (f"{p}:{lineno}: the last line {text[:40]!r} is torn (the file was cut off "
+            "while it was written); ignored")
+    if damage:
+        warnings.append(torn)
+        return None
+    block = tail + b"\n"
+    try:
+        _parse_block(p, block, 1, lineno, cols)
+    except RecordingError:
+        warnings.append(torn)
+        return None
+    return block
+
+
+def _parse_block(p: Path, block: bytes, nlines: int, lineno: int,
+                 cols: list[int]) -> tuple[np.ndarray, list[int] | None]:
+    """Fast C parse of a block; on failure the slow pass names the bad line."""
+    arr = _fast_block(block, nlines, cols)
+    if arr is not None:
+        return arr, None
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = lineno + block[:exc.start].count(b"\n")
+        raise RecordingError(f"{p}:{bad}: not UTF-8 text") from None
+    arr = _slow_block(p, text, lineno, cols)
+    if len(arr) == nlines:
+        return arr, None
+    # blank lines were skipped: recount line numbers
+    return arr, [lineno + i for i, ln in enumerate(text.split("\n")[:-1]) if ln.strip()]
 
 
 def _check(p: Path, arr: np.ndarray, lineno: int, numbers: list[int] | None,

@@ -2,13 +2,12 @@
 
 Per tick: signed flexion (accelerometer angle, gyro-aided by a complementary filter
 where a gyro exists) and lateral lean; the slouch state machine. Per second: posture,
-sedentary bouts, stale-calibration check, metrics and (optionally) state records.
+sedentary bouts, metrics and (optionally) state records.
 All state carries across blocks; see `spinesense.edge.pipeline` for the ordering rules.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,6 @@ from spinesense.edge.sedentary import SedentaryParams, SedentaryState, detect_se
 from spinesense.edge.slouch import Q, SlouchParams, SlouchState, close_open, detect_slouch
 
 GYRO_HIGHPASS_HZ = 0.005  # removes the gyro bias (drifting over minutes) before integration
-STALE_WINDOW_S = 30       # walking seconds per stale-calibration check
-UQ = 1_000_000            # unit vectors summed as exact integers
 
 
 def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
@@ -37,6 +34,8 @@ def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
         rate = (tf.gyro @ cal.lateral)[:, None]
         rate = rate_filter.run(rate, starts)[:, 0]
         flex, prev = gyro_flexion(flex, rate, starts, tau_s, prev)
+    if not cal.signed:  # sign unknown: judged either way, never inverted
+        flex, lat = np.abs(flex), np.abs(lat)
     return flex, lat, prev
 
 
@@ -53,9 +52,6 @@ class Detectors:
         self.posture_state = PostureState()
         self.sed_state = SedentaryState()
         self.metrics = MetricsAggregator(cfg.metrics.interval_s)
-        self._stale_sum = np.zeros(3, np.int64)
-        self._stale_n = 0
-        self.stale_reported = False
         self.last_k: int | None = None
         # when a list: each block's per-tick flexion/blocking and per-second posture are
         # appended, so that `spinesense tune` can rerun the pure detectors over them
@@ -67,7 +63,12 @@ class Detectors:
         self.sedentary = SedentaryParams(cfg.sitting.limit_min * 60.0, cfg.sitting.break_s,
                                          cfg.sitting.repeat_min * 60.0)
         self.tau_s = cfg.pipeline.gyro_time_constant_s
-        self.stale_deg = cfg.pipeline.stale_deg
+
+    def set_calibration(self, cal: Calibration) -> None:
+        """Use ``cal`` from the next block on; the gyro fusion restarts from it."""
+        self.cal = cal
+        self.cf_prev = None
+        self.rate_filter.reset()
 
     def snooze(self, until: float) -> None:
         self.sed_state.snooze_until = until
@@ -120,7 +121,6 @@ class Detectors:
         sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
                                                                self.sed_state)
         out += sed_events
-        out += self._stale(sf, posture)
         if self.states and m:
             mean = flex_sum / np.maximum(sf.n, 1) / Q
             lmean = lat_sum / np.maximum(sf.n, 1) / Q
@@ -136,34 +136,6 @@ class Detectors:
         else:
             out += self.metrics.add(rows, frontier_sec)
         return out
-
-    def _stale(self, sf: SecondFeatures, posture: np.ndarray) -> list[dict[str, Any]]:
-        """Walking is upright: if its gravity direction is far from the stored upright,
-        the clip has probably moved."""
-        if self.stale_reported:
-            return []
-        w = np.flatnonzero(posture == WALKING)
-        if len(w) == 0:
-            return []
-        g = sf.grav[w]
-        gq = np.round(g / np.linalg.norm(g, axis=1, keepdims=True) * UQ).astype(np.int64)
-        need = STALE_WINDOW_S - self._stale_n
-        while len(gq) >= need:
-            self._stale_sum += gq[:need].sum(axis=0)
-            sec_done = float(sf.sec[w[need - 1]])
-            mean = self._stale_sum / np.linalg.norm(self._stale_sum)
-            angle = math.degrees(math.acos(max(-1.0, min(1.0, float(mean @ self.cal.up)))))
-            self._stale_sum[:] = 0
-            gq, w = gq[need:], w[need:]
-            self._stale_n, need = 0, STALE_WINDOW_S
-            if angle > self.stale_deg:
-                self.stale_reported = True
-                return [{"type": "calibration_stale", "t": sec_done,
-                         "angle_deg": round(angle, 1), "evidence": "walking",
-                         "limit_deg": self.stale_deg}]
-        self._stale_sum += gq.sum(axis=0)
-        self._stale_n += len(gq)
-        return []
 
     def idle(self, frontier_sec: int) -> list[dict[str, Any]]:
         return self.metrics.add(SecondRows(*(np.zeros(0) for _ in range(10))), frontier_sec)

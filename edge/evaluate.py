@@ -16,6 +16,7 @@ Matching rules (also in docs/pipeline.md):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,9 @@ def run_one(scenario: str, seed: int, cfg: Config, *, accel_only: bool = False,
                            "repeat_s": cfg.sitting.repeat_min * 60.0})
     cal = sim.truth["calibration"]
     window = None if self_calibrate else (cal["start"], cal["end"])
+    if cfg.sensor.mount != "auto":  # the wearer sets mount right (board z: body x = back)
+        cfg = copy.deepcopy(cfg)
+        cfg.sensor.mount = "back-out" if sim.mounting[0, 2] < 0 else "back-in"
     records = replay(sim.chunk(), cfg, calibrate=window, states=True, chunk_size=chunk_size)
     return score(records, sim.truth, cfg, accel_only), records
 

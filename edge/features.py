@@ -21,6 +21,7 @@ from spinesense.edge.filters import (
     lowpass,
     segment_starts,
 )
+from spinesense.edge.gait import GaitDetector
 
 G = 9.80665
 STEP_BAND_HZ = (0.7, 3.5)
@@ -98,6 +99,16 @@ class SecondFeatures:
     walking: np.ndarray      # bool
     transitions: list[Transition] = field(default_factory=list)
 
+    def take(self, lo: int, hi: int) -> SecondFeatures:
+        """Seconds lo..hi-1 (indices), with the transitions that fall in them."""
+        m = len(self.sec)
+        first = -np.inf if lo == 0 else (float(self.sec[lo]) if lo < m else np.inf)
+        stop = np.inf if hi >= m else float(self.sec[hi])
+        return SecondFeatures(self.sec[lo:hi], self.n[lo:hi], self.steps[lo:hi],
+                              self.vert_rms[lo:hi], self.dyn_rms[lo:hi], self.grav[lo:hi],
+                              self.walking[lo:hi],
+                              [tr for tr in self.transitions if first <= tr.t < stop])
+
 
 def _norm_rows(v: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", v, v))
@@ -123,7 +134,7 @@ class FrontEnd:
         self._last_step_k = -(10**12)
         self._lift_state = 0                      # -1 below, 0 neutral, +1 above
         self._last_transition_k = -(10**12)
-        self._walk_prev = (-(10**12), 0, False)  # (second, steps, rhythmic) of the last
+        self.gait = GaitDetector()
         self._tail: TickFeatures | None = None    # last 2 s, for the transition look-back
 
     def ticks(self, tk: Ticks) -> TickFeatures:
@@ -186,15 +197,7 @@ class FrontEnd:
         dyn_rms = np.sqrt(np.add.reduceat(tf.dyn_mg[v] ** 2, first) / n)
         grav = np.add.reduceat(tf.grav[v], first, axis=0) / n[:, None]
         usec = sec[first]
-        # walking: rhythmic vertical movement with steps in this and the previous second
-        prev_steps = np.concatenate(([self._walk_prev[1]], steps[:-1]))
-        prev_sec = np.concatenate(([self._walk_prev[0]], usec[:-1]))
-        prev_steps = np.where(usec - prev_sec == 1, prev_steps, 0)
-        raw = (vert_rms > WALK_RMS_G) & (steps >= 1) & (steps + prev_steps >= 3)
-        # two rhythmic seconds in a row: a reach or a fidget is one burst, not a walk
-        prev_raw = np.concatenate(([self._walk_prev[2]], raw[:-1]))
-        walking = raw & np.where(usec - prev_sec == 1, prev_raw, False)
-        self._walk_prev = (int(usec[-1]), int(steps[-1]), bool(raw[-1]))
+        walking = self.gait.decide(tf.k, tf.vert_bp, v, usec, n, vert_rms ** 2 * n)
         out = SecondFeatures(usec, n, steps, vert_rms, dyn_rms, grav, walking)
         out.transitions = self._transitions(tf)
         return out

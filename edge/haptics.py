@@ -5,7 +5,8 @@ gpiozero, so any of its pin backends works (lgpio on bookworm; the mock factory 
 or ``GPIOZERO_PIN_FACTORY=mock`` to try it on a PC). Patterns are told apart by feel:
 
 * slouch: three short taps (0.15 s on, 0.15 s off) — "sit up";
-* sitting (first alert and reminders): two long buzzes (0.6 s on, 0.4 s off) — "get up".
+* sitting (first alert and reminders): two long buzzes (0.6 s on, 0.4 s off) — "get up";
+* feedback noted (a button press or a feedback command): one short tap (0.1 s).
 
 A pattern plays in gpiozero's background thread, so the live loop never waits for it; a
 newer alert replaces one still playing.
@@ -33,10 +34,12 @@ class Pattern:
 
 SLOUCH = Pattern(0.15, 0.15, 3)
 SITTING = Pattern(0.6, 0.4, 2)
+NOTED = Pattern(0.1, 0.1, 1)
 PATTERNS: dict[str, Pattern] = {
     "slouch_start": SLOUCH,
     "sitting_alert": SITTING,
     "sitting_reminder": SITTING,
+    "feedback": NOTED,
 }
 
 

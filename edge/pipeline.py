@@ -24,11 +24,14 @@ from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import Detectors
 from spinesense.edge.features import FrontEnd, SecondFeatures, TickFeatures
 from spinesense.edge.filters import TICK_HZ, Gap, Resampler, Ticks
-from spinesense.samples import SampleChunk
+from spinesense.edge.mount import MountTracker, calibrated_record
+from spinesense.samples import SampleChunk, SampleGuard
 
 # tie-break order of records with the same second and time
-RANK = {"metric": 0, "sitting_break": 1, "gap": 2, "calibrated": 3, "state": 9}
-END_OF_SECOND = ("metric", "sitting_break", "calibrated")
+RANK = {"metric": 0, "sitting_break": 1, "gap": 2, "calibration_stale": 3, "clip_moved": 3,
+        "mount_warning": 3, "calibrated": 4, "state": 9}
+END_OF_SECOND = ("metric", "sitting_break", "calibrated", "mount_warning", "clip_moved",
+                 "calibration_stale")
 
 
 def _gen_sec(rec: dict[str, Any]) -> int:
@@ -54,6 +57,7 @@ class Pipeline:
         self.states = states
         self.capture = capture  # spinesense tune: the detectors' inputs, block by block
         self.resampler = Resampler(cfg.pipeline.gap_s)
+        self.guard = SampleGuard(TICK_HZ, calibrate_window, cfg.pipeline.gap_s)  # input check
         self.front = FrontEnd(cfg.pipeline.gravity_cutoff_hz, cfg.pipeline.flexion_cutoff_hz)
         self._ticks: list[Ticks] = []
         self._gaps: list[Gap] = []
@@ -61,6 +65,7 @@ class Pipeline:
         self._commands: list[dict[str, Any]] = []
         self._done_sec: int | None = None
         self.detectors: Detectors | None = None
+        self.tracker: MountTracker | None = None
         self.auto: AutoCalibrator | None = None
         self.calibration: Calibration | None = None
         if calibration is not None and calibration.complete and calibrate_window is None:
@@ -75,12 +80,12 @@ class Pipeline:
                                        up_method="stored" if given is not None else "",
                                        wait_s=cfg.pipeline.calibration_wait_s,
                                        given_forward=None if calibration is None
-                                       else calibration.forward)
+                                       else calibration.forward, mount=cfg.sensor.mount)
 
     # -- public API ------------------------------------------------------------------
     def process(self, chunk: SampleChunk) -> list[dict[str, Any]]:
         """Feed samples; return the records of every second completed by them."""
-        ticks, gaps = self.resampler.push(chunk)
+        ticks, gaps = self.resampler.push(self.guard.clean(chunk))
         if len(ticks):
             self._ticks.append(ticks)
         self._gaps += gaps
@@ -97,6 +102,7 @@ class Pipeline:
 
     def flush(self) -> list[dict[str, Any]]:
         """End of data: finish the last partial second, open intervals and episodes."""
+        self.guard.check_window()
         out = self._run(None, frontier_sec=None)
         if self.detectors is None and self.auto is not None:
             cal = self.auto.finish(self._last_time())
@@ -104,6 +110,7 @@ class Pipeline:
                 out += self._lock(cal, final=True)
         if self.detectors is not None:
             out += self.detectors.flush()
+        out += self.guard.take(None, ready=True)
         return order(out) + self._take_commands()
 
     def snooze(self, minutes: float | None = None) -> None:
@@ -130,11 +137,13 @@ class Pipeline:
 
     def recalibrate(self) -> None:
         """Forget the calibration and learn a new one from the data that follows."""
-        self.auto = AutoCalibrator(wait_s=self.cfg.pipeline.calibration_wait_s)
+        self.auto = AutoCalibrator(wait_s=self.cfg.pipeline.calibration_wait_s,
+                                   mount=self.cfg.sensor.mount)
         self.calibration = None
         if self.detectors is not None:
             self._commands += self.detectors.flush()
         self.detectors = None
+        self.tracker = None
 
     # -- internals -------------------------------------------------------------------
     def _last_time(self) -> float:
@@ -148,6 +157,31 @@ class Pipeline:
         self.calibration = cal
         self.detectors = Detectors(self.cfg, cal, states=self.states)
         self.detectors.capture = self.capture
+        mount = (cal.facing if cal.signed else "auto") \
+            if cal.forward_method in ("guided lean", "stored calibration") or \
+            not cal.info.get("mount") else str(cal.info["mount"])
+        self.tracker = MountTracker(cal, mount, self.cfg.pipeline.stale_deg)
+
+    def _detect(self, tf: TickFeatures, sf: SecondFeatures,
+                frontier_sec: int | None) -> list[dict[str, Any]]:
+        """Run the detectors, switching calibration where the tracker decided to
+        (from a fixed second, so the split does not depend on the chunking)."""
+        assert self.detectors is not None and self.tracker is not None
+        out: list[dict[str, Any]] = []
+        for ch in self.tracker.feed(sf):
+            k_cut = ch.sec_from * TICK_HZ
+            cut_t, cut_s = int(np.searchsorted(tf.k, k_cut)), int(np.searchsorted(
+                sf.sec, ch.sec_from))
+            if cut_t or cut_s:
+                part = None if frontier_sec is None else min(frontier_sec, ch.sec_from - 1)
+                out += self.detectors.run(tf.take(slice(0, cut_t)), sf.take(0, cut_s),
+                                          part)
+                tf, sf = tf.take(slice(cut_t, None)), sf.take(cut_s, len(sf.sec))
+            if ch.cal is not None:
+                self.calibration = ch.cal
+                self.detectors.set_calibration(ch.cal)
+            out += ch.records
+        return out + self.detectors.run(tf, sf, frontier_sec)
 
     def _run(self, upto_k: int | None, frontier_sec: int | None) -> list[dict[str, Any]]:
         if not self._ticks:
@@ -170,12 +204,14 @@ class Pipeline:
             out += self._stage_b(tf, sf, gap_records, frontier_sec)
         elif self.detectors is not None and frontier_sec is not None:
             out += self.detectors.idle(frontier_sec)
+        if frontier_sec is not None:  # samples_dropped records, held like the rest
+            out += self.guard.take(frontier_sec + 1, ready=self.detectors is not None)
         return order(out) + self._take_commands()
 
     def _stage_b(self, tf: TickFeatures, sf: SecondFeatures, extra: list[dict[str, Any]],
                  frontier_sec: int | None) -> list[dict[str, Any]]:
         if self.detectors is not None:
-            return extra + self.detectors.run(tf, sf, frontier_sec)
+            return extra + self._detect(tf, sf, frontier_sec)
         assert self.auto is not None
         self._held.append((tf, sf, extra, frontier_sec))
         self.auto.feed(tf, sf)
@@ -188,14 +224,8 @@ class Pipeline:
         self._use(cal)
         assert self.detectors is not None
         locked_t = float(cal.info.get("locked_t", self._last_time()))
-        out: list[dict[str, Any]] = [{"type": "calibrated", "t": locked_t,
-                                      "method": cal.method,
-                                      "forward_method": cal.forward_method,
-                                      "up": [round(float(x), 5) for x in cal.up],
-                                      "forward": [round(float(x), 5) for x in cal.forward],
-                                      **{k: v for k, v in cal.info.items()
-                                         if k != "locked_t"}}]
+        out: list[dict[str, Any]] = [calibrated_record(cal, locked_t)]
         held, self._held = self._held, []
         for tf, sf, extra, frontier in held:
-            out += extra + self.detectors.run(tf, sf, None if final else frontier)
+            out += extra + self._detect(tf, sf, None if final else frontier)
         return out

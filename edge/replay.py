@@ -1,36 +1,53 @@
 """Replaying recordings through the live pipeline (DESIGN A2), and the human summary.
 
-The recording is streamed block by block from `spinesense.edge.csvread`, so a replay
-holds one block of samples at a time, not the whole file.
+The recording is streamed chunk by chunk from `spinesense.edge.recordings` (CSV, CSV.gz
+or .ssrec), so a replay holds one block of samples at a time, not the whole file.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from spinesense.config import Config
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.csvread import RecordingError, iter_csv, read_csv
+from spinesense.edge.recordings import Recording, open_recording, read_samples
 from spinesense.samples import SampleChunk
 
-__all__ = ["RecordingError", "iter_csv", "read_csv", "replay", "summary"]
+__all__ = ["RecordingError", "iter_csv", "open_recording", "read_csv", "read_samples",
+           "replay", "summary"]
+
+log = logging.getLogger(__name__)
+
+# records that say something may be wrong with the mounting or the calibration
+WARNING_TYPES = ("mount_warning", "clip_moved", "calibration_stale")
 
 
-def replay(source: str | Path | SampleChunk, cfg: Config | None = None, *,
-           calibrate: tuple[float, float] | None = None,
+def replay(source: str | Path | SampleChunk | Iterable[SampleChunk], cfg: Config | None = None,
+           *, calibrate: tuple[float, float] | None = None,
            calibration: Calibration | None = None, chunk_size: int | None = None,
-           states: bool = False) -> list[dict[str, Any]]:
-    """Run a recording through the pipeline; return all records in order.
+           states: bool = False, accel_unit: str = "auto",
+           time_unit: str = "auto") -> list[dict[str, Any]]:
+    """Run a recording (a path, an open `Recording`, or samples) through the pipeline;
+    return all records in order.
 
     ``chunk_size`` feeds the samples in pieces of that many (as the live loop does);
-    the result is the same as feeding everything at once.
+    the result is the same as feeding everything at once. Dropped samples are logged
+    as one warning at the end (and are in the records as ``samples_dropped``).
     """
     from spinesense.config import Config as _Config
     from spinesense.edge.pipeline import Pipeline
 
     cfg = cfg or _Config()
-    chunks = [source] if isinstance(source, SampleChunk) else iter_csv(source)
+    if isinstance(source, SampleChunk):
+        chunks: Iterable[SampleChunk] = [source]
+    elif isinstance(source, (str, Path)):
+        chunks = open_recording(source, accel_unit=accel_unit, time_unit=time_unit)
+    else:
+        chunks = source
     pipe = Pipeline(cfg, calibration, states=states, calibrate_window=calibrate)
     out: list[dict[str, Any]] = []
     for chunk in chunks:
@@ -39,19 +56,58 @@ def replay(source: str | Path | SampleChunk, cfg: Config | None = None, *,
         for i in range(0, n, max(step, 1)):
             out += pipe.process(chunk[i:i + step])
     out += pipe.flush()
+    dropped = drop_summary(out)
+    if dropped:
+        name = chunks.path if isinstance(chunks, Recording) else "replay"
+        log.warning("%s: %s", name, dropped)
     return out
 
 
-def summary(records: list[dict[str, Any]], name: str = "") -> str:
-    """The human summary of a replay: calibration, slouching, bouts and breaks."""
+def drop_summary(records: list[dict[str, Any]]) -> str:
+    """'dropped N samples: …' from the samples_dropped records, or '' when none were."""
+    drops = [r for r in records if r["type"] == "samples_dropped"]
+    if not drops:
+        return ""
+    by_reason: dict[str, int] = {}
+    for r in drops:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + int(r["count"])
+    total = sum(by_reason.values())
+    reasons = ", ".join(f"{n} {reason}" for reason, n in by_reason.items())
+    return (f"dropped {total} absurd sample{'s' if total != 1 else ''}: {reasons}; the "
+            f"first at t={drops[0]['t']:g} s (the samples around them were kept)")
+
+
+def _fields(rec: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in rec.items() if k not in ("type", "t"))
+
+
+def summary(records: list[dict[str, Any]], name: str = "", *,
+            calibration: Calibration | None = None, warnings: Iterable[str] = ()) -> str:
+    """The human summary of a replay: calibration (always with its confidence), input
+    problems, mount and slip warnings, slouching, bouts and breaks."""
     lines = [f"{name}:" if name else "replay:"]
     cal = next((r for r in records if r["type"] == "calibrated"), None)
     if cal is not None:
-        conf = f", confidence {cal['confidence']}" if "confidence" in cal else ""
         lines.append(f"  calibrated at t={cal['t']:g} s: upright from {cal['method']}, "
-                     f"forward axis {cal['forward_method']}{conf}")
+                     f"forward axis {cal['forward_method']}, confidence "
+                     f"{cal.get('confidence', 'not reported')}")
+    elif calibration is not None:
+        lines.append(f"  calibration: stored, {calibration.summary()}, confidence "
+                     f"{calibration.info.get('confidence', 'not recorded')}")
     else:
         lines.append("  calibration: stored")
+    for text in warnings:
+        lines.append(f"  warning: {text}")
+    dropped = drop_summary(records)
+    if dropped:
+        lines.append(f"  warning: {dropped}")
+    flagged = [r for r in records if r["type"] in WARNING_TYPES and
+               r["type"] != "calibration_stale"]
+    for r in flagged[:10]:
+        lines.append(f"  warning: {r['type']} at t={r['t']:g} s: {_fields(r)}")
+    if len(flagged) > 10:
+        lines.append(f"  ... {len(flagged) - 10} more warnings (use --jsonl)")
     ends = [r for r in records if r["type"] == "slouch_end"]
     slouched = sum(r["t"] - r["alert_t"] for r in ends)
     lines.append(f"  slouch episodes: {len(ends)} ({slouched / 60:.1f} min slouched after "

@@ -27,6 +27,7 @@ from spinesense import __version__, schema
 from spinesense.config import Config
 from spinesense.edge.clock import FixedWallClock, VirtualClock, WallClock
 from spinesense.edge.commands import CommandHandler, load_thresholds
+from spinesense.edge.feedback import Feedback
 from spinesense.edge.haptics import open_haptics
 from spinesense.edge.publisher import Publisher
 from spinesense.edge.spool import Spool
@@ -145,7 +146,10 @@ class EdgeService:
         self.publisher = Publisher(cfg, inflight=cfg.spool.inflight,
                                    wall_ms=lambda: self.clock.now_ms(),
                                    synced=lambda: self.clock.synced)
-        self.commands = CommandHandler(cfg, self.pipeline, self.status)
+        self.feedback = Feedback(cfg.feedback, mono=self.mono, clock=self.clock,
+                                 emit=lambda rec: self.emit([rec], []), pin_factory=pin_factory)
+        self.commands = CommandHandler(cfg, self.pipeline, self.status,
+                                       feedback=self.feedback.command)
         self.haptics = open_haptics(cfg.haptics.enabled, cfg.haptics.pin,
                                     pin_factory=pin_factory)
         self.notifier = Notifier()
@@ -178,7 +182,9 @@ class EdgeService:
 
             sim = simulate(scenario, seed, rate_hz=self.cfg.sensor.rate_hz,
                            accel_only=not self.cfg.sensor.use_gyro,
-                           duration_s=self.duration_s)
+                           duration_s=self.duration_s,  # the wearer clips it as configured
+                           mounting={"back-out": "normal", "back-in": "flipped"}.get(
+                               self.cfg.sensor.mount, "random"))
             motion = sim.motion()
             if self.duration_s is None:
                 self.duration_s = float(sim.truth["duration_s"])
@@ -209,6 +215,7 @@ class EdgeService:
         return {"state": "online", "version": __version__, "sensor": self.sensor_state,
                 "chip": self.reader.info.chip, "rate_hz": self.reader.info.rate_hz,
                 "spool_backlog": self.spool.backlog,
+                "unconfirmed": self.publisher.unconfirmed(self.spool),
                 "dropped_events": self.spool.dropped_events, "clock_synced": self.clock.synced,
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "commands_ok": self.commands.accepted,
@@ -225,6 +232,7 @@ class EdgeService:
         metric["gap_s"] = round(h["gap_s"], 3)
         metric["saturated"] = int(h["saturated"])
         metric["spool_backlog"] = self.spool.backlog
+        metric["unconfirmed"] = self.publisher.unconfirmed(self.spool)
 
     def _sensor_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -264,7 +272,10 @@ class EdgeService:
             items.append((kind, msg, None if synced else float(rec["t"])))
             self.counts[kind] += 1
         self.spool.add(items)
+        self.feedback.observe(out)
         for rec in out:
+            if rec["type"] in ("mount_warning", "clip_moved", "calibration_stale"):
+                log.warning("%s: %s", rec["type"], rec.get("message", rec))
             if self.haptics is not None and self.haptics.alert(rec["type"]):
                 log.info("haptics: %s", rec["type"])
             if rec["type"] == "calibrated" and self._save_calibration_next:
@@ -307,6 +318,7 @@ class EdgeService:
         """Everything that is not the sensor: clock sync, commands, status, MQTT."""
         if self.clock.refresh():
             self.spool.restamp(self.clock.to_ms, self.publisher.last_handed)
+        self.feedback.poll()
         while not self.publisher.commands.empty():
             kind, reply = self.commands.handle(*self.publisher.commands.get_nowait())
             self.publisher.reply(kind, reply)
@@ -371,6 +383,7 @@ class EdgeService:
         self.publisher.stop(final)
         if self.haptics is not None:
             self.haptics.close()
+        self.feedback.close()
         self.reader.close()
         if self.recorder is not None:
             self.recorder.close()
@@ -380,7 +393,10 @@ class EdgeService:
                  "%d still spooled", self.counts["events"], self.counts["metrics"],
                  self.publisher.published, backlog)
         if not drained:
-            log.error("%d messages are still spooled (broker unreachable for %.0f s); they "
-                      "are sent at the next start", backlog, timeout)
+            outage = self.publisher.outage_s
+            why = (f"the broker has been unreachable for {outage:.0f} s" if outage else
+                   f"storage did not confirm them within the {timeout:.0f} s drain")
+            log.error("%d messages are still spooled (%s); they are sent at the next start",
+                      backlog, why)
             return EXIT_UNDRAINED if by_duration else 0
         return 0

@@ -1,9 +1,12 @@
 """The durable outbox between the pipeline and MQTT: SQLite in WAL mode.
 
 Every event and metric is committed here, with its sequence number, *before* it is handed
-to MQTT, and it is deleted only after the broker's PUBACK. So:
+to MQTT, and it is deleted only once the collector confirms it is stored (``confirm``: the
+collector's stored mark), not at the broker's PUBACK: a broker may acknowledge a message
+and still lose it. (``ack``, delete on PUBACK, is kept for ``spool.delete_on = "puback"``.)
+So:
 
-* a broker outage only grows the backlog, replayed in seq order when the broker is back;
+* a broker or collector outage only grows the backlog, replayed in seq order afterwards;
 * a crash or power cut at any instant loses nothing committed: ``synchronous=FULL``
   fsyncs the WAL at every commit. (``NORMAL`` in WAL mode survives a process crash but
   can roll back the last commits on power loss; a message that had already been
@@ -11,8 +14,8 @@ to MQTT, and it is deleted only after the broker's PUBACK. So:
   the one thing the collector's dedupe-by-identity cannot repair.) The cost is one
   fsync per *batch*: the live loop commits what one sensor read produced in one
   transaction (see bench/bench_edge_service.py for the price per event);
-* a power cut between PUBACK and the delete only means the message is sent again with
-  the same seq: a duplicate the collector overwrites (same tags and timestamp).
+* a power cut between the confirmation and the delete only means the message is sent
+  again with the same seq: a duplicate the collector overwrites (same tags and timestamp).
 
 The seq counter lives in the same database (``meta.last_seq``), updated in the same
 transaction as the rows, so it survives restarts and never repeats. Disk use is bounded
@@ -154,31 +157,44 @@ class Spool:
         return [(s, k, p.encode()) for s, k, p in rows]
 
     def ack(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged messages (one transaction); returns how many were present."""
+        """Delete these messages (one transaction); returns how many were present."""
         seqs = list(seqs)
-        if not seqs:
+        parts = [seqs[i:i + 500] for i in range(0, len(seqs), 500)]
+        return self._delete([(f"seq IN ({','.join('?' * len(p))})", p) for p in parts])
+
+    def confirm(self, mark: int) -> int:
+        """Storage confirmed every seq up to ``mark``: delete them; returns how many."""
+        return self._delete([("seq <= ?", [mark])])
+
+    def _delete(self, wheres: list[tuple[str, list[int]]]) -> int:
+        if not wheres:
             return 0
         # A delete lost to a power cut only re-sends a message under the same seq (the
         # collector dedupes it), so deletes skip the fsync; the next insert's FULL commit
         # syncs the WAL, deletes included.
         self.db.execute("PRAGMA synchronous=NORMAL")
         try:
-            return self._delete(seqs)
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                gone = []
+                for where, args in wheres:
+                    gone += self.db.execute(f"DELETE FROM outbox WHERE {where} "
+                                            "RETURNING length(payload)", args).fetchall()
         finally:
             self.db.execute(f"PRAGMA synchronous={self.synchronous}")
-
-    def _delete(self, seqs: list[int]) -> int:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            gone = []
-            for i in range(0, len(seqs), 500):
-                part = seqs[i:i + 500]
-                gone += self.db.execute(
-                    f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(part))}) "
-                    "RETURNING length(payload)", part).fetchall()
         self.count -= len(gone)
         self.bytes -= sum(n for (n,) in gone) + len(gone) * ROW_OVERHEAD
         return len(gone)
+
+    def prev_seq(self, seq: int) -> int:
+        """The next lower seq still held, or 0: every seq between is settled."""
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE seq < ?",
+                               (seq,)).fetchone()[0]
+
+    def count_upto(self, seq: int) -> int:
+        """How many messages with seq <= ``seq`` are still held."""
+        return self.db.execute("SELECT count(*) FROM outbox WHERE seq <= ?",
+                               (seq,)).fetchone()[0]
 
     def restamp(self, to_ms: Callable[[float], int], after_seq: int) -> int:
         """Clock sync arrived: re-stamp unsent messages (seq > after_seq) from their

@@ -42,6 +42,9 @@ class Features:
     steps: np.ndarray     # steps per second
     calibration: Calibration
     records: list[dict[str, Any]]  # what the pipeline itself emitted with the config
+    n_samples: int = 0    # rows of the recording (to check labels against it)
+    t_first: float = 0.0  # first and last sample time, in the recording's time base
+    t_last: float = 0.0
 
     @property
     def t(self) -> np.ndarray:
@@ -59,13 +62,15 @@ class Features:
 
 def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None, *,
                      calibrate: tuple[float, float] | None = None,
-                     calibration: Calibration | None = None) -> Features:
-    """Replay once and keep the detectors' inputs."""
+                     calibration: Calibration | None = None, accel_unit: str = "auto",
+                     time_unit: str = "auto") -> Features:
+    """Replay once and keep the detectors' inputs (a recording: CSV, CSV.gz or .ssrec)."""
     from spinesense.edge.pipeline import Pipeline
-    from spinesense.edge.replay import read_csv
+    from spinesense.edge.recordings import read_samples
 
     cfg = cfg or Config()
-    chunk = source if isinstance(source, SampleChunk) else read_csv(source)
+    chunk = source if isinstance(source, SampleChunk) else \
+        read_samples(source, accel_unit=accel_unit, time_unit=time_unit)
     cap: list[dict[str, np.ndarray]] = []
     pipe = Pipeline(cfg, calibration, calibrate_window=calibrate, capture=cap)
     records = pipe.process(chunk) + pipe.flush()
@@ -76,7 +81,9 @@ def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None
         return np.concatenate([c[key] for c in cap])
 
     return Features(cat("k"), cat("flex"), cat("lateral"), cat("block"), cat("sec"),
-                    cat("posture"), cat("walking"), cat("steps"), pipe.calibration, records)
+                    cat("posture"), cat("walking"), cat("steps"), pipe.calibration, records,
+                    n_samples=len(chunk.t), t_first=float(chunk.t[0]),
+                    t_last=float(chunk.t[-1]))
 
 
 def slouch_events(f: Features, threshold_deg: float = 15.0, release_deg: float = 12.0,

@@ -215,13 +215,15 @@ def _parse_header(path: Path, data: bytes) -> tuple[dict[str, Any], int]:
     return json.loads(body), FILE_HEAD.size + length
 
 
-def iter_blocks(path: str | Path) -> Iterator[tuple[int, Any, int]]:
-    """Yield (kind, decoded block, offset) and finally (0, notes dict, offset)."""
+def iter_blocks(path: str | Path, data: bytes | None = None) -> Iterator[tuple[int, Any, int]]:
+    """Yield (kind, decoded block, offset) and finally (0, notes dict, offset). ``data``:
+    the file's bytes when already read (``path`` then only names it in messages)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
     header, pos = _parse_header(path, data)
     yield -1, header, 0
     skipped, torn = 0, False

@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and [sitting] sections; --label-* options override them.")
     add_common(p)
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--model", choices=("scripted", "independent"), default="scripted",
+                   help="scripted: the scenarios below (default); independent: the "
+                        "independent simulator's day types (firmware.worldsim), whose rate, "
+                        "facing, accel-only, timestamps and slip are drawn from the seed "
+                        "unless given")
     p.add_argument("--scenario", default="workday", metavar="NAME",
                    help="scenario name (see --list; default workday)")
     p.add_argument("--seed", type=parse_seed, default=DEFAULT_SEED,
@@ -51,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw the true flexion, slouch truth, postures and sitting "
                         "bouts ({seed} is replaced with --count)")
-    p.add_argument("--rate", type=parse_positive, default=100.0, metavar="HZ",
-                   help="sample rate in Hz (default 100)")
+    p.add_argument("--rate", type=parse_positive, metavar="HZ",
+                   help="sample rate in Hz (default 100; independent: drawn, 25–400)")
     p.add_argument("--accel-only", action="store_true",
                    help="accelerometer only: the gyro columns stay empty")
     p.add_argument("--duration", type=parse_duration, metavar="D",
@@ -76,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "from the first sample), as a lost sensor would; repeatable")
     p.add_argument("--jitter", type=parse_non_negative, default=0.0, metavar="MS",
                    help="timestamp jitter, σ in milliseconds (default 0)")
+    p.add_argument("--stamps", choices=("clean", "jitter", "logger"),
+                   help="independent model: timestamps (logger: 10–40 ms ticks, repeated "
+                        "stamps; default drawn from the seed)")
+    p.add_argument("--slip", choices=("yes", "no"),
+                   help="independent model: a clip slip mid-day (default drawn)")
     g = p.add_argument_group("truth labels (defaults from the config)")
     g.add_argument("--label-threshold", type=parse_positive, metavar="DEG", help="slouch threshold")
     g.add_argument("--label-release", type=parse_non_negative, metavar="DEG", help="slouch release")
@@ -106,6 +116,11 @@ def _labels(args: argparse.Namespace) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from spinesense.firmware.simulator import SCENARIOS
 
+    if args.model == "independent":
+        from spinesense.firmware.worldsim_cli import run_independent
+        return run_independent(args, _labels)
+    if args.rate is None:
+        args.rate = 100.0
     if args.list:
         width = max(map(len, SCENARIOS))
         for name, spec in SCENARIOS.items():

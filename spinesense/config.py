@@ -58,6 +58,12 @@ class SensorConfig:
     dlpf_hz: float = opt(20.0, "Chip's digital low-pass bandwidth in Hz (nearest supported).",
                          lo=5.0, hi=400.0)
     use_gyro: bool = opt(True, "Read the gyroscope (false: accelerometer only).")
+    mount: str = opt("back-out", "Which way the board's z axis points when it lies flat on "
+                     "the upper back: back-out (away from the body), back-in (into the "
+                     "body) or auto (learned from the data; until it is sure, a slouch is "
+                     "judged on sagittal flexion either way, so a recline may buzz too). "
+                     "Forward is the board normal's projection perpendicular to upright.",
+                     choices=("back-out", "back-in", "auto"))
     read_interval_s: float = opt(0.25, "How often the FIFO is drained in one burst.",
                                  lo=0.01, hi=2.0)
     retries: int = opt(5, "Retries of a failed I2C transfer before the chip is re-initialised.",
@@ -142,12 +148,36 @@ class SpoolConfig:
                              lo=1.0, hi=1e6)
     inflight: int = opt(64, "Messages handed to MQTT and not yet acknowledged, at most.",
                         lo=1, hi=10000)
+    delete_on: str = opt("stored", "When a spooled message may be deleted: once the "
+                         "collector confirms it is stored (its <prefix>/<device>/stored "
+                         "mark), or already at the broker's PUBACK (only for consumers "
+                         "other than the spinesense collector: a broker crash then loses "
+                         "data).", choices=("stored", "puback"))
+    resend_after_s: float = opt(30.0, "Re-send what the broker acknowledged but storage has "
+                                "not confirmed after this long (doubling, up to 10 min, "
+                                "while nothing is confirmed).", lo=1.0, hi=86400.0)
 
 
 @dataclass
 class HapticsConfig:
     enabled: bool = opt(False, "Buzz a vibration motor on alerts.")
     pin: int = opt(18, "BCM GPIO pin driving the motor (through a transistor).", lo=0, hi=27)
+
+
+@dataclass
+class FeedbackConfig:
+    button: bool = opt(False, "Read a feedback push button (between the pin and GND): a short "
+                       "press says the last buzz was wrong (or, with no recent buzz, that "
+                       "you are taking a break); a long press says you are slouching now.")
+    pin: int = opt(17, "BCM GPIO pin of the feedback button (internal pull-up).", lo=0, hi=27)
+    long_press_s: float = opt(1.5, "Holding the button this long means \"I am slouching now\".",
+                              lo=0.2, hi=10.0)
+    false_alarm_window_s: float = opt(60.0, "A short press (or a false_alarm command) refers "
+                                      "to the most recent buzz at most this long ago.",
+                                      lo=1.0, hi=3600.0)
+    straighten_s: float = opt(60.0, "spinesense tune: an unmarked slouch alert whose episode "
+                              "ended (released) within this long counts as a weak positive.",
+                              lo=1.0, hi=3600.0)
 
 
 @dataclass
@@ -212,6 +242,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     haptics: HapticsConfig = field(default_factory=HapticsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     influx: InfluxConfig = field(default_factory=InfluxConfig)
@@ -305,6 +336,9 @@ def _check_cross(cfg: Config) -> None:
     if not dev or not all(c.isalnum() or c in "-_" for c in dev) or len(dev) > 64:
         raise _fail("device.id", f"{dev!r} is not a valid id",
                     "use 1-64 letters, digits, '-' or '_'")
+    if cfg.feedback.button and cfg.haptics.enabled and cfg.feedback.pin == cfg.haptics.pin:
+        raise _fail("feedback.pin", f"GPIO{cfg.feedback.pin} is also haptics.pin",
+                    "wire the button and the motor to different pins")
     if cfg.spool.hard_cap_mb < cfg.spool.max_mb:
         raise _fail("spool.hard_cap_mb", f"{cfg.spool.hard_cap_mb} is below spool.max_mb",
                     "the hard cap must be at least max_mb")

@@ -53,7 +53,7 @@ def test_no_command_prints_help_and_fails() -> None:
 def test_a_closed_pipe_is_not_a_crash(tmp_path) -> None:
     """`spinesense replay FILE --jsonl | head -1` ends quietly."""
     from spinesense.firmware.simulator import simulate
-    sim = simulate("mixed", 1, duration_s=3600)
+    sim = simulate("mixed", 1, duration_s=3600, mounting="normal")
     path = tmp_path / "s.csv"
     sim.write(path)
     res = subprocess.run(f"{sys.executable} -m spinesense replay {path} --jsonl --states | head -1",

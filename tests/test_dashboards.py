@@ -25,7 +25,9 @@ from spinesense.devservers import InfluxD
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-DATASOURCE_UID = "spinesense-influx"
+DATASOURCE_UID = "spinesense-influx"  # the provisioned datasource
+DS_INPUT = "DS_INFLUXDB"  # the import input, and the hidden variable that resolves it
+DS_REF = {"type": "influxdb", "uid": "${" + DS_INPUT + "}"}
 DATASOURCE_YAML = ROOT / "dashboards/provisioning/datasources/influxdb.yaml"
 PROVIDER_YAML = ROOT / "dashboards/provisioning/dashboards/spinesense.yaml"
 # Grafana's own variables: always defined.
@@ -53,7 +55,7 @@ def queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
     out = [(f"panel {p['id']} {p['title']!r} {t['refId']}", t["query"])
            for p in panels(dash) for t in p.get("targets", [])]
     out += [(f"annotation {a['name']!r}", a["query"]) for a in dash["annotations"]["list"]
-            if a.get("datasource", {}).get("uid") == DATASOURCE_UID]
+            if a.get("datasource", {}).get("type") == "influxdb"]
     out += [(f"variable ${v['name']}", v["query"]) for v in dash["templating"]["list"]
             if v["type"] == "query"]
     return out
@@ -61,7 +63,8 @@ def queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
 
 def used_variables(dash: dict[str, Any]) -> set[str]:
     text = json.dumps([q for _, q in queries(dash)]
-                      + [p.get("description", "") + p.get("title", "") for p in panels(dash)])
+                      + [p.get("description", "") + p.get("title", "") for p in panels(dash)]
+                      + [r["uid"] for r in datasource_refs(dash)])
     return {a or b for a, b in VAR_RE.findall(text.replace("\\\"", '"'))}
 
 
@@ -84,15 +87,15 @@ def test_dashboard_structure(path: Path) -> None:
                 assert (x, y) not in cells, (f"{p['title']!r} overlaps panel "
                                              f"{cells[(x, y)]} at {x},{y}")
                 cells[(x, y)] = p["id"]
-    # every datasource reference is the provisioned one (or Grafana's built-in)
-    refs = re.findall(r'"datasource": \{[^}]*\}', json.dumps(dash))
+    # every datasource reference is the import input (or Grafana's built-in); how it
+    # resolves on each path is checked in test_dashboard_imports_both_ways
+    refs = datasource_refs(dash)
     assert refs
     for ref in refs:
-        uid = json.loads(ref.split(": ", 1)[1])["uid"]
-        assert uid in (DATASOURCE_UID, "-- Grafana --"), f"unknown datasource uid {uid}"
+        assert ref == DS_REF or ref["uid"] == "-- Grafana --", f"datasource {ref}"
     for p in panels(dash):
         if p["type"] != "row":
-            assert p["datasource"]["uid"] == DATASOURCE_UID and p["targets"], p["title"]
+            assert p["datasource"] == DS_REF and p["targets"], p["title"]
             assert p.get("description"), f"panel {p['title']!r} has no description"
             for t in p["targets"]:
                 assert t["rawQuery"] and "$timeFilter" in t["query"], (p["title"], t["query"])
@@ -105,6 +108,98 @@ def test_dashboard_structure(path: Path) -> None:
     assert device["query"] == 'SHOW TAG VALUES FROM "posture" WITH KEY = "device"'
     # InfluxQL only: no Flux anywhere
     assert not any("from(bucket" in q or "|>" in q for _, q in queries(dash))
+
+
+def datasource_refs(node: Any) -> list[dict[str, Any]]:
+    """Every ``"datasource": {...}`` object anywhere in the JSON."""
+    out = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource" and isinstance(value, dict):
+                out.append(value)
+            out += datasource_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            out += datasource_refs(value)
+    return out
+
+
+def strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def grafana_ui_import(dash: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
+    """What Grafana's "Import dashboard" does with ``__inputs`` (its backend
+    DashTemplateEvaluator): every input needs a value, then every ``${NAME}`` of an input
+    in any string becomes that value, and ``__inputs`` is dropped. Other ``${...}``
+    (dashboard variables) stay."""
+    values = {}
+    for inp in dash.get("__inputs", []):
+        assert inp["name"] in chosen, f"the import would ask for input {inp['name']}"
+        values["${" + inp["name"] + "}"] = chosen[inp["name"]]
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k != "__inputs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            return re.sub(r"\$\{.+?\}", lambda m: values.get(m.group(0), m.group(0)), node)
+        return node
+
+    return walk(dash)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_imports_both_ways(path: Path) -> None:
+    """One JSON for both paths: Grafana's UI import fills the ``${DS_INFLUXDB}`` input
+    with the datasource chosen in the import dialog; file provisioning leaves the JSON as
+    it is, and the same ``${DS_INFLUXDB}`` then resolves through the hidden datasource
+    variable of that name, set to the provisioned uid."""
+    dash = load(path)
+    # the import dialog: one InfluxDB datasource input, and what the dashboard needs
+    assert dash["__inputs"] == [{**dash["__inputs"][0], "name": DS_INPUT, "type": "datasource",
+                                 "pluginId": "influxdb", "pluginName": "InfluxDB"}]
+    assert dash["__inputs"][0]["label"] and dash["__inputs"][0]["description"]
+    requires = {(r["type"], r["id"]): r for r in dash["__requires"]}
+    assert ("datasource", "influxdb") in requires
+    # the weekday x hour matrix needs the Format time transformation (Grafana 10.1)
+    major, minor = map(int, requires[("grafana", "grafana")]["version"].split(".")[:2])
+    assert (major, minor) >= (10, 1)
+    used = {p["type"] for p in panels(dash) if p["type"] != "row"}
+    assert used == {i for t, i in requires if t == "panel"}, "__requires lists the panels"
+
+    # 1. UI import into a Grafana whose InfluxDB has some other uid
+    imported = grafana_ui_import(dash, {DS_INPUT: "P951FEA4DE68E13C5"})
+    assert "__inputs" not in imported
+    assert not [s for s in strings(imported) if "${" + DS_INPUT + "}" in s]
+    influx = [r for r in datasource_refs(imported) if r["type"] == "influxdb"]
+    assert influx and all(r["uid"] == "P951FEA4DE68E13C5" for r in influx)
+    for p in panels(imported):
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "P951FEA4DE68E13C5", p["title"]
+            assert all(t["datasource"]["uid"] == "P951FEA4DE68E13C5" for t in p["targets"])
+    assert queries(imported) == queries(dash), "the import leaves the queries alone"
+
+    # 2. file provisioning: the JSON as it is; ${DS_INFLUXDB} is a dashboard variable of
+    # type datasource, defined before every variable that queries through it, hidden,
+    # and set to the uid the provisioned datasource has
+    provisioned_uid = yaml.safe_load(DATASOURCE_YAML.read_text())["datasources"][0]["uid"]
+    variables = dash["templating"]["list"]
+    ds_var = variables[0]
+    assert ds_var["name"] == DS_INPUT and ds_var["type"] == "datasource"
+    assert ds_var["query"] == "influxdb" and ds_var["hide"] == 2
+    assert ds_var["current"]["value"] == provisioned_uid == DATASOURCE_UID
+    assert ds_var["current"]["text"] == yaml.safe_load(
+        DATASOURCE_YAML.read_text())["datasources"][0]["name"]
+    for ref in datasource_refs(dash):
+        if ref["type"] == "influxdb":
+            name = VAR_RE.fullmatch(ref["uid"])
+            assert name and (name.group(1) or name.group(2)) == DS_INPUT, ref
 
 
 def test_provisioning_files() -> None:
@@ -214,6 +309,19 @@ class Stored:
         return 100 * sum(r["slouch_s"] for r in rows) / sum(r["interval_s"] for r in rows)
 
 
+def _wearer_presses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A few feedback events (DESIGN A4), made by the edge's own code: "that was wrong"
+    after the first slouch alert, "slouching now" and "a break" later in the day."""
+    from spinesense.edge.feedback import ALERT_TYPES, AlertMemory
+
+    memory = AlertMemory(60.0)
+    memory.observe([r for r in records if r["type"] in ALERT_TYPES])
+    first = next(r["t"] for r in records if r["type"] == "slouch_start")
+    last = max(r["t"] for r in records)
+    return [memory.short_press(first + 5.0), memory.record("missed_slouch", last - 1800.0),
+            memory.short_press(last - 600.0)]
+
+
 @pytest.fixture(scope="module")
 def stored(influxd: InfluxD) -> Stored:
     """Simulated days → the real pipeline (replay) → record_to_message → message_to_line
@@ -230,13 +338,15 @@ def stored(influxd: InfluxD) -> Stored:
     out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     seqs: dict[str, int] = {}
     for device, day, hour, hours, seed in DAYS:
-        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600)
+        sim = simulate("workday", seed=seed, rate_hz=50, duration_s=hours * 3600,
+                       mounting="normal")
         cal = (sim.truth["calibration"]["start"], sim.truth["calibration"]["end"])
         chunk = sim.chunk()
         if device == "bob":  # the sensor drops out for 40 s: a gap, as on a real day
             keep = (chunk.t < 1800) | (chunk.t >= 1840)
             chunk = SampleChunk(chunk.t[keep], chunk.acc[keep], chunk.gyro[keep])
         records = replay(chunk, cfg, calibrate=cal)
+        records += _wearer_presses(records)
         offset = (DAY0 + timedelta(days=day, hours=hour)).timestamp() - float(sim.t[0])
         lines = records_to_lines(records, device, offset, seq0=seqs.get(device, 0))
         seqs[device] = seqs.get(device, 0) + len(lines)
@@ -324,9 +434,13 @@ def test_posture_trends_queries_on_real_data(influxd: InfluxD, stored: Stored,
     assert all(d >= 5 for d in durations)  # at least the delay
     posture_min = by_title(res, "Time by posture per hour")
     assert all(0 <= x <= 60.01 * len(devices) for row in posture_min for x in row)
-    ann = next(v for k, v in res.items() if k.startswith("annotation"))
+    ann = res["annotation 'Alerts'"]
     assert len(values(ann)) == count["slouch_start"] + count["sitting_alert"] + count[
         "sitting_reminder"]
+    # the wearer's feedback (DESIGN A4), each press with its kind
+    feedback = [r["kind"] for _, r in recs if r["type"] == "feedback"]
+    assert sorted(v[0] for v in values(res["annotation 'Feedback'"])) == sorted(feedback)
+    assert "false_alarm" in feedback and "missed_slouch" in feedback
     var = next(v for k, v in res.items() if k.startswith("variable"))
     assert sorted(x[-1] for x in values(var)) == ["alice", "bob"]
 
@@ -429,5 +543,7 @@ def test_device_health_queries_on_real_data(influxd: InfluxD, stored: Stored,
     assert by_title(res, "Status")[0][-1] in ("online", "offline")
     assert 0 < by_title(res, "Data coverage")[0][0] <= 101
     assert all(v[0] >= 0 for v in by_title(res, "Spool backlog"))
+    unconfirmed = [v[0] for v in by_title(res, "Unconfirmed by storage")]
+    assert unconfirmed and all(v >= 0 for v in unconfirmed)
     assert max(v[0] for v in by_title(res, "Collector throughput")) > 0
     assert max(v[0] for v in by_title(res, "Messages per minute")) > 0

@@ -58,6 +58,7 @@ def _cfg(port: int, device: str, tmp_path: Path, **mqtt_keys) -> Config:
     cfg.device.id = device
     cfg.device.state_dir = str(tmp_path / "state")
     cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.reconnect_max_s = "127.0.0.1", port, 2.0
+    cfg.spool.delete_on = "puback"  # no collector here (see the stored-mark tests)
     for key, value in mqtt_keys.items():
         setattr(cfg.mqtt, key, value)
     return cfg
@@ -180,7 +181,7 @@ def test_password_auth_from_the_environment_and_refusal(
     toml = tmp_path / "c.toml"
     toml.write_text(f'[device]\nid = "{unique_device}"\nstate_dir = "{tmp_path}"\n'
                     f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "edge"\n'
-                    'reconnect_max_s = 1.0\n')
+                    'reconnect_max_s = 1.0\n[spool]\ndelete_on = "puback"\n')
     monkeypatch.setenv("SPINESENSE_MQTT_PASSWORD", "wrong")
     spool = Spool(tmp_path / "spool.db")
     _fill(spool, 3, unique_device)
@@ -293,3 +294,160 @@ def test_reconnect_backoff_is_exponential_jittered_and_capped(tmp_path: Path) ->
     assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps, strict=True))
     assert len({round(d, 6) for d in delays[-6:]}) > 1  # jittered, not lock-step
     assert max(delays) <= 8.0
+
+
+# -- end-to-end confirmation: the collector's stored mark, not the PUBACK, deletes ----------
+
+def _stored_cfg(port: int, device: str, tmp_path: Path, resend_after_s: float) -> Config:
+    cfg = _cfg(port, device, tmp_path)
+    cfg.spool.delete_on = "stored"
+    cfg.spool.resend_after_s = resend_after_s
+    cfg.spool.replay_rate = 5000
+    return cfg
+
+
+def _publish_mark(port: int, device: str, mark: int) -> None:
+    """What a collector does after a write: a retained QoS 1 stored mark."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    msg = schema.make_message(device, mark, int(time.time() * 1000), "stored",
+                              {"above": [], "by": "test"})
+    client.publish(f"spinesense/{device}/stored", schema.encode(msg), qos=1,
+                   retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_only_the_stored_mark_deletes_and_unconfirmed_messages_are_resent(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _stored_cfg(mosquitto.port, unique_device, tmp_path, resend_after_s=1.5)
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/+"], f"m-{unique_device}")
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 100, unique_device)
+    pub = Publisher(cfg, inflight=200)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        step = lambda: pub.pump(spool)  # noqa: E731
+        assert _wait(lambda: len(sub.seqs("events")) + len(sub.seqs("metrics")) == 100,
+                     step=step)
+        assert _wait(lambda: pub.unacked == 0, step=step)
+        # every message was PUBACKed, none is confirmed: nothing may go
+        assert spool.backlog == 100 and pub.unconfirmed(spool) == 100
+        sent = [m for t, m, _ in sub.got if not t.endswith("/status")]
+        assert [m["seq"] for m in sent] == list(range(1, 101))
+        assert [m["prev"] for m in sent] == list(range(0, 100))  # each links to the last
+        _publish_mark(mosquitto.port, unique_device, 40)
+        assert _wait(lambda: spool.backlog == 60, step=step)
+        assert spool.first_seq() == 41 and pub.unconfirmed(spool) == 60
+        # 41..100 stay unconfirmed: after resend_after_s they go again, in order, once
+        data = lambda: [m for t, m, _ in sub.got if t.rsplit("/", 1)[1] in  # noqa: E731
+                        ("events", "metrics")]
+        assert _wait(lambda: len(data()) >= 160, 10, step=step)
+        again = data()[100:]
+        assert [m["seq"] for m in again] == list(range(41, 101))
+        assert {k: v for k, v in again[0].items() if k != "prev"} == {
+            k: v for k, v in sent[40].items() if k != "prev"}  # the same message
+        assert again[0]["prev"] == 0  # nothing below 41 is held any more
+        _publish_mark(mosquitto.port, unique_device, 100)
+        assert pub.drain(spool, 10) and spool.backlog == 0 and pub.unconfirmed(spool) == 0
+    finally:
+        pub.stop(None)
+        sub.close()
+
+
+def test_a_restarted_edge_deletes_by_the_retained_mark_before_sending(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _stored_cfg(mosquitto.port, unique_device, tmp_path, resend_after_s=30)
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 50, unique_device)
+    _publish_mark(mosquitto.port, unique_device, 30)  # stored while the edge was down
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/events",
+                                      f"spinesense/{unique_device}/metrics"],
+                     f"r-{unique_device}")
+    pub = Publisher(cfg, inflight=100)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert _wait(lambda: len(sub.got) >= 20, step=lambda: pub.pump(spool))
+        time.sleep(0.3)
+        assert [m["seq"] for _, m, _ in sub.got] == list(range(31, 51))
+        assert sub.got[0][1]["prev"] == 0  # nothing below 31 is held any more
+    finally:
+        pub.stop(None)
+        sub.close()
+
+
+def test_a_mark_from_an_earlier_spool_is_ignored(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str, caplog) -> None:
+    cfg = _stored_cfg(mosquitto.port, unique_device, tmp_path, resend_after_s=30)
+    _publish_mark(mosquitto.port, unique_device, 5000)  # the device was reinstalled
+    spool = Spool(tmp_path / "spool.db")
+    _fill(spool, 10, unique_device)
+    pub = Publisher(cfg)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert _wait(lambda: pub._mark_arrived.is_set(), 5)
+        for _ in range(50):
+            pub.pump(spool)
+            time.sleep(0.01)
+        assert spool.backlog == 10
+        assert "belongs to an earlier spool" in caplog.text
+    finally:
+        pub.stop(None)
+
+
+def test_broker_outage_is_logged_first_then_with_its_length(
+        tmp_path: Path, unique_device: str, caplog, monkeypatch) -> None:
+    import logging
+
+    from spinesense.devservers import free_port
+    from spinesense.edge import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "OUTAGE_LOG_FIRST_S", 1.0)
+    port = free_port()
+    cfg = _cfg(port, unique_device, tmp_path)
+    cfg.mqtt.reconnect_max_s = 1.0
+    caplog.set_level(logging.INFO, logger="spinesense.edge.publisher")
+    pub = Publisher(cfg)
+    pub.start()
+    broker = Mosquitto(tmp_path / "late", port=port)
+    try:
+        assert _wait(lambda: "unreachable for" in caplog.text, 15)
+        first = caplog.text.index(f"cannot reach the broker at 127.0.0.1:{port}")
+        assert first < caplog.text.index("unreachable for")
+        assert caplog.text.count("cannot reach") == 1  # once, then the backed-off reports
+        broker.start()
+        assert pub.connected.wait(15)
+        assert "without the broker" in caplog.text
+        assert pub.outage_s == 0.0
+    finally:
+        pub.stop(None)
+        broker.stop()
+
+
+def test_prev_links_step_over_metrics_the_spool_bound_dropped(
+        tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
+    cfg = _stored_cfg(mosquitto.port, unique_device, tmp_path, resend_after_s=30)
+    sub = Subscriber(mosquitto.port, [f"spinesense/{unique_device}/events",
+                                      f"spinesense/{unique_device}/metrics"],
+                     f"p-{unique_device}")
+    spool = Spool(tmp_path / "spool.db", max_mb=0.003, hard_cap_mb=1.0)
+    _fill(spool, 60, unique_device)  # over the budget: the oldest metrics go
+    assert spool.dropped_metrics > 10
+    held = [seq for seq, _k, _p in spool.fetch(0, 1000)]
+    pub = Publisher(cfg)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        assert _wait(lambda: len(sub.got) == len(held), step=lambda: pub.pump(spool))
+        got = [m for _, m, _ in sub.got]
+        assert [m["seq"] for m in got] == held
+        # each message names the next lower seq still held: what lies between is gone
+        assert [m["prev"] for m in got] == [0, *held[:-1]]
+        assert any(m["seq"] - m["prev"] > 1 for m in got)
+    finally:
+        pub.stop(None)
+        sub.close()

@@ -40,6 +40,7 @@ port = {port}
 reconnect_max_s = 2.0
 [spool]
 replay_rate = 2000.0
+delete_on = "puback"  # no collector here: these tests are about the edge-broker leg
 """)
     return path
 

@@ -41,54 +41,125 @@ def test_a_stored_calibration_is_used_as_is(tmp_path: Path) -> None:
     assert sum(r["type"] == "slouch_start" for r in recs) == len(sim.truth["slouch_episodes"])
 
 
-def test_learned_forward_matches_the_body(tmp_path: Path) -> None:
-    sim = simulate("calibration", 9, accel_only=True)
-    recs = replay(sim.chunk(), Config())
+def _mount_of(sim) -> str:
+    """The facing the simulated board really has (its z axis along body −x: back-out)."""
+    return "back-out" if sim.mounting[0, 2] < 0 else "back-in"
+
+
+def _config(mount: str) -> Config:
+    cfg = Config()
+    cfg.sensor.mount = mount
+    return cfg
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_forward_comes_from_the_board_normal_and_the_mount(seed: int) -> None:
+    """Set right, the mount gives forward at once (no evidence needed, no hold) and the
+    evidence of the day agrees: no warning."""
+    sim = simulate("calibration", seed, accel_only=True)
+    recs = replay(sim.chunk(), _config(_mount_of(sim)))
     cal = next(r for r in recs if r["type"] == "calibrated")
     assert angle_deg(np.array(cal["up"]), sim.up_sensor) < 5.0
     assert angle_deg(np.array(cal["forward"]), -sim.forward_sensor) < 15.0
-    assert "sit_to_stand" in cal["forward_method"] or "brief" in cal["forward_method"]
+    assert cal["facing"] == _mount_of(sim) and cal["confidence"] == "normal"
+    assert cal["t"] < 30.0  # locked once upright was known
+    assert not any(r["type"] == "mount_warning" for r in recs)
 
 
-def test_moved_clip_is_reported_as_stale() -> None:
+def test_a_wrong_mount_raises_a_warning_and_never_runs_inverted() -> None:
+    sim = simulate("mixed", 401, accel_only=True, duration_s=3600)
+    wrong = "back-out" if _mount_of(sim) == "back-in" else "back-in"
+    recs = replay(sim.chunk(), _config(wrong), states=True)
+    warn = [r for r in recs if r["type"] == "mount_warning"]
+    assert len(warn) == 1 and warn[0]["agreement"] <= -0.5 and warn[0]["n_evidence"] >= 3
+    assert warn[0]["mount"] == wrong and "mounted the other way" in warn[0]["message"]
+    # from the warning on, slouch is judged either way: the true slouch alerts
+    after = [r for r in recs if r["type"] == "slouch_start" and r["t"] > warn[0]["t"]]
+    truth = [e for e in sim.truth["slouch_episodes"] if e["alert"] > warn[0]["t"] + 1]
+    assert truth and len(after) >= len(truth)
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_auto_mount_judges_either_way_until_the_sign_is_learned(seed: int) -> None:
+    sim = simulate("calibration", seed, accel_only=True)
+    recs = replay(sim.chunk(), _config("auto"), states=True)
+    cals = [r for r in recs if r["type"] == "calibrated"]
+    assert cals[0]["signed"] == 0 and cals[0]["confidence"] == "low"
+    assert cals[-1]["signed"] == 1 and cals[-1]["facing"] == _mount_of(sim)
+    assert angle_deg(np.array(cals[-1]["forward"]), -sim.forward_sensor) < 15.0
+    learned = cals[-1]["t"]
+    # before the sign is known flexion is unsigned: never inverted
+    early = [r["flexion_deg"] for r in recs if r["type"] == "state" and r["t"] < learned]
+    assert early and min(early) >= 0.0
+    ok = [e for e in sim.truth["slouch_episodes"]]
+    starts = [r for r in recs if r["type"] == "slouch_start"]
+    assert all(any(abs(s["onset"] - e["onset"]) < 3 for s in starts) for e in ok)
+
+
+def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     sim = simulate("walking", 5, duration_s=600)
     cal = Calibration(sim.up_sensor, -sim.forward_sensor, method="test")
     ok = replay(sim.chunk(), Config(), calibration=cal)
-    assert not any(r["type"] == "calibration_stale" for r in ok)
+    assert not any(r["type"] in ("calibration_stale", "clip_moved") for r in ok)
     moved = Rotation.from_rotvec(np.radians(35) * np.array([0.6, 0.8, 0.0])).as_matrix()
     acc = sim.acc.copy()
     gyro = sim.gyro.copy()
     late = sim.t > 300
     acc[late] = acc[late] @ moved.T
     gyro[late] = gyro[late] @ moved.T
-    recs = replay(SampleChunk(sim.t, acc, gyro), Config(), calibration=cal)
+    recs = replay(SampleChunk(sim.t, acc, gyro), Config(), calibration=cal, states=True)
+    slips = [r for r in recs if r["type"] == "clip_moved"]
+    assert len(slips) == 1 and 300 < slips[0]["t"] < 400
+    # the shift of walking's gravity direction (a 35° turn about an axis partly along
+    # gravity moves it by less)
+    assert 15.0 < slips[0]["shift_deg"] <= 35.0
+    cal2 = [r for r in recs if r["type"] == "calibrated"]
+    assert angle_deg(np.array(cal2[-1]["up"]), moved @ sim.up_sensor) < 5.0
+    # re-anchored: the flexion after it is the true one again
+    st = [r for r in recs if r["type"] == "state" and r["t"] > slips[0]["t"]]
+    true = np.interp([r["t"] + 0.5 for r in st], sim.t, sim.flexion_true)
+    err = np.abs(np.array([r["flexion_deg"] for r in st]) - true)
+    assert np.median(err) < 3.0
+
+
+def test_a_first_walk_far_from_upright_reports_a_stale_calibration() -> None:
+    sim = simulate("walking", 5, duration_s=600)
+    wrong_up = Rotation.from_rotvec(np.radians(30) * np.array([0.0, 1.0, 0.0])).apply(
+        sim.up_sensor)
+    cal = Calibration(wrong_up, -sim.forward_sensor, method="test")
+    recs = replay(sim.chunk(), Config(), calibration=cal)
     stale = [r for r in recs if r["type"] == "calibration_stale"]
-    assert len(stale) == 1 and stale[0]["t"] > 300 and stale[0]["angle_deg"] > 20
+    assert len(stale) == 1 and stale[0]["angle_deg"] > 20
+    assert stale[0]["reanchored"] == "walking upright"
 
 
-def test_nothing_to_learn_from_still_locks_with_a_loud_fallback() -> None:
+def test_a_still_wearer_needs_no_forward_evidence() -> None:
+    """Upright from the first still stretch; forward from the board normal at once."""
     t = np.arange(0, 120, 0.02)
     acc = np.tile([0.0, 0.6, 0.8], (len(t), 1)) + np.random.default_rng(1).normal(
         0, 0.003, (len(t), 3))
-    cfg = Config()
-    pipe = Pipeline(cfg)
+    pipe = Pipeline(Config())
     recs = pipe.process(SampleChunk(t, acc))
-    assert recs == []  # held: nothing is known about forward yet
-    recs += pipe.flush()
     cal = next(r for r in recs if r["type"] == "calibrated")
-    assert cal["confidence"] == "none" and "sign arbitrary" in cal["forward_method"]
+    assert cal["t"] <= 6.0 and "still" in cal["method"] and cal["confidence"] == "normal"
+    assert cal["forward_method"] == "board normal, mount back-out"
+    np.testing.assert_allclose(cal["forward"], [0.0, -0.8, 0.6], atol=1e-3)
+    recs += pipe.flush()
     assert len([r for r in recs if r["type"] == "metric"]) == 12
     assert not any(r["type"].startswith("slouch") for r in recs)
 
 
 def test_calibration_wait_limit_releases_held_output() -> None:
+    """No still stretch at all: after the wait, the mean direction, said loudly."""
     cfg = Config()
     cfg.pipeline.calibration_wait_s = 60.0
     t = np.arange(0, 300, 0.02)
-    acc = np.tile([0.0, 0.6, 0.8], (len(t), 1))
+    acc = np.tile([0.0, 0.6, 0.8], (len(t), 1)) + np.random.default_rng(2).normal(
+        0, 0.05, (len(t), 3))
     recs = Pipeline(cfg).process(SampleChunk(t, acc))
     cal = next(r for r in recs if r["type"] == "calibrated")
     assert cal["t"] == pytest.approx(60.0)  # released without waiting for the end
+    assert cal["confidence"] == "low" and "no still stretch" in cal["method"]
 
 
 def test_no_calibration_and_no_auto_calibrate_is_refused() -> None:

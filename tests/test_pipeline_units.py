@@ -243,7 +243,7 @@ def test_metrics_every_interval_with_the_schema_fields() -> None:
     metrics = [r for r in recs if r["type"] == "metric"]
     assert [m["t"] for m in metrics] == [110.0, 120.0, 130.0, 140.0, 150.0, 160.0]
     known = set(METRIC_FIELDS) - {"sample_rate_hz", "i2c_errors", "gap_s", "saturated",
-                                  "spool_backlog"}
+                                  "spool_backlog", "unconfirmed"}
     for m in metrics:
         assert known <= set(m) and m["interval_s"] == 10 and isinstance(m["posture"], str)
         assert m["unknown_s"] + m["sitting_s"] + m["standing_s"] == 10

@@ -4,6 +4,7 @@ InfluxDB, with the same numbers either way."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import struct
@@ -11,6 +12,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spinesense.analysis import dataset, report
@@ -47,7 +49,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Two simulated hours of an office day, as a DESIGN A1 CSV with its truth."""
-    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600)
+    sim = simulate("workday", seed=11, rate_hz=50, duration_s=2 * 3600, mounting="normal")
     csv_path, _ = sim.write(tmp_path_factory.mktemp("rec") / "day.csv.gz")
     return csv_path, sim.truth
 
@@ -149,7 +151,134 @@ def test_report_over_several_days_in_local_time(records, influxd, unique_db, uni
                  "--out", str(out)]) == 0
     page = out.read_text()
     assert "<h2>Day by day</h2>" in page
-    assert page.count("<tr><td>Mon 23 Nov</td>") == 1 and "<tr><td>Tue 24 Nov</td>" in page
+    assert page.count("<tr><td>Mon 23 Nov 2026</td>") == 1
+    assert "<tr><td>Tue 24 Nov 2026</td>" in page
     assert "CET" in page and len(IMG_RE.findall(page)) == 3
     assert main(["report", "-c", str(toml), "--device", unique_device, "--tz", "Mars/Base",
                  "--out", str(out)]) == 2
+
+
+# ------------------------------------------------------------- a recording over three days
+
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC).timestamp()
+# (day, start hour UTC, seed): an hour of office work on each of three days
+THREE_DAYS = [(0, 8.5, 31), (1, 9.0, 32), (2, 13.0, 33)]
+
+
+@pytest.fixture(scope="module")
+def three_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Three simulated hours on Mon, Tue and Wed, stitched into one DESIGN A1 CSV whose
+    t column is Unix time (as a recorder stamping with the wall clock writes it): nights
+    are gaps. The clip stays where it was (the same mounting every day)."""
+    from spinesense.firmware.csvfast import write_csv
+
+    days = []
+    for day, hour, seed in THREE_DAYS:
+        days.append(simulate("workday", seed=seed, rate_hz=25, duration_s=3600,
+                             t0=MONDAY + day * 86400 + hour * 3600,
+                             mounting=days[0].mounting if days else "random"))
+    path = tmp_path_factory.mktemp("3day") / "three-days.csv.gz"
+    write_csv(path, *(np.concatenate([getattr(d, k) for d in days])
+                      for k in ("t", "acc", "gyro")))
+    cal = days[0].truth["calibration"]
+    return path, f"{cal['start']}:{cal['end']}"
+
+
+def test_three_day_recording_has_dates_and_a_day_table(three_days, tmp_path: Path) -> None:
+    path, cal = three_days
+    out = tmp_path / "three-days.html"
+    assert main(["report", "--recording", str(path), "--calibrate", cal, "--tz",
+                 "Europe/Berlin", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Mon 23 Nov 2026 09:30 – Wed 25 Nov 2026 15:00 CET" in page
+    assert "1970" not in page and "Thu 01 Jan" not in page
+    assert "<h2>Day by day</h2>" in page
+    rows = re.findall(r"<tr><td>(\w{3} \d\d \w{3} 2026)</td><td>([\d.]+)</td>"
+                      r"<td>[\d.]+ %</td><td>(\d+)</td>", page)
+    assert [r[0] for r in rows] == ["Mon 23 Nov 2026", "Tue 24 Nov 2026", "Wed 25 Nov 2026"]
+    assert all(float(r[1]) == pytest.approx(1.0, abs=0.05) for r in rows), rows
+    total = int(re.search(r'>(\d+)</div><div class="l">slouch episodes', page).group(1))
+    assert sum(int(r[2]) for r in rows) == total > 0
+    assert "Unknown (grey)" in page and "Each bar fills its hour" in page
+    # in a real browser: every plot decodes; and the screenshot docs/report-3day.png is
+    check = tmp_path / "check.html"
+    check.write_text(page.replace("</body>", CHECK_SCRIPT))
+    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", check.as_uri()],
+                   tmp_path).stdout
+    assert "<title>images 3/3 loaded</title>" in dom
+    shot = tmp_path / "report-3day.png"
+    chromium([f"--screenshot={shot}", "--window-size=1280,1900", out.as_uri()], tmp_path)
+    assert png_size(shot.read_bytes()) == (1280, 1900)
+    assert shot.stat().st_size > 60_000, "a blank page compresses to almost nothing"
+    if os.environ.get("SPINESENSE_UPDATE_DOCS"):  # how docs/report-3day.png is made
+        shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "docs/report-3day.png")
+
+
+def tick_labels(fig) -> list[str]:
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+
+
+@pytest.fixture(scope="module")
+def three_day_records(three_days):
+    from spinesense.edge.replay import replay
+
+    path, cal = three_days
+    a, b = (float(x) for x in cal.split(":"))
+    return replay(str(path), load(None), calibrate=(a, b), states=True)
+
+
+def test_time_axes_never_wrap(three_day_records) -> None:
+    """With dates: day names where the day changes, never 1970. Without (the same data on
+    a monotonic clock from 0): elapsed days and hours, never a date, never wrapping."""
+    from zoneinfo import ZoneInfo
+
+    cfg = load(None)
+    dated = dataset.from_records(three_day_records, source="three days")
+    assert dated.epoch
+    labels = tick_labels(report.plot_flexion(dated, cfg, report.Clock(dated,
+                                                                      ZoneInfo("Europe/Berlin"))))
+    assert any("Tue 24 Nov" in x for x in labels), labels
+    assert not any("Jan" in x or "1970" in x for x in labels), labels
+    shift = three_day_records[0]["t"] - 5.0
+    plain = [{**r, **{k: r[k] - shift for k in ("t", "onset", "bout_start", "bout_end")
+                      if isinstance(r.get(k), float)}} for r in three_day_records]
+    undated = dataset.from_records(plain, source="three days, monotonic")
+    assert not undated.epoch
+    labels = tick_labels(report.plot_timeline(undated, report.Clock(undated)))
+    assert "day 2\n0:00" in labels and not any("Nov" in x or "Jan" in x for x in labels)
+    page = report.render(undated, cfg)
+    assert "<tr><td>day 2 (24–48 h)</td>" in page and "<tr><td>day 3 (48–72 h)</td>" in page
+    assert "over 3 days" in page and "carries no date" in page
+    # a recording just over a day counts hours past 24 instead of wrapping to 0:00
+    first_30h = [r for r in plain if r["t"] < 30 * 3600]
+    short = dataset.from_records(first_30h, source="30 h")
+    labels = tick_labels(report.plot_flexion(short, cfg, report.Clock(short)))
+    assert "24:00" in labels and labels == sorted(labels, key=lambda x: int(x.split(":")[0]))
+
+
+def test_hour_bars_unknown_and_clipped_extremes(three_day_records) -> None:
+    from matplotlib.colors import to_hex
+
+    cfg = load(None)
+    ds = dataset.from_records(three_day_records, source="three days")
+    clock = report.Clock(ds, UTC)
+    # every bar lies inside one clock hour: sitting and slouched of an hour share it
+    fig = report.plot_hourly(ds, clock)
+    bars = [(p.get_x() * 24, (p.get_x() + p.get_width()) * 24) for p in fig.axes[0].patches]
+    assert bars and all(int(a) == int(b - 1e-9) for a, b in bars), bars
+    assert all(a % 1 > 0 for a, _ in bars), "bars start just after the hour mark"
+    # unknown posture is drawn (the first minutes of each day) in its own row
+    fig = report.plot_timeline(ds, clock)
+    ax = fig.axes[0]
+    assert next(t.get_text() for t in ax.get_yticklabels()) == "unknown"
+    grey = [c for c in ax.collections
+            if to_hex(c.get_facecolor()[0]) == report.POSTURE_COLORS["unknown"]]
+    assert grey, "no unknown bars"
+    assert "unknown" in set(ds.line_posture[:60]), "the day starts unknown"
+    # a flexion spike far past the day's range is marked at the edge, with its value
+    ds.line_flexion[500:503] = 170.0
+    fig = report.plot_flexion(ds, cfg, clock)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "above the scale (to 170°)" in legend
+    assert fig.axes[0].get_ylim()[1] < 170

@@ -1,0 +1,330 @@
+"""The mounting model and what the data says about it (DESIGN A3).
+
+`make_calibration` turns an upright direction into a complete calibration: the board
+lies flat on the back, so its z axis is the back's normal, and ``[sensor] mount`` says
+which way it points. Forward needs no learning, only its sign with ``mount = "auto"``.
+
+`MountTracker` then watches the data, second by second, for the whole day:
+
+* **Evidence for the facing.** Behaviour that only goes one way leans the trunk
+  *forward*: every sit-to-stand and stand-to-sit (weight 1), brief deep excursions that
+  come back within ``BRIEF_S`` (reaches; weight 0.5), and walking (a slight forward
+  lean; weight 0.2 per ``WALK_WINDOW_S`` of walking, at most ``WALK_MAX_WEIGHT`` in all,
+  since the calibrated upright may have been slumped or reclined). Each piece is the
+  direction gravity's reaction swung, perpendicular to upright; a piece that is mostly
+  sideways (a side lean) is not counted. ``agreement`` is the weighted mean of their
+  components along the configured forward axis (+1: all agree, −1: all reversed).
+* With a configured facing, strong disagreement (``agreement <= WARN_AGREEMENT`` over
+  ``WARN_WEIGHT`` or more) raises one ``mount_warning``; slouch is then judged either
+  way (never inverted) until the evidence agrees again.
+* With ``auto``, the sign is taken once ``SURE_WEIGHT`` of evidence agrees by
+  ``SURE_AGREEMENT``; below ``UNSURE_AGREEMENT`` it is given up again. Every change is a
+  new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
+* **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
+  each ``WALK_WINDOW_S`` walking seconds is compared with the first one after the
+  calibration; ``SLIP_CONFIRM`` windows in a row more than ``SLIP_DEG`` away mean the
+  clip moved: upright is rotated by the same rotation (re-anchored), the forward axis
+  follows from the board normal, and a ``clip_moved`` record says by how much. A first
+  walk far (``stale_deg``) from the calibrated upright means the calibration itself was
+  wrong or the clip moved before any walk: ``calibration_stale``, and upright is
+  re-anchored on walking.
+
+Changes take effect from the second after the one that decided them, so the result does
+not depend on how the input was cut into chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spinesense.edge.calibration import (
+    MAX_NORMAL_TILT_DEG,
+    Calibration,
+    board_axis,
+    forward_from_mount,
+    normal_to_upright_deg,
+    orthogonal_forward,
+)
+from spinesense.edge.features import SecondFeatures
+
+BRIEF_S = 8
+BRIEF_MIN_DEG = 15.0
+BRIEF_BASE_DEG = 8.0
+WALK_WINDOW_S = 20
+WALK_LEAN_DEG = 1.5
+WALK_WEIGHT = 0.2
+WALK_MAX_WEIGHT = 1.0
+SIDEWAYS_COS = 0.5          # evidence less than 60° from the sagittal axis counts
+WARN_WEIGHT = 3.0
+WARN_AGREEMENT = -0.5
+RECOVER_AGREEMENT = 0.3
+SURE_WEIGHT = 2.5
+SURE_AGREEMENT = 0.6
+UNSURE_AGREEMENT = 0.4
+SLIP_DEG = 7.0
+SLIP_CONFIRM = 2
+
+
+def unit_or_none(v: np.ndarray) -> np.ndarray | None:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 and math.isfinite(n) else None
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit vector a to unit vector b (Rodrigues)."""
+    v = np.cross(a, b)
+    s, c = float(np.linalg.norm(v)), float(a @ b)
+    if s < 1e-12:
+        return np.eye(3)
+    k = v / s
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+
+
+def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
+                     window: tuple[float, float] | None = None, locked_t: float = 0.0,
+                     given_forward: np.ndarray | None = None,
+                     up_confidence: str = "normal") -> Calibration:
+    """A complete calibration from upright and the mounting model (see module doc)."""
+    tilt = normal_to_upright_deg(up)
+    on_back = tilt >= 90.0 - MAX_NORMAL_TILT_DEG
+    info: dict[str, Any] = {"locked_t": locked_t, "mount": mount}
+    if given_forward is None and tilt < 1.0:  # z along upright: no sagittal axis at all
+        helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+        cal = Calibration(up=up, forward=np.cross(up, helper), method=up_method,
+                          forward_method="unknown: the board's z axis is along upright, "
+                          "it does not lie on the back (axis arbitrary, judged either way)",
+                          window=window, facing="unknown", signed=False)
+        cal.info = {**info, "confidence": "none"}
+        return cal
+    if given_forward is not None:
+        cal = Calibration(up=up, forward=given_forward, method=up_method,
+                          forward_method="stored calibration", window=window)
+        info["confidence"] = up_confidence
+    elif mount == "auto":
+        cal = Calibration(up=up, forward=board_axis(up), method=up_method,
+                          forward_method="board normal, sign not known yet (mount auto): "
+                          "slouch judged on sagittal flexion either way",
+                          window=window, facing="unknown", signed=False)
+        info["confidence"] = "low"
+    else:
+        cal = Calibration(up=up, forward=forward_from_mount(up, mount), method=up_method,
+                          forward_method=f"board normal, mount {mount}", window=window,
+                          facing=mount)
+        info["confidence"] = up_confidence if on_back else "low"
+    if not on_back:
+        info["forward_method_note"] = (f"board z axis only {tilt:.0f}° from upright: "
+                                       "not flat on the back?")
+    cal.info = info
+    return cal
+
+
+def calibrated_record(cal: Calibration, t: float, **extra: Any) -> dict[str, Any]:
+    """The ``calibrated`` record for ``cal``, effective from ``t``."""
+    return {"type": "calibrated", "t": t, "method": cal.method,
+            "forward_method": cal.forward_method, "facing": cal.facing,
+            "signed": int(cal.signed),
+            "up": [round(float(x), 5) for x in cal.up],
+            "forward": [round(float(x), 5) for x in cal.forward],  # type: ignore[union-attr]
+            **{k: v for k, v in cal.info.items() if k != "locked_t"}, **extra}
+
+
+@dataclass
+class Change:
+    sec_from: int                 # first second that uses the new calibration
+    cal: Calibration | None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class MountTracker:
+    """Evidence about the facing, and clip slips; see the module doc."""
+
+    cal: Calibration
+    mount: str
+    stale_deg: float = 20.0
+    ref: np.ndarray = field(init=False)       # sagittal axis the evidence is scored on
+    score: float = 0.0
+    weight: float = 0.0
+    walk_weight: float = 0.0
+    n: int = 0
+    warned: bool = False
+    _pending: list[Any] = field(default_factory=list)
+    _ex_len: int = 0
+    _ex_peak: float = 0.0
+    _ex_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _walk_n: int = 0
+    _walk_ref: np.ndarray | None = None
+    _slip_run: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        assert self.cal.forward is not None
+        self.ref = self.cal.forward.copy()  # auto: the back-out guess, +z projected
+
+    @property
+    def agreement(self) -> float:
+        return self.score / self.weight if self.weight else 0.0
+
+    def feed(self, sf: SecondFeatures) -> list[Change]:
+        changes: list[Change] = []
+        self._pending += sf.transitions
+        for i in range(len(sf.sec)):
+            s = int(sf.sec[i])
+            while self._pending and self._pending[0].t < s + 1:
+                tr = self._pending.pop(0)
+                self._evidence(tr.direction, 1.0)
+            self._excursion(sf.grav[i], s)
+            slip = self._walking(sf, i, s) if sf.walking[i] else None
+            change = slip or self._decide(s)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    # -- evidence --------------------------------------------------------------------
+    def _perp(self, d: np.ndarray) -> np.ndarray | None:
+        up = self.cal.up
+        return unit_or_none(d - (d @ up) * up) if np.isfinite(d).all() else None
+
+    def _evidence(self, d: np.ndarray, w: float) -> None:
+        p = self._perp(d)
+        if p is None:
+            return
+        c = float(p @ self.ref)
+        if abs(c) < SIDEWAYS_COS:
+            return  # mostly sideways: says nothing about the sign
+        self.score += w * c
+        self.weight += w
+        self.n += 1
+
+    def _tilt(self, g: np.ndarray) -> float:
+        gu = unit_or_none(g)
+        return 0.0 if gu is None else math.degrees(math.acos(max(-1.0, min(
+            1.0, float(gu @ self.cal.up)))))
+
+    def _excursion(self, g: np.ndarray, s: int) -> None:
+        tilt = self._tilt(g)
+        if tilt > BRIEF_BASE_DEG:
+            self._ex_len += 1
+            if tilt > self._ex_peak:
+                self._ex_peak, self._ex_g = tilt, g.copy()
+            return
+        if 0 < self._ex_len <= BRIEF_S and self._ex_peak >= BRIEF_MIN_DEG:
+            gu = unit_or_none(self._ex_g)
+            if gu is not None:
+                self._evidence(gu - self.cal.up, 0.5)
+        self._ex_len, self._ex_peak = 0, 0.0
+
+    def _walking(self, sf: SecondFeatures, i: int, s: int) -> Change | None:
+        g = unit_or_none(sf.grav[i])
+        if g is None:
+            return None
+        self._walk_sum += g
+        self._walk_n += 1
+        if self._walk_n < WALK_WINDOW_S:
+            return None
+        mean = unit_or_none(self._walk_sum)
+        self._walk_sum, self._walk_n = np.zeros(3), 0
+        if mean is None:
+            return None
+        if self._walk_ref is None:
+            off = _angle(mean, self.cal.up)
+            if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
+                return self._reanchor(s, _rotation_between(self.cal.up, mean), off, mean,
+                                      "calibration_stale")
+            self._walk_ref = mean
+            if off >= WALK_LEAN_DEG and self.walk_weight < WALK_MAX_WEIGHT:
+                self.walk_weight += WALK_WEIGHT
+                self._evidence(mean - self.cal.up, WALK_WEIGHT)
+            return None
+        shift = _angle(mean, self._walk_ref)
+        if shift <= SLIP_DEG:
+            self._slip_run = []
+            if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= \
+                    WALK_LEAN_DEG:
+                self.walk_weight += WALK_WEIGHT
+                self._evidence(mean - self.cal.up, WALK_WEIGHT)
+            return None
+        self._slip_run.append(mean)
+        if len(self._slip_run) < SLIP_CONFIRM:
+            return None
+        new_ref = self._slip_run[-1]  # the first window may straddle the slip
+        self._slip_run = []
+        return self._reanchor(s, _rotation_between(self._walk_ref, new_ref),
+                              _angle(new_ref, self._walk_ref), new_ref, "clip_moved")
+
+    def _reanchor(self, s: int, rot: np.ndarray, shift: float, walk_ref: np.ndarray,
+                  kind: str) -> Change:
+        """Rotate upright (and a stored forward axis) by the slip; forward follows."""
+        old = self.cal
+        up = rot @ old.up
+        fwd = orthogonal_forward(up, rot @ old.forward)  # type: ignore[operator]
+        cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",
+                          forward_method=old.forward_method, window=old.window,
+                          facing=old.facing, signed=old.signed, info=dict(old.info))
+        self.cal, self._walk_ref = cal, walk_ref
+        self.ref = orthogonal_forward(up, rot @ self.ref)
+        t = float(s + 1)
+        if kind == "calibration_stale":
+            rec = {"type": "calibration_stale", "t": t, "angle_deg": round(shift, 1),
+                   "evidence": "walking", "limit_deg": self.stale_deg,
+                   "reanchored": "walking upright"}
+        else:
+            rec = {"type": "clip_moved", "t": t, "shift_deg": round(shift, 1),
+                   "reanchored": "walking upright (rotation of the walking reference)"}
+        return Change(s + 1, cal, [rec, calibrated_record(cal, t)])
+
+    # -- decisions -------------------------------------------------------------------
+    def _decide(self, s: int) -> Change | None:
+        a, cal, t = self.agreement, self.cal, float(s + 1)
+        summary = {"agreement": round(a, 3), "n_evidence": self.n,
+                   "weight": round(self.weight, 2)}
+        if self.mount != "auto":
+            if cal.signed and self.weight >= WARN_WEIGHT and a <= WARN_AGREEMENT:
+                new = self._with(signed=False, facing=cal.facing,
+                                 how=f"mount {cal.facing} contradicted by the evidence: "
+                                 "slouch judged either way", confidence="low")
+                out = [{"type": "mount_warning", "t": t, "mount": cal.facing, **summary,
+                        "message": f"the data says the board is mounted the other way "
+                        f"round from [sensor] mount = {cal.facing!r}: check the clip "
+                        "(see the README) or run `spinesense calibrate`"}] \
+                    if not self.warned else []
+                self.warned = True
+                return Change(s + 1, new, [*out, calibrated_record(new, t, **summary)])
+            if not cal.signed and a >= RECOVER_AGREEMENT:
+                new = self._with(signed=True, facing=cal.facing,
+                                 how=f"board normal, mount {cal.facing} (confirmed again)",
+                                 confidence="normal")
+                return Change(s + 1, new, [calibrated_record(new, t, **summary)])
+            return None
+        sure = self.weight >= SURE_WEIGHT and abs(a) >= SURE_AGREEMENT
+        facing = "back-out" if a > 0 else "back-in"
+        if sure and (not cal.signed or cal.facing != facing):
+            new = self._with(signed=True, facing=facing,
+                             how=f"board normal, sign learned (mount auto): {facing}",
+                             confidence="normal")
+            return Change(s + 1, new, [calibrated_record(new, t, **summary)])
+        if cal.signed and (abs(a) < UNSURE_AGREEMENT or cal.facing != facing):
+            new = self._with(signed=False, facing="unknown",
+                             how="board normal, sign no longer sure (mount auto): slouch "
+                             "judged either way", confidence="low")
+            return Change(s + 1, new, [calibrated_record(new, t, **summary)])
+        return None
+
+    def _with(self, *, signed: bool, facing: str, how: str, confidence: str) -> Calibration:
+        old = self.cal
+        sign = -1.0 if facing == "back-in" else 1.0
+        fwd = sign * self.ref if self.mount == "auto" else old.forward
+        cal = Calibration(up=old.up, forward=fwd, method=old.method, forward_method=how,
+                          window=old.window, facing=facing, signed=signed,
+                          info={**old.info, "confidence": confidence})
+        self.cal = cal
+        return cal
