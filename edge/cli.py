@@ -21,7 +21,7 @@ from spinesense.cli import (
     load_config,
     unreadable,
 )
-from spinesense.parsing import parse_count, parse_duration, parse_seed
+from spinesense.parsing import parse_count, parse_duration, parse_positive, parse_seed
 
 DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "walking",
                           "sitting_long", "mixed")
@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or self-calibration")
     r.add_argument("--jobs", type=parse_count, default=1, metavar="N",
                    help="processes to run days in (default 1)")
-    r.add_argument("--minutes", type=float, metavar="M",
+    r.add_argument("--minutes", type=parse_positive, metavar="M",
                    help="fix every day's length (default: drawn, 20–90 min)")
     r.add_argument("--in-memory", action="store_true",
                    help="hand the samples to the pipeline directly instead of writing and "
