@@ -76,6 +76,7 @@ def add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
     ``SUPPRESS`` here (a subcommand must not overwrite what came before it) and filled
     in from COMMON_DEFAULTS after parsing."""
     quiet = argparse.SUPPRESS
+    parser.set_defaults(takes_config=config, command_prog=parser.prog)
     if config:
         parser.add_argument("--config", "-c", metavar="FILE", default=quiet,
                             help="TOML config file (default: built-in defaults; "
@@ -287,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "help_parser", None) or build_parser()).print_help()
         return EXIT_USAGE
     setup_logging(log_level(args), args.log_format)
+    if args.config is not None and not getattr(args, "takes_config", True):
+        print(f"spinesense: -c {args.config}: `{args.command_prog}` takes no config file; "
+              "leave -c out", file=sys.stderr)
+        return EXIT_USAGE
     return run_handler(func, args)
 
 

@@ -366,3 +366,13 @@ def test_demo_prints_progress_while_the_edge_runs(tmp_path: Path, influxd, capsy
     out = capsys.readouterr().out
     assert code == 0
     assert "of 1:00:00 simulated; stored so far: 0 metrics, 0 events" in out
+
+
+def test_a_config_given_to_a_command_that_takes_none_is_refused(tmp_path: Path,
+                                                                capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    for argv in (["-c", str(cfg), "demo"], ["-c", str(cfg), "config", "check", str(cfg)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "takes no config file" in one_line(err), argv
+    assert run(capsys, "-c", str(cfg), "config", "show")[0] == 0
