@@ -13,6 +13,7 @@ from spinesense.cli import (
     CliError,
     add_common,
     add_output,
+    check_text_input,
     input_path,
     load_config,
     unreadable,
@@ -203,6 +204,10 @@ def _tune(args: argparse.Namespace) -> int:
     if args.recordings.count("-") > 1:
         raise CliError("standard input (-) can be read once: give - at most once",
                        EXIT_USAGE)
+    for option, files in (("--labels", args.labels), ("--truth", args.truth),
+                          ("--feedback", args.feedback)):
+        for path in files or []:
+            check_text_input(path, option)
     output_folder(args.out, force=args.force)  # before the sweep, not after it
     from spinesense.analysis import dataset, tune
 

@@ -17,10 +17,11 @@ from spinesense.cli import (
     add_common,
     add_hidden_alias,
     add_output,
+    check_text_input,
     load_config,
     unreadable,
 )
-from spinesense.parsing import parse_count, parse_duration, parse_seed
+from spinesense.parsing import parse_count, parse_duration, parse_positive, parse_seed
 
 DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "walking",
                           "sitting_long", "mixed")
@@ -109,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or self-calibration")
     r.add_argument("--jobs", type=parse_count, default=1, metavar="N",
                    help="processes to run days in (default 1)")
-    r.add_argument("--minutes", type=float, metavar="M",
+    r.add_argument("--minutes", type=parse_positive, metavar="M",
                    help="fix every day's length (default: drawn, 20–90 min)")
     r.add_argument("--in-memory", action="store_true",
                    help="hand the samples to the pipeline directly instead of writing and "
@@ -174,6 +175,8 @@ def _replay(args: argparse.Namespace) -> int:
         raise CliError("--states needs --jsonl", EXIT_USAGE)
     if args.chunk is not None and args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: must be at least 1 sample", EXIT_USAGE)
+    if args.calibration:
+        check_text_input(args.calibration, "--calibration")
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         stored = Calibration.load(args.calibration) if args.calibration else None
