@@ -13,6 +13,7 @@ from spinesense.cli import (
     CliError,
     add_common,
     add_output,
+    check_text_input,
     input_path,
     load_config,
     unreadable,
@@ -163,11 +164,12 @@ def _report(args: argparse.Namespace) -> int:
     check_output_path(args.out, force=args.force)  # before the work, not after it
     from spinesense.analysis import dataset, report
     from spinesense.edge.calibration import CalibrationError
+    from spinesense.edge.recordings import Units
 
     if args.recording:
         try:
             ds = dataset.from_recording(args.recording, cfg, window,
-                                        accel_unit=args.accel_unit, time_unit=args.time_unit)
+                                        units=Units.from_args(args))
         except CalibrationError as exc:
             raise CliError(f"--calibrate {args.calibrate}: {exc}", EXIT_USAGE) from None
         except READ_ERRORS as exc:  # DataError, RecordingError and what a damaged file raises
@@ -202,6 +204,10 @@ def _tune(args: argparse.Namespace) -> int:
     if args.recordings.count("-") > 1:
         raise CliError("standard input (-) can be read once: give - at most once",
                        EXIT_USAGE)
+    for option, files in (("--labels", args.labels), ("--truth", args.truth),
+                          ("--feedback", args.feedback)):
+        for path in files or []:
+            check_text_input(path, option)
     output_folder(args.out, force=args.force)  # before the sweep, not after it
     from spinesense.analysis import dataset, tune
 

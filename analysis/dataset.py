@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from spinesense.config import Config, InfluxConfig
+from spinesense.edge.recordings import Units
 from spinesense.schema import METRIC_FIELDS, TIME_KEYS
 
 # A recording's t column may have any origin (DESIGN A1). A monotonic clock (uptime)
@@ -97,13 +98,12 @@ def from_records(records: list[dict[str, Any]], *, source: str) -> Dataset:
 
 def from_recording(path: str | Path, cfg: Config,
                    calibrate: tuple[float, float] | None = None, *,
-                   accel_unit: str = "auto", time_unit: str = "auto") -> Dataset:
+                   units: Units | None = None) -> Dataset:
     """Replay a recording (CSV, CSV.gz or .ssrec) through the real pipeline, with
     per-second states."""
     from spinesense.edge.replay import replay
 
-    records = replay(str(path), cfg, calibrate=calibrate, states=True,
-                     accel_unit=accel_unit, time_unit=time_unit)
+    records = replay(str(path), cfg, calibrate=calibrate, states=True, units=units)
     return from_records(records, source=f"recording {Path(path).name}")
 
 
@@ -314,8 +314,10 @@ def load_truth(path: str | Path) -> Labels:
             params={k: float(v) for k, v in (truth.get("label_params") or {}).items()
                     if isinstance(v, (int, float))},
             source=str(p),
-            made_for={k: float(truth[k]) for k in ("t0", "duration_s", "n_samples")
-                      if isinstance(truth.get(k), (int, float))})
+            # with gaps, the first and last samples need not be at t0 and t0 + duration
+            made_for={k: float(truth[k]) for k in (
+                ("n_samples",) if truth.get("gaps") else ("t0", "duration_s", "n_samples"))
+                if isinstance(truth.get(k), (int, float))})
     except (KeyError, TypeError) as exc:
         raise DataError(f"{p}: not a simulator truth file (missing {exc}); expected keys "
                         "slouch_episodes [{onset, alert, end}], sitting_alerts, breaks") from None

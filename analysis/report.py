@@ -12,20 +12,19 @@ import base64
 import html
 import io
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: never needs a display
-import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
-import matplotlib.ticker as ticker
 import numpy as np
 from matplotlib.figure import Figure
 
 from spinesense import __version__
 from spinesense.analysis.dataset import Dataset
+from spinesense.analysis.report_time import Clock
 from spinesense.config import Config
 
 POSTURE_COLORS = {"sitting": "#e07b39", "standing": "#3b8bc2", "walking": "#3aa57a",
@@ -85,83 +84,6 @@ def summarize(ds: Dataset, cfg: Config) -> Summary:
 
 
 # ------------------------------------------------------------------------------ time axis
-
-
-class Clock:
-    """Maps dataset seconds to matplotlib dates: wall time in ``tz`` for data with dates
-    (InfluxDB, or a recording stamped in Unix time), else time since the start of the
-    recording. Axes never wrap: clock times carry their date where the day changes, and
-    elapsed time counts hours past 24 (and days past 48 h)."""
-
-    def __init__(self, ds: Dataset, tz: tzinfo = UTC):
-        self.ds, self.tz = ds, tz
-        self.base = 0.0 if ds.epoch else ds.start
-        self.span_h = (ds.end - ds.start) / 3600
-        if ds.epoch:
-            self.label = f"date and time ({_tzname(tz, ds.start)})"
-        elif self.span_h > 48:
-            self.label = "time since the start of the recording (day and h:mm)"
-        else:
-            self.label = "time since the start of the recording (h:mm)"
-
-    def __call__(self, t: np.ndarray | float) -> np.ndarray:
-        t = np.asarray(t, float)
-        if self.ds.epoch:  # naive local datetimes as numbers: the axis shows local time
-            offset = datetime.fromtimestamp(self.ds.start, self.tz).utcoffset() or timedelta()
-            t = t + offset.total_seconds()
-        else:
-            t = t - self.base
-        return t / 86400.0  # matplotlib's epoch is 1970-01-01
-
-    def day_starts(self) -> list[tuple[str, float, float]]:
-        """(label, start, end) in dataset seconds of each day the data touches: calendar
-        days in ``tz`` with dates, else 24-hour days counted from the start."""
-        out = []
-        if self.ds.epoch:
-            day = datetime.fromtimestamp(self.ds.start, self.tz).replace(
-                hour=0, minute=0, second=0, microsecond=0)
-            while day.timestamp() < self.ds.end:
-                nxt = day + timedelta(days=1)  # wall-clock arithmetic: DST-safe
-                out.append((f"{day:%a %d %b %Y}", day.timestamp(), nxt.timestamp()))
-                day = nxt
-        else:
-            n = 0
-            while self.ds.start + n * 86400 < self.ds.end:
-                a = self.ds.start + n * 86400
-                out.append((f"day {n + 1} ({24 * n}–{24 * (n + 1)} h)", a, a + 86400))
-                n += 1
-        return out
-
-    def format_axis(self, ax: Any, lo: float | None = None, hi: float | None = None) -> None:
-        if self.ds.epoch:
-            locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
-            fmt = mdates.ConciseDateFormatter(
-                locator, formats=["%Y", "%b", "%a %d %b", "%H:%M", "%H:%M", "%S.%f"],
-                zero_formats=["", "%Y", "%b", "%a %d %b", "%H:%M", "%H:%M"],
-                offset_formats=["", "%Y", "%b %Y", "%a %d %b %Y", "%a %d %b %Y",
-                                "%a %d %b %Y %H:%M"])
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(fmt)
-        else:
-            step_h = next(h for h in (1, 2, 3, 4, 6, 12, 24, 48, 168)
-                          if self.span_h / h <= 12)
-            ax.xaxis.set_major_locator(ticker.MultipleLocator(step_h / 24))
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(self._elapsed))
-        ax.set_xlim(self(self.ds.start) if lo is None else lo,
-                    self(self.ds.end) if hi is None else hi)
-
-    def _elapsed(self, x: float, _pos: Any = None) -> str:
-        minutes = round(x * 1440)
-        h, m = divmod(minutes, 60)
-        if self.span_h <= 48:
-            return f"{h}:{m:02d}"
-        d, h = divmod(h, 24)
-        return f"day {d + 1}\n{h}:{m:02d}"
-
-
-def _tzname(tz: tzinfo, t: float) -> str:
-    return datetime.fromtimestamp(t, tz).tzname() or str(tz)
-
 
 def slouch_spans(ds: Dataset) -> list[tuple[float, float]]:
     """(onset, end) of each slouch episode; one still open at the end runs to the end."""
@@ -285,37 +207,39 @@ HOURLY_MAX_DAYS = 7  # longer ranges get one bar per day
 
 
 def hourly(ds: Dataset, clock: Clock) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
-    """Minutes per bin of each metric column: bins are clock hours (days for ranges over
-    a week), each starting on the hour (on the clock with dates, else counted from the
-    start). Returns the bins' left edges (axis units), the minutes, the bin width (s)."""
+    """Minutes per bin of each metric column. Bins are clock hours (days for ranges over
+    a week): on the wall clock in the report's time zone when the data has dates, else
+    counted from the start. Returns each bin's start (dataset seconds; bins with data
+    only), the minutes per bin, and the bin width in seconds."""
     span_days = (ds.end - ds.start) / 86400
     width_s = 3600.0 if span_days <= HOURLY_MAX_DAYS else 86400.0
-    x = clock(ds.metrics["t"] - ds.column("interval_s") / 2) * 86400
-    first = np.floor(x.min() / width_s)
-    idx = (np.floor(x / width_s) - first).astype(int)
-    n = int(idx.max()) + 1
-    out = {name: np.bincount(idx, ds.column(name), n) / 60
+    starts = clock.hour_start(ds.metrics["t"] - ds.column("interval_s") / 2, width_s)
+    bins, idx = np.unique(starts, return_inverse=True)
+    out = {name: np.bincount(idx, ds.column(name), len(bins)) / 60
            for name in ("slouch_s", "sitting_s", "standing_s", "walking_s", "interval_s")}
-    return (first + np.arange(n)) * width_s / 86400, out, width_s
+    return bins, out, width_s
 
 
 def plot_hourly(ds: Dataset, clock: Clock) -> Figure:
     """Each bar fills its own hour (from one hour mark to the next): minutes sitting,
     and over it, narrower, minutes slouched; one hour reads as one bin."""
     fig, ax = _fig(3.0)
-    x, minutes, width_s = hourly(ds, clock)
-    w = width_s / 86400
-    ax.bar(x + w * 0.04, minutes["sitting_s"], width=w * 0.92, align="edge",
+    bins, minutes, width_s = hourly(ds, clock)
+    left, right = clock(bins), clock(bins + width_s)
+    w = right - left
+    ax.bar(left + w * 0.04, minutes["sitting_s"], width=w * 0.92, align="edge",
            color=POSTURE_COLORS["sitting"], label="sitting")
-    ax.bar(x + w * 0.25, minutes["slouch_s"], width=w * 0.5, align="edge",
+    ax.bar(left + w * 0.25, minutes["slouch_s"], width=w * 0.5, align="edge",
            color=SLOUCH_COLOR, label="slouched")
     ax.set_ylabel("minutes per hour" if width_s == 3600 else "minutes per day")
     ax.set_xlabel(clock.label)
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.02), ncols=2, frameon=False,
               fontsize=8, borderaxespad=0)
-    clock.format_axis(ax, x[0], x[-1] + w)
-    if width_s == 3600 and len(x) <= 36:  # a light mark on every hour the bars sit on
-        ax.set_xticks(x, minor=True)
+    clock.format_axis(ax)
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, float(left[0])), max(hi, float(right[-1])))
+    if len(bins) <= 72:  # a light mark on every hour mark the bars sit between
+        ax.set_xticks(np.union1d(left, right), minor=True)
         ax.tick_params(axis="x", which="minor", length=3)
     return fig
 
@@ -434,7 +358,7 @@ def render(ds: Dataset, cfg: Config, *, tz: tzinfo = UTC, title: str | None = No
          "but no sit-down, stand-up or walk seen yet since the data started or resumed "
          "after a gap, so sitting and standing cannot be told apart and the pipeline "
          "does not guess; this is why the first minutes of a day are often unknown."),
-        ("Hour by hour" if hourly_bins else "Day by day", plot_hourly(ds, clock),
+        ("Hour by hour" if hourly_bins else "Minutes per day", plot_hourly(ds, clock),
          ("Each bar fills its hour, from one hour mark to the next: minutes sitting, and "
           "over it (narrower) minutes slouched in that hour." if hourly_bins else
           "Each bar fills its day: minutes sitting, and over it (narrower) minutes "

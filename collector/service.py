@@ -55,6 +55,9 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 30.0
 RECEIVE_MAXIMUM_CAP = 65535  # MQTT v5's largest receive maximum
 RECONNECT_MIN_S = 0.5
+# Payloads and lines held for unacknowledged messages at most: valid messages can be
+# large (up to max_payload_bytes), so the in-flight window alone does not bound memory.
+HELD_BYTES_MAX = 32 * 1024 * 1024
 
 
 @dataclass
@@ -98,12 +101,19 @@ def _mark_of(kind: str, device: str, msg: Any) -> _Mark | None:
 
 
 def _mark_of_rejected(validator: Validator, topic: str, payload: bytes) -> _Mark | None:
-    """A dead-lettered message is settled too: a re-send gets the same verdict."""
+    """A dead-lettered message is settled too: a re-send gets the same verdict. Its
+    ``prev`` is not trusted (the message is not valid), so it settles only itself."""
     try:
         device, kind = validator.parse_topic(topic)
-        return _mark_of(kind, device, json.loads(payload))
+        mark = _mark_of(kind, device, json.loads(payload))
     except (Rejected, ValueError, RecursionError):
         return None
+    return None if mark is None else (mark[0], mark[1], mark[1] - 1)
+
+
+def _item_bytes(item: _Item) -> int:
+    """What a pending item holds (its line and payload), for the memory bound."""
+    return len(item[5]) + (len(item[0]) if item[0] is not None else 0)
 
 
 def default_instance() -> str:
@@ -128,6 +138,7 @@ class Collector:
         self.stats = Stats()
         self._pending: list[_Item] = []
         self._writing = 0
+        self._held_bytes = 0  # pending + being written (payloads and lines)
         self._first_t = 0.0
         self._last_t = 0.0
         self._cond = threading.Condition(threading.Lock())  # not re-entrant: cheaper
@@ -230,13 +241,15 @@ class Collector:
                 self._first_t = now
             self._last_t = now
             pending.append((line, msg.mid, msg.qos, self._gen, topic, payload, mark))
+            self._held_bytes += _item_bytes(pending[-1])
             n = len(pending)
-            if n >= self.flush_at:
+            if n >= self.flush_at or self._held_bytes >= HELD_BYTES_MAX // 2:
                 self._cond.notify()
-            # hard backpressure: a broker that ignores our receive maximum must not grow
-            # our memory without bound; blocking here stops reading the socket.
-            while (n + self._writing >= self.cfg.collector.max_inflight
-                   and not self._stop.is_set()):
+            # hard backpressure: a broker that ignores our receive maximum, or large
+            # messages, must not grow our memory without bound; blocking here stops
+            # reading the socket.
+            while ((n + self._writing >= self.cfg.collector.max_inflight
+                    or self._held_bytes >= HELD_BYTES_MAX) and not self._stop.is_set()):
                 self._cond.wait(0.5)
                 n = len(self._pending)
 
@@ -250,6 +263,7 @@ class Collector:
                 now = time.monotonic()
                 n = len(self._pending)
                 if n and (n >= self.flush_at or self._stop.is_set()
+                          or self._held_bytes >= HELD_BYTES_MAX // 2
                           or now - self._first_t >= cc.flush_interval_s
                           or now - self._last_t >= IDLE_FLUSH_S):
                     batch = self._pending[:cc.batch_size]
@@ -308,7 +322,10 @@ class Collector:
             return
         _line, mid, qos, gen, topic, payload, mark = batch[index[i]]
         self.dead_letter.put(topic, payload, f"InfluxDB refused the point: {why}")
+        released = _item_bytes(batch[index[i]])
         batch[index[i]] = (None, mid, qos, gen, "", b"", mark)
+        with self._cond:
+            self._held_bytes -= released
         self.stats.rejected += 1
 
     def _ack(self, batch: list[_Item]) -> None:
@@ -366,6 +383,7 @@ class Collector:
                 self._publish_marks()  # what merging another collector's mark taught us
             with self._cond:
                 self._writing = 0
+                self._held_bytes -= sum(_item_bytes(item) for item in batch)
                 self._cond.notify_all()
                 if stopping and not batch:
                     return

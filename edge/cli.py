@@ -17,10 +17,11 @@ from spinesense.cli import (
     add_common,
     add_hidden_alias,
     add_output,
+    check_text_input,
     load_config,
     unreadable,
 )
-from spinesense.parsing import parse_count, parse_duration, parse_seed
+from spinesense.parsing import parse_count, parse_duration, parse_positive, parse_seed
 
 DEFAULT_EVAL_SCENARIOS = ("calibration", "slouch_short", "reaches", "recline", "walking",
                           "sitting_long", "mixed")
@@ -109,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or self-calibration")
     r.add_argument("--jobs", type=parse_count, default=1, metavar="N",
                    help="processes to run days in (default 1)")
-    r.add_argument("--minutes", type=float, metavar="M",
+    r.add_argument("--minutes", type=parse_positive, metavar="M",
                    help="fix every day's length (default: drawn, 20–90 min)")
     r.add_argument("--in-memory", action="store_true",
                    help="hand the samples to the pipeline directly instead of writing and "
@@ -118,13 +119,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_unit_options(parser: argparse.ArgumentParser) -> None:
-    """--accel-unit / --time-unit: read a CSV that is not in g and seconds."""
+    """--accel-unit / --time-unit / --gyro-unit: read a CSV not in g, seconds and deg/s."""
     parser.add_argument("--accel-unit", default="auto", choices=("auto", "g", "m/s2", "mg"),
                         help="unit of ax..az in a CSV (default auto: g, and a file that "
                              "looks like m/s2 or mg is refused with a hint)")
     parser.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us"),
                         help="unit of t in a CSV (default auto: seconds, and t that steps "
                              "like ms or us is refused with a hint)")
+    parser.add_argument("--gyro-unit", default="auto", choices=("auto", "dps", "rad/s"),
+                        help="unit of gx..gz in a CSV (default auto: deg/s, and a gyro that "
+                             "turns like rad/s is refused with a hint)")
 
 
 def _jsonable(x: Any) -> Any:
@@ -133,6 +137,8 @@ def _jsonable(x: Any) -> Any:
 
 def _finite(x: Any) -> Any:
     """The record with every non-finite number as null (NaN and Infinity are not JSON)."""
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        x = x.tolist()
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -147,7 +153,7 @@ def json_line(rec: dict[str, Any]) -> str:
     """One record as standard JSON (never NaN or Infinity)."""
     try:
         return json.dumps(rec, default=_jsonable, separators=(",", ":"), allow_nan=False)
-    except ValueError:
+    except (ValueError, TypeError):  # NaN or inf somewhere, or a numpy array
         return json.dumps(_finite(rec), default=_jsonable, separators=(",", ":"),
                           allow_nan=False)
 
@@ -157,6 +163,7 @@ def _replay(args: argparse.Namespace) -> int:
     from spinesense.edge.replay import (
         WARNING_TYPES,
         RecordingError,
+        Units,
         open_recording,
         replay,
         summary,
@@ -168,14 +175,15 @@ def _replay(args: argparse.Namespace) -> int:
         raise CliError("--states needs --jsonl", EXIT_USAGE)
     if args.chunk is not None and args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: must be at least 1 sample", EXIT_USAGE)
+    if args.calibration:
+        check_text_input(args.calibration, "--calibration")
     try:
         window = parse_window(args.calibrate) if args.calibrate else None
         stored = Calibration.load(args.calibration) if args.calibration else None
     except (CalibrationError, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     try:
-        recording = open_recording(args.file, accel_unit=args.accel_unit,
-                                   time_unit=args.time_unit)
+        recording = open_recording(args.file, Units.from_args(args))
         records = replay(recording, cfg, calibrate=window, calibration=stored,
                          states=args.states, chunk_size=args.chunk)
     except (RecordingError, CalibrationError) as exc:

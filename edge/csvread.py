@@ -5,6 +5,12 @@ numpy's C parser (``np.loadtxt`` on a whole block); empty cells (accelerometer-o
 are turned into ``nan`` by plain string replacement first. Only when a block fails does a
 slow, line-by-line pass run over that block, to name exactly which line is wrong and how.
 `iter_csv` yields one SampleChunk per block, so a replay never holds the whole file.
+
+Gzip is told by its magic bytes and decompressed here, so that a stream that is cut
+short (an interrupted copy, Ctrl-C during a write) still yields every complete line
+before the cut, with a warning. A last line without its newline that does not parse is
+torn and dropped with a warning; anything wrong before the end is an error naming the
+line. Formats other than CSV, and unit checks, are in `spinesense.edge.recordings`.
 """
 
 from __future__ import annotations
@@ -29,10 +35,6 @@ log = logging.getLogger(__name__)
 
 HEADER = ("t", "ax", "ay", "az", "gx", "gy", "gz")
 BLOCK_BYTES = 8 << 20
-
-
-
-
 GZIP_MAGIC = b"\x1f\x8b"
 RAW_BYTES = 1 << 20
 
@@ -50,13 +52,9 @@ class ByteSource:
         self.block_bytes = block_bytes
         self.gzip = fh.peek(2)[:2] == GZIP_MAGIC if hasattr(fh, "peek") else False
         self.damage: str | None = None
-        self.text_bytes = 0
 
     def blocks(self) -> Iterator[bytes]:
-        source = self._gunzip() if self.gzip else self._plain()
-        for block in source:
-            self.text_bytes += len(block)
-            yield block
+        return self._gunzip() if self.gzip else self._plain()
 
     def _plain(self) -> Iterator[bytes]:
         while True:
@@ -205,9 +203,10 @@ def _split_header(p: Path, src: ByteSource, blocks: Iterator[bytes]) -> tuple[li
             break
     nl = buf.find(b"\n")
     head, rest = (buf, b"") if nl < 0 else (buf[:nl + 1], buf[nl + 1:])
+    if src.damage and (nl < 0 or not head.strip()):
+        raise RecordingError(f"{p}: damaged gzip (corrupt or cut short), nothing readable, "
+                             f"not even the header: {src.damage}")
     if not head.strip():
-        if src.damage:
-            raise RecordingError(f"{p}: corrupt gzip, nothing readable ({src.damage})")
         raise RecordingError(f"{p}: empty file; expected the header '{','.join(HEADER)}'")
     try:
         if b"\0" in head[:256]:
@@ -256,6 +255,10 @@ def _last_line(p: Path, tail: bytes, lineno: int, cols: list[int], damage: str |
                warnings: list[str]) -> bytes | None:
     """The unterminated last line: kept when complete, else dropped with a warning (a
     write or copy that was cut off tears the last line)."""
+    if not tail.strip(b"\0 \t\r"):
+        warnings.append(f"{p}: {tail.count(0)} NUL bytes at the end of the file (as after a "
+                        "power cut) were ignored")
+        return None
     text = tail.decode("utf-8", "replace").strip()
     torn = (f"{p}:{lineno}: the last line {text[:40]!r} is torn (the file was cut off "
             "while it was written); ignored")

@@ -14,11 +14,11 @@ from typing import Any
 from spinesense.config import Config
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.csvread import RecordingError, iter_csv, read_csv
-from spinesense.edge.recordings import Recording, open_recording, read_samples
+from spinesense.edge.recordings import RecordingReader, Units, open_recording, read_samples
 from spinesense.samples import SampleChunk
 
-__all__ = ["RecordingError", "iter_csv", "open_recording", "read_csv", "read_samples",
-           "replay", "summary"]
+__all__ = ["RecordingError", "Units", "iter_csv", "open_recording", "read_csv",
+           "read_samples", "replay", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,9 @@ WARNING_TYPES = ("mount_warning", "clip_moved", "calibration_stale")
 def replay(source: str | Path | SampleChunk | Iterable[SampleChunk], cfg: Config | None = None,
            *, calibrate: tuple[float, float] | None = None,
            calibration: Calibration | None = None, chunk_size: int | None = None,
-           states: bool = False, accel_unit: str = "auto",
-           time_unit: str = "auto") -> list[dict[str, Any]]:
-    """Run a recording (a path, an open `Recording`, or samples) through the pipeline;
-    return all records in order.
+           states: bool = False, units: Units | None = None) -> list[dict[str, Any]]:
+    """Run a recording (a path, a `RecordingReader`, or samples) through the pipeline;
+    return all records in order. ``units``: those of a CSV path (default: checked).
 
     ``chunk_size`` feeds the samples in pieces of that many (as the live loop does);
     the result is the same as feeding everything at once. Dropped samples are logged
@@ -45,7 +44,7 @@ def replay(source: str | Path | SampleChunk | Iterable[SampleChunk], cfg: Config
     if isinstance(source, SampleChunk):
         chunks: Iterable[SampleChunk] = [source]
     elif isinstance(source, (str, Path)):
-        chunks = open_recording(source, accel_unit=accel_unit, time_unit=time_unit)
+        chunks = open_recording(source, units)
     else:
         chunks = source
     pipe = Pipeline(cfg, calibration, states=states, calibrate_window=calibrate)
@@ -58,7 +57,7 @@ def replay(source: str | Path | SampleChunk | Iterable[SampleChunk], cfg: Config
     out += pipe.flush()
     dropped = drop_summary(out)
     if dropped:
-        name = chunks.path if isinstance(chunks, Recording) else "replay"
+        name = chunks.path if isinstance(chunks, RecordingReader) else "replay"
         log.warning("%s: %s", name, dropped)
     return out
 

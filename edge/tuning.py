@@ -23,6 +23,7 @@ from spinesense.config import Config
 from spinesense.edge.activity import POSTURES, STANDING, WALKING
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.filters import TICK_HZ
+from spinesense.edge.recordings import Units
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
 from spinesense.edge.slouch import SlouchParams, close_open, detect_slouch
 from spinesense.samples import SampleChunk
@@ -62,15 +63,14 @@ class Features:
 
 def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None, *,
                      calibrate: tuple[float, float] | None = None,
-                     calibration: Calibration | None = None, accel_unit: str = "auto",
-                     time_unit: str = "auto") -> Features:
+                     calibration: Calibration | None = None,
+                     units: Units | None = None) -> Features:
     """Replay once and keep the detectors' inputs (a recording: CSV, CSV.gz or .ssrec)."""
     from spinesense.edge.pipeline import Pipeline
     from spinesense.edge.recordings import read_samples
 
     cfg = cfg or Config()
-    chunk = source if isinstance(source, SampleChunk) else \
-        read_samples(source, accel_unit=accel_unit, time_unit=time_unit)
+    chunk = source if isinstance(source, SampleChunk) else read_samples(source, units)
     cap: list[dict[str, np.ndarray]] = []
     pipe = Pipeline(cfg, calibration, calibrate_window=calibrate, capture=cap)
     records = pipe.process(chunk) + pipe.flush()

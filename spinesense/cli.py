@@ -76,6 +76,7 @@ def add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
     ``SUPPRESS`` here (a subcommand must not overwrite what came before it) and filled
     in from COMMON_DEFAULTS after parsing."""
     quiet = argparse.SUPPRESS
+    parser.set_defaults(takes_config=config, command_prog=parser.prog)
     if config:
         parser.add_argument("--config", "-c", metavar="FILE", default=quiet,
                             help="TOML config file (default: built-in defaults; "
@@ -145,6 +146,23 @@ def unreadable(path: str, exc: BaseException) -> CliError:
     if shown not in text and not text.startswith(str(Path(shown))):
         text = f"{shown}: {text}"
     return CliError(text, EXIT_USAGE)
+
+
+def check_text_input(path: str, option: str) -> None:
+    """A small text input (labels, truth, a calibration) that is missing, a folder or not
+    UTF-8: one line naming the option and the file, before any work starts."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option} {path}: is a folder; give a file", EXIT_USAGE)
+    try:
+        p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{option} {path}: no such file", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"{option} {path}: cannot read ({exc.strerror})", EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{option} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                       f"at offset {exc.start}); is it the right file?", EXIT_USAGE) from None
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -270,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "help_parser", None) or build_parser()).print_help()
         return EXIT_USAGE
     setup_logging(log_level(args), args.log_format)
+    if args.config is not None and not getattr(args, "takes_config", True):
+        print(f"spinesense: -c {args.config}: `{args.command_prog}` takes no config file; "
+              "leave -c out", file=sys.stderr)
+        return EXIT_USAGE
     return run_handler(func, args)
 
 

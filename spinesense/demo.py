@@ -118,10 +118,13 @@ def run_edge_with_progress(argv: list[str], log: Path, influx, duration_s: float
                     return proc.wait(PROGRESS_EVERY_S)
                 except subprocess.TimeoutExpired:
                     pass
-                simulated = min(duration_s, (time.monotonic() - started) * speed)
+                simulated = (time.monotonic() - started) * speed  # the edge's target pace
+                where = (f"~{_clock(simulated)} of {_clock(duration_s)} simulated"
+                         if simulated < duration_s else
+                         f"{_clock(duration_s)} simulated, the edge is catching up")
                 metrics, events = stored_counts(influx)
-                print(f"  ~{_clock(simulated)} of {_clock(duration_s)} simulated; stored so "
-                      f"far: {metrics} metrics, {events} events", flush=True)
+                print(f"  {where}; stored so far: {metrics} metrics, {events} events",
+                      flush=True)
         finally:
             if proc.poll() is None:
                 proc.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,12 @@ NOT_FINITE = "not a number (NaN, inf or empty)"
 OVER_SCALE = f"beyond full scale (>{ACC_LIMIT_G:g} g or >{GYRO_LIMIT_DPS:g} deg/s)"
 
 
+def _within(x: np.ndarray, limit: float) -> bool:
+    """All values finite and within ±limit: two reductions, no temporaries (NaN
+    propagates through max and min, and inf is beyond any limit)."""
+    return bool(x.max() <= limit) and bool(x.min() >= -limit)
+
+
 class WindowError(ValueError):
     """A calibration window that the data do not cover (one line, with the fix)."""
 
@@ -71,7 +78,6 @@ class SampleGuard:
         self.tick_hz = tick_hz
         self.window = window
         self.gap_s = gap_s
-        self.totals: dict[str, int] = {}
         self._pending: dict[tuple[int, str], list[float]] = {}   # (second, reason) → [t, n]
         self._held: list[dict] = []
         self._last_t = -np.inf       # latest finite time seen, dropped samples included
@@ -84,6 +90,12 @@ class SampleGuard:
         if not len(chunk):
             return chunk
         t, acc, gyro = chunk.t, chunk.acc, chunk.gyro
+        if _within(acc, ACC_LIMIT_G) and (gyro is None or _within(gyro, GYRO_LIMIT_DPS)) \
+                and math.isfinite(t_max := float(t.max())) and math.isfinite(float(t.min())):
+            self._last_t = max(self._last_t, t_max)  # the common case: nothing to drop
+            if self.window is not None:
+                self._cover(t)
+            return chunk
         bad_value = ~(np.isfinite(t) & np.isfinite(acc).all(axis=1))
         over = (np.abs(np.nan_to_num(acc)) > ACC_LIMIT_G).any(axis=1)
         if gyro is not None:
@@ -104,7 +116,6 @@ class SampleGuard:
     def _count(self, t: np.ndarray, mask: np.ndarray, reason: str) -> None:
         if not mask.any():
             return
-        self.totals[reason] = self.totals.get(reason, 0) + int(mask.sum())
         # a non-finite or backwards time counts at the latest time seen before it
         seen = np.maximum.accumulate(np.concatenate(([self._last_t],
                                                      np.where(np.isfinite(t), t, -np.inf))))
@@ -141,7 +152,7 @@ class SampleGuard:
         if len(tt) > 1 and tt[0] < b and tt[-1] > a:
             lo, hi = np.clip(tt[:-1], a, b), np.clip(tt[1:], a, b)
             step = np.diff(tt)
-            self._covered += float(np.sum((hi - lo)[step <= self.gap_s]))
+            self._covered += float(np.sum((hi - lo)[(step > 0) & (step <= self.gap_s)]))
         self._last_good = float(t[-1])
         if (prev is None or prev < b) and self._last_good >= b:
             self.check_window()  # the window has passed: judge it now, not at the end

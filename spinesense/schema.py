@@ -93,6 +93,7 @@ def _span(lo: float, hi: float) -> FieldType:
 # declares it (then that declaration holds): so every field name has exactly one
 # InfluxDB type per measurement, whichever device or record type sends it.
 _SENSOR = {"chip": STRING, "address": NUMBER}
+_MOUNT_EVIDENCE = {"agreement": NUMBER, "n_evidence": NUMBER, "weight": NUMBER}
 EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "slouch_start": {"onset": TIME, "threshold_deg": NUMBER},
     "slouch_end": {"onset": TIME, "alert_t": TIME, "duration_s": NUMBER, "peak_deg": NUMBER,
@@ -102,10 +103,14 @@ EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "sitting_break": {"bout_start": TIME, "bout_end": TIME, "bout_s": NUMBER},
     "sit_to_stand": {"lift_m": NUMBER, "lean_deg": NUMBER},
     "stand_to_sit": {"lift_m": NUMBER, "lean_deg": NUMBER},
-    "calibrated": {"method": STRING, "forward_method": STRING, "confidence": STRING,
-                   "evidence": LABEL, "weight": NUMBER, "coherence": NUMBER, "mount": STRING,
+    # a calibration (edge/mount.py): also re-issued when the mount evidence changes it
+    "calibrated": {"method": STRING, "forward_method": STRING, "forward_method_note": STRING,
+                   "confidence": STRING, "facing": STRING, "mount": STRING,
+                   "signed": NUMBER, "evidence": LABEL, "weight": NUMBER, "coherence": NUMBER,
+                   **_MOUNT_EVIDENCE,
                    **{f"{v}_{a}": NUMBER for v in ("up", "forward") for a in "xyz"}},
-    "calibration_stale": {"angle_deg": NUMBER, "limit_deg": NUMBER, "evidence": LABEL},
+    "calibration_stale": {"angle_deg": NUMBER, "limit_deg": NUMBER, "evidence": LABEL,
+                          "reanchored": STRING},
     "sensor_lost": {**_SENSOR, "error": STRING},
     "sensor_back": {**_SENSOR, "down_s": NUMBER},
     "gap": {"start": NUMBER, "end": TIME, "duration_s": NUMBER, "reason": STRING,
@@ -116,9 +121,9 @@ EVENT_SCHEMA: dict[str, dict[str, FieldType]] = {
     "feedback": {"kind": FieldType("string", choices=FEEDBACK_KINDS), "alert_t": TIME,
                  "t": NUMBER, "message": STRING},
     "mount_warning": {"mount": STRING, "message": STRING, "reason": STRING,
-                      "method": STRING, "count": NUMBER, "t": NUMBER},
-    "clip_moved": {"method": STRING, "message": STRING, "reason": STRING, "count": NUMBER,
-                   "t": NUMBER},
+                      "method": STRING, "count": NUMBER, "t": NUMBER, **_MOUNT_EVIDENCE},
+    "clip_moved": {"shift_deg": NUMBER, "reanchored": STRING, "method": STRING,
+                   "message": STRING, "reason": STRING, "count": NUMBER, "t": NUMBER},
     "samples_dropped": {"count": NUMBER, "reason": STRING, "message": STRING,
                         "duration_s": NUMBER, "t": NUMBER},
 }

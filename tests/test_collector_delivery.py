@@ -197,15 +197,22 @@ def test_refused_points_are_isolated_and_dead_lettered(
     pub.publish(topic, event(unique_device, 0, base))  # peak_deg lands as a float
     pub.wait_acked()
     wait_for(lambda: count_points(influxd, unique_db, "posture_event") == 1, 20, what="first")
+    from spinesense.collector.writers import InfluxV1Writer
+    from spinesense.config import InfluxConfig
     from spinesense.schema import encode, make_message
+    # the validator refuses a wrong type, so InfluxDB can only refuse a field that something
+    # else (an older collector) stored with another type: legacy_note as a string
+    InfluxV1Writer(InfluxConfig(url=influxd.url, database=unique_db)).write(
+        [f'posture_event,device=legacy,type=slouch_start legacy_note="text" {base}'])
     conflicting = encode(make_message(unique_device, 1, base + 1, "slouch_start",
-                                      {"peak_deg": "very"}))  # a string: field type conflict
+                                      {"legacy_note": 1.5}))  # field type conflict
     for seq in range(2, 100):
         pub.publish(topic, event(unique_device, seq, base + seq))
         if seq == 50:
             pub.publish(topic, conflicting)
     pub.wait_acked()
-    wait_for(lambda: count_points(influxd, unique_db, "posture_event") >= 99, 30, what="rest")
+    wait_for(lambda: count_points(influxd, unique_db, "posture_event", unique_device) >= 99, 30,
+             what="rest")
     assert stored_seqs(influxd, unique_db, unique_device) == [0, *range(2, 100)]
     wait_for(lambda: dead.exists() and dead.read_text().strip(), 10, what="dead letter")
     records = [json.loads(x) for x in dead.read_text().splitlines()]

@@ -11,6 +11,7 @@ nothing wedges, and the collector's RSS stays within the documented 150 MB.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -197,4 +198,48 @@ def test_hostile_devices_cannot_stop_or_poison_the_good_ones(
     assert "Traceback" not in collector.log()
     print(f"collector peak RSS {watch.peak:.1f} MB with {N_BIG} x 1 MB payloads during "
           "the outage")
+    assert 0 < watch.peak <= RSS_LIMIT_MB
+
+
+def test_large_valid_messages_during_an_outage_stay_within_the_memory_bound(
+        mosquitto_factory, influxd_factory, tmp_path: Path):
+    """Valid messages can be large too (every declared string field at 1024 characters):
+    while InfluxDB is down the collector holds at most its byte budget of them, the broker
+    keeps the rest, and all are stored when InfluxDB is back."""
+    from spinesense.schema import FIELD_TABLES
+
+    broker, influx = mosquitto_factory(), influxd_factory()
+    db = "large"
+    cfg = write_config(tmp_path / "c.toml", mqtt_port=broker.port, influx_url=influx.url,
+                       db=db, collector={"group": ""})
+    collector = CollectorProc(cfg, "large", tmp_path).start()
+    watch = RssWatch(collector.pid)
+    watch.start()
+    strings = sorted(n for n, ft in FIELD_TABLES["events"].items() if ft.kind == "string")
+    text = "☃" * 1024  # 3 bytes each in UTF-8
+    pub = Publisher(broker.port, inflight=200)
+    influx.stop()
+    n = 5000
+    data: dict[str, str] = {}
+    for name in strings:  # as many as fit under the collector's max_payload_bytes
+        if len(encode(make_message("alice", n, NOW, "sensor_lost",
+                                   {**data, name: text}))) > 60_000:
+            break
+        data[name] = text
+    for seq in range(n):
+        msg = make_message("alice", seq, NOW - 3_600_000 + seq, "sensor_lost", data)
+        pub.publish("spinesense/alice/events", encode(msg))
+    size = len(encode(msg))
+    pub.wait_acked(180)
+    time.sleep(3.0)
+    influx.start()
+    wait_for(lambda: count_points(influx, db, "posture_event", "alice") == n, 240,
+             what="every large event stored")
+    watch.halt.set()
+    assert collector.terminate() == 0
+    assert re.findall(r'"rejected":(\d+)', collector.log())[-1] == "0"
+    pub.close()
+    print(f"collector peak RSS {watch.peak:.1f} MB with {n} x {size / 1e3:.0f} kB valid "
+          "messages offered during the outage")
+    assert size > 25_000 and n * size > 100e6
     assert 0 < watch.peak <= RSS_LIMIT_MB

@@ -451,3 +451,26 @@ def test_prev_links_step_over_metrics_the_spool_bound_dropped(
     finally:
         pub.stop(None)
         sub.close()
+
+
+def test_an_unreachable_broker_is_reported_truthfully_at_stop(tmp_path: Path) -> None:
+    """The whole run without a broker: the stop message gives the outage's real length,
+    not the drain timeout."""
+    import re
+
+    from spinesense.devservers import free_port
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[device]\nstate_dir = "{tmp_path}"\n[mqtt]\nport = {free_port()}\n'
+                   'reconnect_max_s = 1.0\n')
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "spinesense", "edge", "run", "-c", str(cfg),
+                          "--emulate", "mpu6050", "--duration", "160", "--speed", "20",
+                          "--drain-timeout", "1"], capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - t0
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert res.stderr.count("cannot reach the broker") == 1, res.stderr[-2000:]
+    found = re.search(r"still spooled \(the broker has been unreachable for (\d+) s\)",
+                      res.stderr)
+    assert found, res.stderr[-2000:]
+    assert 7 <= int(found.group(1)) <= wall + 1  # the run lasted 8 s: not the 1 s drain

@@ -23,7 +23,7 @@ from spinesense.collector.validate import Validator
 from spinesense.config import Config
 from spinesense.edge.cli import json_line
 from spinesense.edge.pipeline import Pipeline
-from spinesense.edge.recordings import open_recording, read_samples
+from spinesense.edge.recordings import open_recording, read_samples, tilt_and_rotation
 from spinesense.edge.replay import replay, summary
 from spinesense.firmware.csvfast import write_csv
 from spinesense.firmware.recording import RecordingWriter, default_header
@@ -79,16 +79,19 @@ def strict_json(line: str) -> dict:
 # ------------------------------------------------------------------------------ units
 
 
-@pytest.mark.parametrize(("acc_scale", "t_scale", "t_offset", "fragment", "option"), [
-    (9.80665, 1.0, 0.0, "look like m/s², not g", "--accel-unit m/s2"),
-    (1000.0, 1.0, 0.0, "look like milli-g, not g", "--accel-unit mg"),
-    (1.0, 1000.0, 0.0, "t looks like milliseconds, not seconds", "--time-unit ms"),
-    (1.0, 1000.0, 1.764e12, "milliseconds since the Unix epoch", "--time-unit ms"),
-])
+@pytest.mark.parametrize(("acc_scale", "t_scale", "t_offset", "gyro_scale", "fragment",
+                          "option"), [
+    (9.80665, 1.0, 0.0, 1.0, "look like m/s², not g", "--accel-unit m/s2"),
+    (1000.0, 1.0, 0.0, 1.0, "look like milli-g, not g", "--accel-unit mg"),
+    (1.0, 1000.0, 0.0, 1.0, "t looks like milliseconds, not seconds", "--time-unit ms"),
+    (1.0, 1000.0, 1.764e12, 1.0, "milliseconds since the Unix epoch", "--time-unit ms"),
+    (1.0, 1.0, 0.0, np.pi / 180, "gx..gz look like rad/s, not deg/s", "--gyro-unit rad/s"),
+], ids=["m/s2", "mg", "ms", "epoch-ms", "rad/s"])
 def test_wrong_units_are_refused_with_the_fix_and_the_option_converts(
-        sim, tmp_path: Path, capsys, acc_scale, t_scale, t_offset, fragment, option) -> None:
+        sim, tmp_path: Path, capsys, acc_scale, t_scale, t_offset, gyro_scale, fragment,
+        option) -> None:
     path = tmp_path / "units.csv"
-    write_csv(path, sim.t * t_scale + t_offset, sim.acc * acc_scale, sim.gyro)
+    write_csv(path, sim.t * t_scale + t_offset, sim.acc * acc_scale, sim.gyro * gyro_scale)
     line = one_line_error(*run(capsys, "replay", str(path))[::2])
     assert fragment in line and option in line and str(path) in line
     code, out, err = run(capsys, "replay", str(path), "--jsonl", *option.split())
@@ -103,6 +106,26 @@ def test_an_explicit_unit_that_does_not_fit_the_data_is_refused(files, capsys) -
     line = one_line_error(*run(capsys, "replay", str(files / "day.csv"),
                                "--accel-unit", "m/s2")[::2])
     assert "still magnitude is 0.1" in line and "drop --accel-unit" in line
+    line = one_line_error(*run(capsys, "replay", str(files / "day.csv"),
+                               "--gyro-unit", "rad/s")[::2])
+    assert "with --gyro-unit rad/s the gyro turns" in line and "drop --gyro-unit" in line
+
+
+def test_a_zero_filled_gyro_is_named(sim, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "zeros.csv"
+    write_csv(path, sim.t, sim.acc, np.zeros_like(sim.gyro))
+    line = one_line_error(*run(capsys, "replay", str(path))[::2])
+    assert "gx..gz show no rotation" in line and "leave the gyro columns empty" in line
+
+
+@pytest.mark.parametrize("scenario", ["calibration", "walking", "sitting_long", "recline",
+                                      "reaches"])
+def test_the_gyro_unit_check_agrees_with_deg_per_s_days(scenario: str) -> None:
+    """The check compares the gyro's rotation with the accelerometer's tilt: in deg/s
+    they agree, so correct files are never refused (the limit is a factor 10 off)."""
+    day = simulate(scenario, 5, duration_s=300)
+    tilt, turned = tilt_and_rotation(day.t, day.acc, day.gyro)
+    assert tilt > 30 and 0.8 < turned / tilt < 1.25
 
 
 def test_raw_counts_are_named(sim, tmp_path: Path, capsys) -> None:
@@ -226,9 +249,11 @@ def test_replay_cli_prints_standard_json_and_counts_the_drops(sim, tmp_path: Pat
 
 def test_json_lines_never_hold_nan_or_infinity() -> None:
     rec = {"type": "metric", "t": 1.0, "flexion_mean": float("nan"),
-           "up": [0.0, float("inf"), np.float64("-inf")], "steps": np.int64(3)}
+           "up": [0.0, float("inf"), np.float64("-inf")], "steps": np.int64(3),
+           "forward": np.array([np.nan, 1.0])}
     assert strict_json(json_line(rec)) == {"type": "metric", "t": 1.0, "flexion_mean": None,
-                                           "up": [0.0, None, None], "steps": 3.0}
+                                           "up": [0.0, None, None], "steps": 3,
+                                           "forward": [None, 1.0]}
 
 
 def test_a_drop_record_survives_the_wire() -> None:
@@ -365,7 +390,7 @@ def test_nan_rows_are_counted(tmp_path: Path, capsys) -> None:
     (bytes(range(256)) * 8, "binary data, not a recording"),
     (b"t,ax,ay,az,gx,gy,gz\n1.0,0,0,1,,,\n0.5,0,0,1,,,\n", "times must increase"),
     (gzip.compress(b"t,ax,ay,az,gx,gy,gz\n", mtime=0), "no data rows after the header"),
-    (b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
+    (b"\x1f\x8b\x08\x00garbage", "damaged gzip (corrupt or cut short), nothing readable"),
     (b"SPINEREC\x01\x00", "not a spinesense recording"),
 ], ids=["empty", "header-only", "binary", "backwards", "gzip-header-only", "corrupt-gzip",
         "ssrec-no-header"])
@@ -423,3 +448,44 @@ def test_summary_of_a_stored_calibration_states_its_confidence(files, tmp_path: 
     path.write_text(json.dumps(stored))
     code, out, _ = run(capsys, "replay", str(files / "day.csv"), "--calibration", str(path))
     assert code == 0 and "calibration: stored" in out and "confidence high" in out
+
+
+def test_nul_bytes_at_the_end_and_concatenated_gzip(files, tmp_path: Path, capsys) -> None:
+    text = (files / "day.csv").read_bytes()
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(text + b"\0" * 4096)  # what a power cut leaves on some file systems
+    rec = open_recording(nul, log_warnings=False)
+    assert sum(len(c) for c in rec) == len(read_samples(files / "day.csv"))
+    assert rec.warnings == [f"{nul}: 4096 NUL bytes at the end of the file (as after a "
+                            "power cut) were ignored"]
+    cut = text.index(b"\n", len(text) // 2) + 1  # `cat a.gz b.gz` is one valid gzip file
+    joined = tmp_path / "joined.csv.gz"
+    joined.write_bytes(gzip.compress(text[:cut]) + gzip.compress(text[cut:]))
+    rec = open_recording(joined, log_warnings=False)
+    assert np.array_equal(SampleChunk.concat(list(rec)).t, read_samples(files / "day.csv").t)
+    assert rec.warnings == [] and rec.format == "csv.gz"
+    tiny = tmp_path / "tiny.csv.gz"
+    tiny.write_bytes(gzip.compress(text)[:15])
+    line = one_line_error(*run(capsys, "replay", str(tiny))[::2])
+    assert "not even the header: the gzip stream is cut short" in line
+
+
+def test_tune_names_the_file_and_the_window_once(files, tmp_path: Path, capsys) -> None:
+    line = one_line_error(*run(capsys, "tune", str(files / "day.csv"), "--truth",
+                               str(files / "day.truth.json"), "--calibrate", "5000:5010",
+                               "--no-progress", "--out", str(tmp_path / "tuning"))[::2])
+    assert line.count("--calibrate") == 1 and "is outside the recording" in line
+    assert str(files / "day.csv") in line
+
+
+@pytest.mark.parametrize(("step", "fragment"), [
+    (1e4, "t looks like microseconds, not seconds (rows 10000 apart: 100 Hz in microseconds)"),
+    (1.0, "t steps by 1 between rows: in seconds that is 1 Hz, but spinesense needs 25 to "
+          "400 samples a second; pass --time-unit s|ms|us"),
+])
+def test_other_time_steps_are_named(tmp_path: Path, capsys, step: float, fragment: str) -> None:
+    n = 500
+    path = tmp_path / "steps.csv"
+    write_csv(path, np.arange(n) * step, np.tile([0.0, 0.0, 1.0], (n, 1)), None)
+    line = one_line_error(*run(capsys, "replay", str(path))[::2])
+    assert fragment in line

@@ -246,7 +246,7 @@ def test_time_axes_never_wrap(three_day_records) -> None:
     undated = dataset.from_records(plain, source="three days, monotonic")
     assert not undated.epoch
     labels = tick_labels(report.plot_timeline(undated, report.Clock(undated)))
-    assert "day 2\n0:00" in labels and not any("Nov" in x or "Jan" in x for x in labels)
+    assert "0:00\nday 2" in labels and not any("Nov" in x or "Jan" in x for x in labels)
     page = report.render(undated, cfg)
     assert "<tr><td>day 2 (24–48 h)</td>" in page and "<tr><td>day 3 (48–72 h)</td>" in page
     assert "over 3 days" in page and "carries no date" in page
@@ -263,11 +263,15 @@ def test_hour_bars_unknown_and_clipped_extremes(three_day_records) -> None:
     cfg = load(None)
     ds = dataset.from_records(three_day_records, source="three days")
     clock = report.Clock(ds, UTC)
-    # every bar lies inside one clock hour: sitting and slouched of an hour share it
+    # bins start on the hour; every bar lies inside its own hour, between its marks
+    bins, _minutes, width = report.hourly(ds, clock)
+    assert width == 3600 and all((b + clock.shift) % 3600 == 0 for b in bins)
     fig = report.plot_hourly(ds, clock)
-    bars = [(p.get_x() * 24, (p.get_x() + p.get_width()) * 24) for p in fig.axes[0].patches]
-    assert bars and all(int(a) == int(b - 1e-9) for a, b in bars), bars
-    assert all(a % 1 > 0 for a, _ in bars), "bars start just after the hour mark"
+    bars = [(p.get_x(), p.get_x() + p.get_width()) for c in fig.axes[0].containers
+            for p in c]
+    assert len(bars) == 2 * len(bins)  # sitting and slouched of each hour
+    for (a, b), start in zip(bars, np.r_[bins, bins], strict=True):
+        assert clock(start) < a < b < clock(start + 3600), (a, b, start)
     # unknown posture is drawn (the first minutes of each day) in its own row
     fig = report.plot_timeline(ds, clock)
     ax = fig.axes[0]

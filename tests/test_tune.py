@@ -309,6 +309,11 @@ def test_tune_errors_are_clear(tmp_path: Path, capsys) -> None:
     assert "--thresholds '30:10:5'" in capsys.readouterr().err
     assert main(["tune", "--from-influx", "--out", str(tmp_path / "o")]) == 2
     assert "--from-influx needs --device" in capsys.readouterr().err
+    # --out naming an existing file, or a folder under a missing one: one line, no work
+    assert main(["tune", str(rec), "--truth", "--out", str(rec)]) == 2
+    assert "r.csv: exists and is not a folder" in capsys.readouterr().err
+    assert main(["tune", str(rec), "--truth", "--out", str(tmp_path / "no" / "o")]) == 2
+    assert "does not exist; create it first" in capsys.readouterr().err
 
 
 def test_tune_from_influx_metrics_alone(labelled_days: list[Path], influxd, unique_db,
