@@ -135,7 +135,7 @@ def _merge(intervals: list[tuple[float, float, int]]) -> tuple[np.ndarray, np.nd
 def score(ep: Any, labels: FeedbackLabels) -> dict[str, float]:
     """tune's counts for one recording: ``found``/``n_true`` are weighted positives,
     ``n_pred`` the weighted detections that touch a label, ``alerts`` all detections."""
-    from spinesense.analysis.tune import match_episodes
+    from spinesense.analysis.tune_sweep import match_episodes
 
     pred = ep.intervals()
     pi, tj = match_episodes(pred, labels.slouch)
