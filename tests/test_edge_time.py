@@ -73,6 +73,7 @@ def test_real_time_loop_on_an_smbus_stand_in(tmp_path: Path, mosquitto: Mosquitt
     cfg.device.id = unique_device
     cfg.device.state_dir = str(tmp_path)
     cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", mosquitto.port
+    cfg.spool.delete_on = "puback"  # no collector here: nothing would confirm storage
     bus = EmulatedBus(1)  # time.monotonic, like the real bus
     bus.attach(make_chip("mpu6050", StaticMotion()))
     svc = EdgeService(cfg, duration_s=3.0, bus=bus)

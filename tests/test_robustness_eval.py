@@ -76,12 +76,14 @@ def test_a_broken_detector_scores_badly() -> None:
 
 
 def test_cli_robust_suite(capsys) -> None:
-    assert main(["evaluate", "--suite", "robust", "--seeds", "1", "--first-seed", "5",
+    assert main(["evaluate", "--suite", "robust", "--count", "1", "--seed", "5",
                  "--minutes", "20"]) == 0
     out = capsys.readouterr().out
     assert "robust suite: 1 independent days" in out and "slouch_f1" in out
-    assert main(["evaluate", "--suite", "robust", "--seeds", "0"]) == 2
-    assert main(["evaluate", "--suite", "robust", "--seeds", "1", "--accel-only"]) == 2
+    with pytest.raises(SystemExit) as usage:  # a count of 0 is refused by the parser
+        main(["evaluate", "--suite", "robust", "--count", "0"])
+    assert usage.value.code == 2
+    assert main(["evaluate", "--suite", "robust", "--count", "1", "--accel-only"]) == 2
 
 
 def test_a_day_with_recording_gaps_is_scored() -> None:
