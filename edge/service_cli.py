@@ -9,20 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from spinesense.cli import DEFAULT_SEED, CliError, add_common, add_hidden_alias, load_config
-from spinesense.parsing import parse_duration, parse_seed
+from spinesense.parsing import parse_duration, parse_seed, parse_speed
 
 EMULATED_CHIPS = ("mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso", "lsm6dsox",
                   "ism330dhcx")
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use > 0 and <= 10000")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "'disconnect@600+5,eio@900x20,overflow@1200' (kinds: eio@TxN, "
                           "timeout@TxN, nack@T+S, disconnect@T+S, overflow@T, brownout@T)")
     add_hidden_alias(run, "--fault", dest="faults")
-    run.add_argument("--speed", type=_speed, default=1.0,
+    run.add_argument("--speed", type=parse_speed, default=1.0,
                      help="with --emulate: run virtual time this many times faster than "
                           "real time (default: 1)")
     run.add_argument("--duration", type=parse_duration, metavar="TIME",

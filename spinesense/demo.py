@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spinesense.cli import DEFAULT_SEED, CliError, add_common
-from spinesense.parsing import parse_duration, parse_seed
+from spinesense.parsing import parse_duration, parse_seed, parse_speed
 
 DEVICE = "demo-wearer"
 DATABASE = "spinesense"
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "other folder must be empty; default: %(default)s)")
     p.add_argument("--duration", default="2h", type=_duration,
                    help="simulated time: 20m, 2h, 1h30m (default: %(default)s)")
-    p.add_argument("--speed", type=_speed, default=120.0,
+    p.add_argument("--speed", type=parse_speed, default=120.0,
                    help="times faster than real time (default: %(default)s)")
     p.add_argument("--chip", default="mpu6050", choices=CHIPS,
                    help="emulated IMU (default: %(default)s)")
@@ -57,16 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _duration(text: str) -> str:
     parse_duration(text)  # refused here, with the option's name, not by the edge later
     return text
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use > 0 and <= 10000")
-    return value
 
 
 def prepare_workdir(workdir: Path) -> None:

@@ -100,6 +100,14 @@ def parse_count(text: str) -> int:
     return value
 
 
+def parse_speed(text: str) -> float:
+    """A time-acceleration factor for emulated runs: > 0 and <= 10000."""
+    value = parse_number(text)
+    if not 0 < value <= 10000:
+        raise BadValue(f"{text!r} is out of range; use > 0 and <= 10000")
+    return value
+
+
 def parse_bus(text: str) -> int:
     """An I2C bus number, 0..255 (/dev/i2c-N)."""
     try:
