@@ -303,11 +303,15 @@ def _check(p: Path, arr: np.ndarray, lineno: int, numbers: list[int] | None,
         i = int(np.flatnonzero(bad)[0])
         raise RecordingError(f"{p}:{line_of(i)}: t is {t[i]}, not a finite time")
     tt = np.concatenate(([prev_t], t))
-    back = np.flatnonzero(np.diff(tt) <= 0)
+    # Repeated stamps are what cheap loggers write (a 10-40 ms clock tick at a higher
+    # sample rate): accepted, and the resampler keeps the first sample of each stamp.
+    # Time that goes backwards is a sorting or clock error: refused.
+    back = np.flatnonzero(np.diff(tt) < 0)
     if len(back):
         i = int(back[0])
-        raise RecordingError(f"{p}:{line_of(i)}: t={tt[i + 1]:.6f} is not after the previous "
-                             f"t={tt[i]:.6f}; times must increase (sort or split the file)")
+        raise RecordingError(f"{p}:{line_of(i)}: t={tt[i + 1]:.6f} is before the previous "
+                             f"t={tt[i]:.6f}; times must not go backwards (sort or split "
+                             "the file)")
     if has_gyro is None and len(arr):
         has_gyro = bool(np.isfinite(arr[:, 4:7]).any())
     gyro = np.ascontiguousarray(arr[:, 4:7]) if has_gyro else None

@@ -388,7 +388,7 @@ def test_nan_rows_are_counted(tmp_path: Path, capsys) -> None:
     (b"", "empty file"),
     (b"t,ax,ay,az,gx,gy,gz\n", "no data rows after the header"),
     (bytes(range(256)) * 8, "binary data, not a recording"),
-    (b"t,ax,ay,az,gx,gy,gz\n1.0,0,0,1,,,\n0.5,0,0,1,,,\n", "times must increase"),
+    (b"t,ax,ay,az,gx,gy,gz\n1.0,0,0,1,,,\n0.5,0,0,1,,,\n", "times must not go backwards"),
     (gzip.compress(b"t,ax,ay,az,gx,gy,gz\n", mtime=0), "no data rows after the header"),
     (b"\x1f\x8b\x08\x00garbage", "damaged gzip (corrupt or cut short), nothing readable"),
     (b"SPINEREC\x01\x00", "not a spinesense recording"),
