@@ -192,7 +192,7 @@ def test_password_auth_from_the_environment_and_refusal(
     _fill(spool, 3, unique_device)
     bad = Publisher(load(toml), client_id="bad")
     bad.start()
-    time.sleep(2.0)
+    assert _wait(lambda: "broker refused the connection" in caplog.text)
     assert not bad.connected.is_set()
     for _ in range(20):
         bad.pump(spool)
@@ -202,8 +202,8 @@ def test_password_auth_from_the_environment_and_refusal(
     good = Publisher(load(toml), client_id="good")
     good.start()
     try:
-        assert good.connected.wait(10)
-        assert good.drain(spool, 10) and spool.backlog == 0
+        assert good.connected.wait(PATIENCE)
+        assert good.drain(spool, PATIENCE) and spool.backlog == 0
     finally:
         good.stop({"state": "offline"})
 
@@ -267,9 +267,11 @@ def test_commands_sent_while_offline_arrive_with_the_persistent_session(
         tmp_path: Path, mosquitto: Mosquitto, unique_device: str) -> None:
     cfg = _cfg(mosquitto.port, unique_device, tmp_path)
     first = Publisher(cfg)
+    subscribed = threading.Event()
+    first.client.on_subscribe = lambda *a: subscribed.set()
     first.start()
-    assert first.connected.wait(10)
-    time.sleep(0.3)  # the cmd subscription is in place
+    assert first.connected.wait(PATIENCE)
+    assert subscribed.wait(PATIENCE)  # the broker holds the cmd subscription
     first.stop({"state": "offline"})  # a clean stop keeps the session (expiry: a week)
     sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sender.connect("127.0.0.1", mosquitto.port)
