@@ -193,6 +193,7 @@ def test_power_cuts_lose_nothing_spooled(tmp_path: Path, mosquitto_factory,
     log = tmp_path / "edge.log"
     state = tmp_path / "state"
     rng = random.Random(os.getpid())
+    edge: subprocess.Popen | None = None
     try:
         for cut in range(3):
             start_seq = _last_spooled(state)
@@ -228,6 +229,10 @@ def test_power_cuts_lose_nothing_spooled(tmp_path: Path, mosquitto_factory,
             offline()
         assert any(s["data"].get("reason") == "connection lost" for s in offline())  # the will
     finally:
+        if edge is not None and edge.poll() is None:
+            edge.kill()
+        if broker.proc is not None and broker.proc.poll() is None:
+            broker.proc.send_signal(signal.SIGCONT)  # a failure while it hung
         witness.close()
 
 
