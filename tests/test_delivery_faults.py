@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 DEVICE = "faulty"
 SPEED = 60  # virtual minutes per real second
+PATIENCE = 180.0  # bounds waits that normally take seconds; CI shares two loaded cores
 
 _RECORDER = """
 CREATE TABLE produced (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL);
@@ -140,7 +141,8 @@ def test_every_seq_is_stored_exactly_once_through_crashes_and_outages(
                        mqtt_extra={"reconnect_max_s": 2.0},
                        collector={"group": "g", "flush_interval_s": 0.1,
                                   "dead_letter_file": str(tmp_path / "dead.jsonl")})
-    collectors = {name: CollectorProc(cfg, name, tmp_path).start() for name in ("a", "b")}
+    collectors = {name: CollectorProc(cfg, name, tmp_path).start(timeout=PATIENCE)
+                  for name in ("a", "b")}
     witness = Witness(broker.port, DEVICE)  # only to see that the edge really re-sent
 
     edge_cfg = _edge_config(tmp_path / "edge.toml", broker.port)
@@ -166,37 +168,47 @@ def test_every_seq_is_stored_exactly_once_through_crashes_and_outages(
     def kill_collector(name: str) -> None:
         collectors[name].kill()
         time.sleep(1)
-        collectors[name].start()
+        collectors[name].start(timeout=PATIENCE)
 
     def kill_edge(then_duration: str, drain_timeout: float = 60.0) -> None:
         edge.kill()
         time.sleep(1)
         edge.start(then_duration, drain_timeout)
 
-    try:
-        deadline = time.monotonic() + 60
-        while produced_count() < 30:  # the pipeline has calibrated and is publishing
+    def produce(n: int, since: int | None = None) -> None:
+        """Let the running edge spool ``n`` more messages (about n/6 s at 60x) than now or
+        than ``since``. The faults are paced by the edge's progress, not by the clock: on
+        a loaded machine a fixed sleep may end before a restarted edge is past start-up."""
+        target = (produced_count() if since is None else since) + n
+        deadline = time.monotonic() + PATIENCE
+        while produced_count() < target:
+            assert edge.proc is not None and edge.proc.poll() is None, edge.log()[-3000:]
             assert time.monotonic() < deadline, edge.log()[-3000:]
             time.sleep(0.2)
+
+    try:
+        produce(30)  # the pipeline has calibrated and is publishing
         restart_broker(persistence=True)
-        time.sleep(5)
+        produce(30)
         kill_collector("a")
-        time.sleep(5)
+        produce(30)
         kill_edge("2h")
-        time.sleep(6)
+        produce(36)
         influx.stop()  # 20 s without storage: the collectors retry, the edge re-sends
+        outage_from = produced_count()
         time.sleep(6)
         kill_collector("b")
         time.sleep(14)
+        produce(120, since=outage_from)  # and the edge spooled 20 s worth meanwhile
         influx.start()
-        time.sleep(5)
+        produce(30)
         restart_broker(persistence=False)  # sessions, queues and retained marks are gone
-        time.sleep(5)
+        produce(30)
         kill_collector("a")
-        time.sleep(4)
+        produce(24)
         kill_edge("10m", drain_timeout=90)  # the last run ends by itself and drains
         assert edge.proc is not None
-        rc = edge.proc.wait(150)
+        rc = edge.proc.wait(PATIENCE * 2)
         assert rc == 0, f"the edge did not drain (exit {rc}):\n{edge.log()[-4000:]}"
 
         produced = _produced(spool_path)
