@@ -223,11 +223,11 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     angles_q = np.column_stack([np.interp(tq, grid, angles[:, i]) for i in range(3)])
     flexion, lean_q, yaw_q = tilt_angles(angles_q)
     sensor = streams[6]
-    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor)
+    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor, tq)
     gyro = None
     gyro_model: dict[str, float] = {}
     if not accel_only:
-        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor)
+        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor, tq)
         sat |= gsat
     t = logger_stamps(tq, stamps, opts) + t0
     in_gap, gap_list = _gaps(opts, tq, actor, gaps)

@@ -77,9 +77,12 @@ def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
 
 
 def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal: bool,
+                  t: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Scale and cross-axis error, bias, white noise, quantisation and clipping, drawn
-    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g)."""
+    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g), and a warm-up
+    drift of the bias after power-on (up to ±8 mg or ±1 °/s per axis, time constant
+    5–20 min) at the sample times ``t``."""
     accel = kind == "accel"
     if ideal:
         return clean.astype(float), np.zeros(len(clean), bool), {}
@@ -95,7 +98,11 @@ def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal:
     gain = np.diag(1.0 + rng.uniform(-scale, scale, 3))
     gain += rng.uniform(-cross, cross, (3, 3)) * (1.0 - np.eye(3))
     offset = rng.uniform(-bias, bias, 3)
+    warm = rng.uniform(-1.0, 1.0, 3) * (0.008 if accel else 1.0)
+    tau = rng.uniform(300.0, 1200.0)
     out = clean @ gain.T + offset + noise * rng.standard_normal(clean.shape)
+    if t is not None:
+        out += (1.0 - np.exp(-t / tau))[:, None] * warm
     out = np.rint(out / lsb) * lsb
     saturated = (np.abs(out) >= full).any(axis=1)
     np.clip(out, -full, full, out=out)
