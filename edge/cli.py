@@ -177,7 +177,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
-    from spinesense.edge.robustness import format_report, run_suite
+    from spinesense.edge.robustness import run_suite
+    from spinesense.edge.robustness_report import format_report
 
     seeds = 200 if args.seeds is None else args.seeds
     if seeds < 1 or args.jobs < 1:

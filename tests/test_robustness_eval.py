@@ -10,12 +10,8 @@ import pytest
 
 from spinesense.cli import main
 from spinesense.config import Config
-from spinesense.edge.robustness import (
-    distributions,
-    format_report,
-    run_suite,
-    score_run,
-)
+from spinesense.edge.robustness import run_suite, score_run
+from spinesense.edge.robustness_report import distributions, format_report
 from spinesense.firmware.worldsim import simulate_world
 
 
@@ -73,6 +69,7 @@ def test_a_broken_detector_scores_badly() -> None:
     assert f1.runs >= 2 and f1.median < 0.5 and not f1.passed
     report = format_report(runs)
     assert "worst slouch_f1:" in report and "FAIL" in report
+    assert "pooled over all runs: slouch precision" in report
 
 
 def test_cli_robust_suite(capsys) -> None:
