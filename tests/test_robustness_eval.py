@@ -4,6 +4,7 @@ scores a deliberately broken detector badly."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -77,6 +78,11 @@ def test_cli_robust_suite(capsys) -> None:
                  "--minutes", "20"]) == 0
     out = capsys.readouterr().out
     assert "robust suite: 1 independent days" in out and "slouch_f1" in out
+    assert main(["evaluate", "--suite", "robust", "--seeds", "1", "--first-seed", "5",
+                 "--minutes", "20", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out,  # standard JSON: no NaN or Infinity
+                      parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert rows[0]["seed"] == 5 and "slouch_f1" in rows[0]["metrics"]
     assert main(["evaluate", "--suite", "robust", "--seeds", "0"]) == 2
     assert main(["evaluate", "--suite", "robust", "--seeds", "1", "--accel-only"]) == 2
 
