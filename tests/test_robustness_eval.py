@@ -95,3 +95,19 @@ def test_a_day_with_recording_gaps_is_scored() -> None:
     run = run_seed(seed, Config(), minutes=20.0, via="memory")
     assert not run.calibrated.startswith("failed"), run.calibrated
     assert set(run.metrics) >= {"slouch_f1", "forward_corr", "walk_acc", "naive_walk_acc"}
+
+
+def test_the_reproduce_command_writes_the_suites_day(tmp_path, capsys) -> None:
+    """The report names worst seeds with a `spinesense simulate` command: it must give
+    exactly the day the suite replayed."""
+    from spinesense.edge.robustness import RobustRun, day_for_seed, labels_of
+
+    seed = 7
+    day = day_for_seed(seed)
+    sim = simulate_world(day, seed, labels=labels_of(Config()))
+    cmd = RobustRun(seed, day, "", "", "", 0.0, False, "", False, 0.0).reproduce()
+    argv = [*cmd.split()[1:-1], str(tmp_path / "day.csv")]
+    assert main(argv) == 0
+    truth = json.loads((tmp_path / "day.truth.json").read_text())
+    assert truth["n_samples"] == len(sim.t)
+    assert truth["slouch_episodes"] == json.loads(json.dumps(sim.truth["slouch_episodes"]))
