@@ -219,9 +219,9 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     specific[:, 2] += 1.0
 
     mount, mount_info = draw_mounting(streams[4], facing)
-    moving = [s for s in actor.segments if s.activity in MOVING
-              and 0.25 * duration < s.start < 0.75 * duration]
-    slip_q, slip_info = draw_slip(streams[5], grid, moving if slip else [])
+    middle = [s for s in actor.segments if 0.25 * duration < s.start < 0.75 * duration]
+    moving = [s for s in middle if s.activity in MOVING]
+    slip_q, slip_info = draw_slip(streams[5], grid, moving, middle) if slip else (None, [])
     sensor_rot = rot @ mount if slip_q is None else np.einsum("nij,jk,nkl->nil", rot, mount,
                                                                    slip_q, optimize=True)
     acc_grid = np.einsum("nji,nj->ni", sensor_rot, specific)

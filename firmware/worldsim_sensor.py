@@ -52,16 +52,18 @@ def draw_mounting(rng: np.random.Generator, facing: str) -> tuple[np.ndarray, di
         "mount_roll_deg": round(roll, 3)}
 
 
-def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
+def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list, anywhere: list,
               ) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
-    """A clip slip during one of the ``moving`` segments (none if the list is empty):
-    the board turns 5–40° about an axis near its normal (turning in the plane of the
-    back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip rotation matrices
-    per grid time (sensor frame, applied after the mounting; None without a slip) and
-    the truth entries."""
-    if not moving:
+    """A clip slip during one of the ``moving`` segments, or (3 times in 10, or when
+    nobody moves) during any of ``anywhere`` (leaning back against the chair pushes the
+    clip too): the board turns 5–40° about an axis near its normal (turning in the
+    plane of the back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip
+    rotation matrices per grid time (sensor frame, applied after the mounting; None
+    without a slip) and the truth entries."""
+    pool = anywhere if (rng.random() < 0.3 or not moving) else moving
+    if not pool:
         return None, []
-    seg = moving[int(rng.integers(len(moving)))]
+    seg = pool[int(rng.integers(len(pool)))]
     length = rng.uniform(0.3, 2.0)
     start = rng.uniform(seg.start, max(seg.start, seg.end - length))
     angle = rng.uniform(5.0, 40.0) * (1 if rng.random() < 0.5 else -1)
