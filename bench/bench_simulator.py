@@ -77,7 +77,8 @@ def bench_independent(seed: int, repeat: int) -> None:
     from spinesense.firmware.worldsim import simulate_world
 
     def world():
-        return simulate_world("office", seed, minutes=60.0, rate_hz=100.0, stamps="clean")
+        return simulate_world("office", seed, minutes=60.0, rate_hz=100.0, stamps="clean",
+                              rate_switch=False, gaps=False)
 
     sim = world()
     n = len(sim.t)

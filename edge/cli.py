@@ -269,7 +269,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
-    from spinesense.edge.robustness import format_report, run_suite
+    from spinesense.edge.robustness import run_suite
+    from spinesense.edge.robustness_report import format_report
 
     seeds = 200 if args.seeds is None else args.seeds
     if seeds < 1 or args.jobs < 1:
@@ -292,8 +293,10 @@ def _evaluate_robust(args: argparse.Namespace, cfg: Any) -> int:
     runs = run_suite(range(args.first_seed, args.first_seed + seeds), cfg, mount=args.mount,
                      calibration=args.calibration, jobs=args.jobs, minutes=args.minutes,
                      progress=progress, via="memory" if args.in_memory else "csv")
-    if args.json:
-        print(json.dumps([r.__dict__ for r in runs], default=_jsonable, indent=1))
+    if args.json:  # standard JSON: undefined metrics (NaN) become null
+        rows = [{**r.__dict__, "metrics": {k: (v if v == v else None)
+                                           for k, v in r.metrics.items()}} for r in runs]
+        print(json.dumps(rows, default=_jsonable, indent=1, allow_nan=False))
         return 0
     hours = sum(r.minutes for r in runs) / 60.0
     print(f"robust suite: {seeds} independent days (seeds {args.first_seed}.."

@@ -153,6 +153,11 @@ def score_run(records: list[dict[str, Any]], truth: dict[str, Any], flexion_t: n
         "sit_recall": res.sit_tp / res.sit_truth if res.sit_truth else nan,
         "break_recall": res.brk_tp / res.brk_truth if res.brk_truth else nan,
         "walk_acc": res.walk_ok / res.seconds if res.seconds else nan,
+        # counts, for the figures pooled over all runs
+        "n_slouch_tp": res.slouch_tp, "n_slouch_det": res.slouch_det,
+        "n_slouch_truth": res.slouch_truth, "n_false": res.false_alerts,
+        "n_sit_tp": res.sit_tp, "n_sit_truth": res.sit_truth,
+        "n_brk_tp": res.brk_tp, "n_brk_truth": res.brk_truth, "sed_h": sed_h,
     }
     states = [r for r in records if r["type"] == "state"]
     ts = np.array([r["t"] for r in states], float) + 0.5
@@ -267,118 +272,3 @@ def run_suite(seeds: range | list[int], cfg: Config, *, mount: str = "right",
             if progress:
                 progress(run)
         return out
-
-
-@dataclass
-class Distribution:
-    name: str
-    kind: str
-    threshold: float
-    required: Any
-    description: str
-    runs: int
-    worst: float
-    p5: float
-    median: float
-    share_ok: float
-
-    @property
-    def passed(self) -> bool:
-        if self.runs == 0:
-            return True
-        if self.required == "median":
-            return self.median <= self.threshold if self.kind == "max" else \
-                self.median >= self.threshold
-        return self.share_ok >= self.required - 1e-12
-
-
-def distributions(runs: list[RobustRun]) -> list[Distribution]:
-    """Per metric: worst run, 5th percentile on the bad side, median, share meeting the
-    target, over the runs where the metric is defined."""
-    out = []
-    for name, kind, thr, req, desc in TARGETS + REFERENCE:
-        vals = np.array([r.metrics.get(name, math.nan) for r in runs], float)
-        vals = vals[np.isfinite(vals)]
-        if not len(vals):
-            out.append(Distribution(name, kind, thr, req, desc, 0, *(math.nan,) * 4))
-            continue
-        ok = vals >= thr if kind == "min" else vals <= thr
-        worst = vals.min() if kind == "min" else vals.max()
-        p5 = np.percentile(vals, 5 if kind == "min" else 95)
-        out.append(Distribution(name, kind, thr, req, desc, len(vals), float(worst),
-                                float(p5), float(np.median(vals)), float(ok.mean())))
-    return out
-
-
-def _fmt(x: float) -> str:
-    return "-" if x != x else f"{x:.3f}"
-
-
-def format_report(runs: list[RobustRun], *, worst: int = 3) -> str:
-    """The distribution table, a breakdown by day type, and the worst seeds per failing
-    metric (with the command that reproduces each)."""
-    dists = distributions(runs)
-    head = ["metric", "target", "runs", "worst", "p5", "median", "share ok", "verdict"]
-    rows = [head]
-    for d in dists:
-        if d.name in (n for n, *_ in REFERENCE):
-            rows.append([f"({d.name})", "reference", str(d.runs), _fmt(d.worst), _fmt(d.p5),
-                         _fmt(d.median), f"{d.share_ok:.1%}" if d.runs else "-", ""])
-            continue
-        sign = ">=" if d.kind == "min" else "<="
-        need = "median" if d.required == "median" else f"{d.required:.0%} of runs"
-        rows.append([d.name, f"{sign} {d.threshold:g} in {need}", str(d.runs), _fmt(d.worst),
-                     _fmt(d.p5), _fmt(d.median), "-" if d.runs == 0 else f"{d.share_ok:.1%}",
-                     "n/a" if d.runs == 0 else ("ok" if d.passed else "FAIL")])
-    lines = [_table(rows)]
-    failed = [r for r in runs if r.calibrated.startswith("failed:")]
-    if failed:
-        kinds = sorted({r.stamps for r in failed})
-        lines.append(f"{len(failed)} of {len(runs)} days failed to replay (counted as failing "
-                     f"every target; timestamps {', '.join(kinds)}), e.g. seed "
-                     f"{failed[0].seed}: {failed[0].calibrated}")
-    lines += ["", "by condition (share of runs meeting the target, and runs):"]
-    keys = ["slouch_f1", "forward_corr", "sit_recall", "walk_acc", "sitstand_acc"]
-    rows = [["day", "runs", *keys]]
-    for day in sorted({r.day for r in runs}):
-        sub = [r for r in runs if r.day == day]
-        rows.append([day, str(len(sub)), *[_share(sub, k) for k in keys]])
-    groups: list[tuple[str, Any]] = [
-        ("facing", lambda r: r.facing), ("accel-only", lambda r: r.accel_only),
-        ("slip", lambda r: r.slip), ("stamps", lambda r: r.stamps),
-        ("rate", lambda r: "25-49 Hz" if r.rate_hz < 50 else
-         ("50-149 Hz" if r.rate_hz < 150 else "150-400 Hz"))]
-    for label, key in groups:
-        for value in sorted({key(r) for r in runs}, key=str):
-            sub = [r for r in runs if key(r) == value]
-            rows.append([f"{label}={value}", str(len(sub)), *[_share(sub, k) for k in keys]])
-    lines.append(_table(rows))
-    for d in dists:
-        if d.runs == 0 or d.passed or d.name in (n for n, *_ in REFERENCE):
-            continue
-        name, kind = d.name, d.kind
-        bad = sorted((r for r in runs if math.isfinite(r.metrics.get(name, math.nan))),
-                     key=lambda r: r.metrics[name] * (1 if kind == "min" else -1))[:worst]
-        lines.append(f"worst {name}:")
-        for r in bad:
-            lines.append(f"  {r.metrics[name]:.3f}  seed {r.seed} {r.day}, {r.facing}, "
-                         f"{r.rate_hz:g} Hz{', accel-only' if r.accel_only else ''}, "
-                         f"stamps {r.stamps}{', slip' if r.slip else ''}, {r.minutes} min; "
-                         f"calibrated: {r.calibrated or '-'}")
-    return "\n".join(lines)
-
-
-def _share(runs: list[RobustRun], name: str) -> str:
-    kind, thr = next((k, t) for n, k, t, *_ in TARGETS if n == name)
-    vals = np.array([r.metrics.get(name, math.nan) for r in runs], float)
-    vals = vals[np.isfinite(vals)]
-    if not len(vals):
-        return "-"
-    return f"{(vals >= thr if kind == 'min' else vals <= thr).mean():.0%} ({len(vals)})"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-                     for r in rows)

@@ -134,6 +134,24 @@ def _gaps(rng: np.random.Generator, tq: np.ndarray, actor: Actor, wanted: bool,
     return in_gap, sorted(out)
 
 
+def _sample_times(rng: np.random.Generator, duration: float, rate: float,
+                  switch: bool | None, clock: float) -> tuple[np.ndarray, list[dict]]:
+    """Sample times at ``rate`` Hz; with a switch, at another rate (25–400 Hz) from a
+    moment in the middle half of the day on (its own random stream, so that the rest of
+    the seed's draws stay the same)."""
+    wanted = rng.random() < 0.1
+    new_rate = float(rng.choice([25.0, 50.0, 100.0, 200.0, 400.0])) * clock
+    at = rng.uniform(0.25, 0.75) * duration
+    switch = wanted if switch is None else switch
+    if not switch or abs(new_rate - rate) < 1e-9:
+        return np.arange(int(np.floor(duration * rate))) / rate, []
+    first = np.arange(int(np.floor(at * rate))) / rate
+    start = first[-1] + 1.0 / new_rate
+    second = start + np.arange(int(np.floor((duration - start) * new_rate))) / new_rate
+    return np.concatenate([first, second]), [{"t": round(start, 6),
+                                              "rate_hz": round(new_rate / clock, 6)}]
+
+
 def _draw(rng: np.random.Generator, value: Any, draw: Any) -> Any:
     """``value``, or a draw; the draw is made either way, so that fixing one option
     leaves every other draw of the seed unchanged."""
@@ -146,12 +164,13 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
                    accel_only: bool | None = None, stamps: str | None = None,
                    slip: bool | None = None, labels: dict | None = None,
                    t0: float | None = None, ideal_sensor: bool = False,
-                   gaps: bool | None = None) -> Simulation:
+                   gaps: bool | None = None, rate_switch: bool | None = None) -> Simulation:
     """Simulate one day of type ``day`` (a key of `DAY_TYPES`) from ``seed``. Every option
     left at None is drawn from the seed: length within the day type's range, rate
     25–400 Hz, facing, accelerometer-only (1 in 4), timestamps (``clean``, ``jitter``
-    or ``logger``), a clip slip (1 in 3), the time origin, and recording gaps (1 day in
-    6: one to three dropouts of 0.3–60 s, which block slouch truth as in `simulate`)."""
+    or ``logger``), a clip slip (1 in 3), the time origin, recording gaps (1 day in 6:
+    one to three dropouts of 0.3–60 s, which block slouch truth as in `simulate`) and a
+    change of sample rate mid-file (1 day in 10, as phone loggers do)."""
     if day not in DAY_TYPES:
         raise ValueError(f"unknown day type {day!r}; choose one of {', '.join(DAY_TYPES)}")
     if facing is not None and facing not in FACINGS:
@@ -159,7 +178,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     if stamps is not None and stamps not in ("clean", "jitter", "logger"):
         raise ValueError(f"unknown stamps {stamps!r}; choose clean, jitter or logger")
     streams = [np.random.default_rng(s) for s in
-               np.random.SeedSequence([int(seed), 0xB0D1, 7]).spawn(8)]
+               np.random.SeedSequence([int(seed), 0xB0D1, 7]).spawn(9)]
     opts = streams[7]
     spec = DAY_TYPES[day]
     minutes = _draw(opts, minutes, lambda r: r.uniform(*spec.minutes))
@@ -200,9 +219,9 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     specific[:, 2] += 1.0
 
     mount, mount_info = draw_mounting(streams[4], facing)
-    moving = [s for s in actor.segments if s.activity in MOVING
-              and 0.25 * duration < s.start < 0.75 * duration]
-    slip_q, slip_info = draw_slip(streams[5], grid, moving if slip else [])
+    middle = [s for s in actor.segments if 0.25 * duration < s.start < 0.75 * duration]
+    moving = [s for s in middle if s.activity in MOVING]
+    slip_q, slip_info = draw_slip(streams[5], grid, moving, middle) if slip else (None, [])
     sensor_rot = rot @ mount if slip_q is None else np.einsum("nij,jk,nkl->nil", rot, mount,
                                                                    slip_q, optimize=True)
     acc_grid = np.einsum("nji,nj->ni", sensor_rot, specific)
@@ -217,17 +236,18 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     gyro_grid = sosfilt(sos, gyro_grid, axis=0)
 
     clock = 1.0 + opts.uniform(-0.01, 0.01)
-    tq = np.arange(int(np.floor(duration * rate_hz * clock))) / (rate_hz * clock)
+    tq, rate_changes = _sample_times(streams[8], duration, rate_hz * clock,
+                                     rate_switch, clock)
     acc_true = np.column_stack([np.interp(tq, grid, acc_grid[:, i]) for i in range(3)])
     gyro_true = np.column_stack([np.interp(tq, grid, gyro_grid[:, i]) for i in range(3)])
     angles_q = np.column_stack([np.interp(tq, grid, angles[:, i]) for i in range(3)])
     flexion, lean_q, yaw_q = tilt_angles(angles_q)
     sensor = streams[6]
-    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor)
+    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor, tq)
     gyro = None
     gyro_model: dict[str, float] = {}
     if not accel_only:
-        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor)
+        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor, tq)
         sat |= gsat
     t = logger_stamps(tq, stamps, opts) + t0
     in_gap, gap_list = _gaps(opts, tq, actor, gaps)
@@ -242,6 +262,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     truth: dict[str, Any] = {
         "model": "independent", "scenario": day, "day": day, "seed": int(seed),
         "rate_hz": rate_hz, "duration_s": duration, "t0": t0, "n_samples": len(tq),
+        "rate_changes": [{**c, "t": round(c["t"] + t0, 6)} for c in rate_changes],
         "accel_only": accel_only, "jitter_s": 0.0, "stamps": stamps,
         "gaps": [{"start": round(a + t0, 6), "end": round(b + t0, 6)} for a, b in gap_list],
         "knocks": [{"t": round(k.t + t0, 4), "peak_g": round(k.peak_g, 3)}

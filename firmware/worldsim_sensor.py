@@ -52,16 +52,18 @@ def draw_mounting(rng: np.random.Generator, facing: str) -> tuple[np.ndarray, di
         "mount_roll_deg": round(roll, 3)}
 
 
-def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
+def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list, anywhere: list,
               ) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
-    """A clip slip during one of the ``moving`` segments (none if the list is empty):
-    the board turns 5–40° about an axis near its normal (turning in the plane of the
-    back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip rotation matrices
-    per grid time (sensor frame, applied after the mounting; None without a slip) and
-    the truth entries."""
-    if not moving:
+    """A clip slip during one of the ``moving`` segments, or (3 times in 10, or when
+    nobody moves) during any of ``anywhere`` (leaning back against the chair pushes the
+    clip too): the board turns 5–40° about an axis near its normal (turning in the
+    plane of the back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip
+    rotation matrices per grid time (sensor frame, applied after the mounting; None
+    without a slip) and the truth entries."""
+    pool = anywhere if (rng.random() < 0.3 or not moving) else moving
+    if not pool:
         return None, []
-    seg = moving[int(rng.integers(len(moving)))]
+    seg = pool[int(rng.integers(len(pool)))]
     length = rng.uniform(0.3, 2.0)
     start = rng.uniform(seg.start, max(seg.start, seg.end - length))
     angle = rng.uniform(5.0, 40.0) * (1 if rng.random() < 0.5 else -1)
@@ -77,9 +79,12 @@ def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
 
 
 def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal: bool,
+                  t: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Scale and cross-axis error, bias, white noise, quantisation and clipping, drawn
-    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g)."""
+    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g), and a warm-up
+    drift of the bias after power-on (up to ±8 mg or ±1 °/s per axis, time constant
+    5–20 min) at the sample times ``t``."""
     accel = kind == "accel"
     if ideal:
         return clean.astype(float), np.zeros(len(clean), bool), {}
@@ -95,7 +100,11 @@ def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal:
     gain = np.diag(1.0 + rng.uniform(-scale, scale, 3))
     gain += rng.uniform(-cross, cross, (3, 3)) * (1.0 - np.eye(3))
     offset = rng.uniform(-bias, bias, 3)
+    warm = rng.uniform(-1.0, 1.0, 3) * (0.008 if accel else 1.0)
+    tau = rng.uniform(300.0, 1200.0)
     out = clean @ gain.T + offset + noise * rng.standard_normal(clean.shape)
+    if t is not None:
+        out += (1.0 - np.exp(-t / tau))[:, None] * warm
     out = np.rint(out / lsb) * lsb
     saturated = (np.abs(out) >= full).any(axis=1)
     np.clip(out, -full, full, out=out)

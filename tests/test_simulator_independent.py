@@ -186,3 +186,18 @@ def test_gaps_drop_samples_and_block_slouch_truth() -> None:
         assert not ((sim.t > g["start"] + 0.05) & (sim.t < g["end"] - 0.05)).any()
         for ep in sim.truth["slouch_episodes"]:
             assert not (ep["onset"] < g["start"] + 0.05 < ep["end"] - 0.05)
+
+
+def test_rate_switch_changes_the_sample_rate_mid_file() -> None:
+    base = simulate_world("office", 9, minutes=20.0, rate_hz=50.0, stamps="clean",
+                          rate_switch=False)
+    sim = simulate_world("office", 9, minutes=20.0, rate_hz=50.0, stamps="clean",
+                         rate_switch=True)
+    change = sim.truth["rate_changes"][0]
+    dt = np.diff(sim.t)
+    before, after = sim.t[1:] < change["t"] - 0.5, sim.t[1:] > change["t"] + 0.5
+    assert np.median(dt[before]) == pytest.approx(1 / 50.0, rel=0.02)
+    assert np.median(dt[after]) == pytest.approx(1 / change["rate_hz"], rel=0.02)
+    assert not base.truth["rate_changes"]
+    # the switch has its own random stream: the day itself is the same
+    assert sim.truth["segments"] == base.truth["segments"]
