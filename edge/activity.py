@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinesense.edge.features import Transition
+from spinesense.edge.filters import run_lengths
 
 POSTURES = ("sitting", "standing", "walking", "lying", "unknown")
 SITTING, STANDING, WALKING, LYING, UNKNOWN = range(5)
 LYING_DEG = 50.0
 
 
-WALK_CLUE_S = 3
+WALK_CLUE_S = 10  # seated rhythmic fidgets can pass for a few walking seconds
 
 
 @dataclass
@@ -33,16 +34,6 @@ class PostureState:
     seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
-
-
-def _run_lengths(flag: np.ndarray, contiguous: np.ndarray, carry: int) -> np.ndarray:
-    """Length of the run of True ending at each element (a run breaks where the seconds
-    are not contiguous); ``carry`` is the run length just before the first element."""
-    idx = np.arange(len(flag))
-    prev_flag = np.concatenate(([carry > 0], flag[:-1]))
-    brk = flag & ~(contiguous & prev_flag)
-    last = np.maximum.accumulate(np.where(brk, idx, -1))
-    return np.where(flag, np.where(last >= 0, idx - last + 1, idx + 1 + carry), 0)
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
@@ -60,7 +51,7 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     clue[(sec - prev - 1) >= forget_s] = UNKNOWN
     # walking means standing once it has lasted WALK_CLUE_S (a landing bounce after
     # sitting down can look like two rhythmic seconds)
-    run = _run_lengths(walking, sec - prev == 1, st.walk_run)
+    run = run_lengths(walking, sec - prev == 1, st.walk_run)
     st.walk_run = int(run[-1])
     clue[run >= WALK_CLUE_S] = STANDING
     clue[lying] = SITTING  # whoever gets up from lying sits up first

@@ -21,13 +21,13 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
   ``SURE_AGREEMENT``; below ``UNSURE_AGREEMENT`` it is given up again. Every change is a
   new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
 * **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
-  each ``WALK_WINDOW_S`` walking seconds is compared with the first one after the
-  calibration; ``SLIP_CONFIRM`` windows in a row more than ``SLIP_DEG`` away mean the
-  clip moved: upright is rotated by the same rotation (re-anchored), the forward axis
-  follows from the board normal, and a ``clip_moved`` record says by how much. A first
-  walk far (``stale_deg``) from the calibrated upright means the calibration itself was
-  wrong or the clip moved before any walk: ``calibration_stale``, and upright is
-  re-anchored on walking.
+  each ``WALK_WINDOW_S`` seconds of sustained walking (runs of ``WALK_RUN_S`` or more)
+  is compared with the first one after the calibration; ``SLIP_CONFIRM`` windows in a
+  row more than ``SLIP_DEG`` away mean the clip moved. Upright is rotated by the same
+  rotation (re-anchored), the forward axis follows from the board normal, and a
+  ``clip_moved`` record says by how much. A first walk far (``stale_deg``) from the
+  calibrated upright means the calibration was wrong or the clip moved before any
+  walk: ``calibration_stale``, and upright is re-anchored on walking.
 
 Changes take effect from the second after the one that decided them, so the result does
 not depend on how the input was cut into chunks.
@@ -55,6 +55,7 @@ BRIEF_S = 8
 BRIEF_MIN_DEG = 15.0
 BRIEF_BASE_DEG = 8.0
 WALK_WINDOW_S = 20
+WALK_RUN_S = 8              # only sustained walking counts (not a few rhythmic seconds)
 WALK_LEAN_DEG = 1.5
 WALK_WEIGHT = 0.2
 WALK_MAX_WEIGHT = 1.0
@@ -165,6 +166,8 @@ class MountTracker:
     _walk_n: int = 0
     _walk_ref: np.ndarray | None = None
     _slip_run: list[np.ndarray] = field(default_factory=list)
+    _run: int = 0                 # consecutive walking seconds
+    _last_sec: int = -(10**12)
 
     def __post_init__(self) -> None:
         assert self.cal.forward is not None
@@ -183,7 +186,10 @@ class MountTracker:
                 tr = self._pending.pop(0)
                 self._evidence(tr.direction, 1.0)
             self._excursion(sf.grav[i], s)
-            slip = self._walking(sf, i, s) if sf.walking[i] else None
+            self._run = self._run + 1 if sf.walking[i] and s == self._last_sec + 1 else \
+                int(bool(sf.walking[i]))
+            self._last_sec = s
+            slip = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
             change = slip or self._decide(s)
             if change is not None:
                 changes.append(change)

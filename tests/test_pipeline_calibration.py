@@ -114,7 +114,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     # gravity moves it by less)
     assert 15.0 < slips[0]["shift_deg"] <= 35.0
     cal2 = [r for r in recs if r["type"] == "calibrated"]
-    assert angle_deg(np.array(cal2[-1]["up"]), moved @ sim.up_sensor) < 5.0
+    assert angle_deg(np.array(cal2[-1]["up"]), moved @ sim.up_sensor) < 8.0
     # re-anchored: the flexion after it is the true one again
     st = [r for r in recs if r["type"] == "state" and r["t"] > slips[0]["t"]]
     true = np.interp([r["t"] + 0.5 for r in st], sim.t, sim.flexion_true)
