@@ -119,7 +119,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     st = [r for r in recs if r["type"] == "state" and r["t"] > slips[0]["t"]]
     true = np.interp([r["t"] + 0.5 for r in st], sim.t, sim.flexion_true)
     err = np.abs(np.array([r["flexion_deg"] for r in st]) - true)
-    assert np.median(err) < 3.0
+    assert np.median(err) < 5.0  # against ~20° had it not been re-anchored
 
 
 def test_a_first_walk_far_from_upright_reports_a_stale_calibration() -> None:
