@@ -4,6 +4,8 @@ What an upper-back sensor can and cannot tell:
 
 * walking: rhythmic vertical acceleration with steps (measured directly);
 * lying: the trunk far from upright (more than ``LYING_DEG``; measured directly);
+* reclining: held ``RECLINE_CLUE_DEG`` or more back of upright for ``RECLINE_CLUE_S``
+  means sitting (against a backrest; nobody stands leaning back like that);
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
   standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
@@ -27,6 +29,8 @@ LYING_DEG = 50.0
 
 
 WALK_CLUE_S = 10  # seated rhythmic fidgets can pass for a few walking seconds
+RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
+RECLINE_CLUE_S = 8
 
 
 @dataclass
@@ -34,11 +38,13 @@ class PostureState:
     seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
+    recline_run: int = 0   # consecutive reclined seconds up to last_sec
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
              transitions: list[Transition], forget_s: float,
-             state: PostureState | None = None) -> tuple[np.ndarray, PostureState]:
+             state: PostureState | None = None, reclined: np.ndarray | None = None
+             ) -> tuple[np.ndarray, PostureState]:
     """Posture code per second (see module doc); ``forget_s``: a gap this long (missing
     seconds) makes the base posture unknown again."""
     st = PostureState() if state is None else state
@@ -55,6 +61,10 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     st.walk_run = int(run[-1])
     clue[run >= WALK_CLUE_S] = STANDING
     clue[lying] = SITTING  # whoever gets up from lying sits up first
+    if reclined is not None:  # leaning back for a while: against a backrest
+        rrun = run_lengths(reclined & ~walking, sec - prev == 1, st.recline_run)
+        st.recline_run = int(rrun[-1])
+        clue[rrun >= RECLINE_CLUE_S] = SITTING
     for tr in transitions:
         i = int(np.searchsorted(sec, int(np.floor(tr.t)), side="right")) - 1
         if i >= 0:

@@ -28,9 +28,9 @@ from spinesense.edge.filters import TICK_HZ, run_lengths
 
 WALK_RMS_G = 0.012
 WALK_NOW_G = 0.015
-MIN_PERIODICITY = 0.55
+MIN_PERIODICITY = 0.65
 LAG_S = (0.3, 1.35)
-WINDOW_S = 3
+WINDOW_S = 4
 IN_A_ROW = 2
 
 

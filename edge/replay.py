@@ -52,6 +52,16 @@ def summary(records: list[dict[str, Any]], name: str = "") -> str:
                      f"forward axis {cal['forward_method']}{conf}")
     else:
         lines.append("  calibration: stored")
+    for r in [r for r in records if r["type"] == "calibrated"][1:]:
+        lines.append(f"  from t={r['t']:g} s: forward axis {r['forward_method']}, "
+                     f"confidence {r.get('confidence', '?')}")
+    for r in records:
+        if r["type"] == "mount_warning":
+            lines.append(f"  MOUNT WARNING at t={r['t']:g} s: {r['message']} (agreement "
+                         f"{r['agreement']:+.2f} over {r['n_evidence']} pieces of evidence)")
+        elif r["type"] == "clip_moved":
+            lines.append(f"  clip moved at t={r['t']:g} s by {r['shift_deg']}°: re-anchored "
+                         f"on {r['reanchored']}")
     ends = [r for r in records if r["type"] == "slouch_end"]
     slouched = sum(r["t"] - r["alert_t"] for r in ends)
     lines.append(f"  slouch episodes: {len(ends)} ({slouched / 60:.1f} min slouched after "
@@ -79,7 +89,8 @@ def summary(records: list[dict[str, Any]], name: str = "") -> str:
     stale = [r for r in records if r["type"] == "calibration_stale"]
     if stale:
         lines.append(f"  calibration looks stale from t={stale[0]['t']:g} s (walking "
-                     f"{stale[0]['angle_deg']}° from upright): recalibrate")
+                     f"{stale[0]['angle_deg']}° from upright; re-anchored on walking): "
+                     "recalibrate")
     gaps = [r for r in records if r["type"] == "gap"]
     if gaps:
         lines.append(f"  gaps: {len(gaps)} ({sum(g['duration_s'] for g in gaps):.1f} s)")
