@@ -135,6 +135,7 @@ class FrontEnd:
         self._lift_state = 0                      # -1 below, 0 neutral, +1 above
         self._last_transition_k = -(10**12)
         self.gait = GaitDetector()
+        self._walk_last: int | None = None       # the last walking second seen
         self._tail: TickFeatures | None = None    # last 2 s, for the transition look-back
 
     def ticks(self, tk: Ticks) -> TickFeatures:
@@ -199,7 +200,14 @@ class FrontEnd:
         usec = sec[first]
         walking = self.gait.decide(tf.k, tf.vert_bp, v, usec, n, vert_rms ** 2 * n)
         out = SecondFeatures(usec, n, steps, vert_rms, dyn_rms, grav, walking)
-        out.transitions = self._transitions(tf)
+        # a hip rise or drop while walking is a stair or a bump of the gait, not a sit or
+        # stand: no transition in a walking second or the one after it
+        walk_secs = set(usec[walking].tolist()) | {x + 1 for x in usec[walking].tolist()}
+        if self._walk_last is not None:
+            walk_secs.add(self._walk_last + 1)
+        out.transitions = [tr for tr in self._transitions(tf)
+                           if int(np.floor(tr.t)) not in walk_secs]
+        self._walk_last = int(usec[walking][-1]) if walking.any() else self._walk_last
         return out
 
     def _transitions(self, tf: TickFeatures) -> list[Transition]:

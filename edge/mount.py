@@ -22,8 +22,9 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
   new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
 * **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
   each ``WALK_WINDOW_S`` seconds of sustained walking (runs of ``WALK_RUN_S`` or more)
-  is compared with the first one after the calibration; ``SLIP_CONFIRM`` windows in a
-  row more than ``SLIP_DEG`` away mean the clip moved. Upright is rotated by the same
+  is compared with the mean of all walking since the calibration; ``SLIP_CONFIRM``
+  windows in a row more than ``SLIP_DEG`` away, the later ones within
+  ``SLIP_AGREE_DEG`` of each other, mean the clip moved. Upright is rotated by the same
   rotation (re-anchored), the forward axis follows from the board normal, and a
   ``clip_moved`` record says by how much. A first walk far (``stale_deg``) from the
   calibrated upright means the calibration was wrong or the clip moved before any
@@ -60,14 +61,15 @@ WALK_LEAN_DEG = 1.5
 WALK_WEIGHT = 0.2
 WALK_MAX_WEIGHT = 1.0
 SIDEWAYS_COS = 0.5          # evidence less than 60° from the sagittal axis counts
-WARN_WEIGHT = 3.0
-WARN_AGREEMENT = -0.5
+WARN_WEIGHT = 4.0
+WARN_AGREEMENT = -0.6
 RECOVER_AGREEMENT = 0.3
 SURE_WEIGHT = 2.5
 SURE_AGREEMENT = 0.6
 UNSURE_AGREEMENT = 0.4
-SLIP_DEG = 7.0
-SLIP_CONFIRM = 2
+SLIP_DEG = 10.0            # walks differ (pace, stairs, a load) by less than this
+SLIP_CONFIRM = 3
+SLIP_AGREE_DEG = 6.0       # ... and a moved clip shifts every later window alike
 
 
 def unit_or_none(v: np.ndarray) -> np.ndarray | None:
@@ -165,6 +167,7 @@ class MountTracker:
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
     _walk_ref: np.ndarray | None = None
+    _walk_acc: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _slip_run: list[np.ndarray] = field(default_factory=list)
     _run: int = 0                 # consecutive walking seconds
     _last_sec: int = -(10**12)
@@ -246,7 +249,7 @@ class MountTracker:
             if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
                 return self._reanchor(s, _rotation_between(self.cal.up, mean), off, mean,
                                       "calibration_stale")
-            self._walk_ref = mean
+            self._walk_ref, self._walk_acc = mean, mean.copy()
             if off >= WALK_LEAN_DEG and self.walk_weight < WALK_MAX_WEIGHT:
                 self.walk_weight += WALK_WEIGHT
                 self._evidence(mean - self.cal.up, WALK_WEIGHT)
@@ -254,6 +257,8 @@ class MountTracker:
         shift = _angle(mean, self._walk_ref)
         if shift <= SLIP_DEG:
             self._slip_run = []
+            self._walk_acc = self._walk_acc + mean  # the reference: all walking so far
+            self._walk_ref = unit_or_none(self._walk_acc)
             if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= \
                     WALK_LEAN_DEG:
                 self.walk_weight += WALK_WEIGHT
@@ -262,8 +267,14 @@ class MountTracker:
         self._slip_run.append(mean)
         if len(self._slip_run) < SLIP_CONFIRM:
             return None
-        new_ref = self._slip_run[-1]  # the first window may straddle the slip
+        later = self._slip_run[1:]  # the first window may straddle the slip
+        self._slip_run = self._slip_run[1:]
+        if max(_angle(a, b) for a in later for b in later) > SLIP_AGREE_DEG:
+            return None  # varied walking, not one new mounting
+        new_ref = unit_or_none(np.sum(later, axis=0))
         self._slip_run = []
+        if new_ref is None:
+            return None
         return self._reanchor(s, _rotation_between(self._walk_ref, new_ref),
                               _angle(new_ref, self._walk_ref), new_ref, "clip_moved")
 
@@ -276,7 +287,7 @@ class MountTracker:
         cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
-        self.cal, self._walk_ref = cal, walk_ref
+        self.cal, self._walk_ref, self._walk_acc = cal, walk_ref, walk_ref.copy()
         self.ref = orthogonal_forward(up, rot @ self.ref)
         t = float(s + 1)
         if kind == "calibration_stale":

@@ -109,7 +109,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     gyro[late] = gyro[late] @ moved.T
     recs = replay(SampleChunk(sim.t, acc, gyro), Config(), calibration=cal, states=True)
     slips = [r for r in recs if r["type"] == "clip_moved"]
-    assert len(slips) == 1 and 300 < slips[0]["t"] < 400
+    assert len(slips) == 1 and 300 < slips[0]["t"] < 420
     # the shift of walking's gravity direction (a 35° turn about an axis partly along
     # gravity moves it by less)
     assert 15.0 < slips[0]["shift_deg"] <= 35.0
@@ -119,7 +119,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     st = [r for r in recs if r["type"] == "state" and r["t"] > slips[0]["t"]]
     true = np.interp([r["t"] + 0.5 for r in st], sim.t, sim.flexion_true)
     err = np.abs(np.array([r["flexion_deg"] for r in st]) - true)
-    assert np.median(err) < 5.0  # against ~20° had it not been re-anchored
+    assert np.median(err) < 6.0  # against ~20° had it not been re-anchored
 
 
 def test_a_first_walk_far_from_upright_reports_a_stale_calibration() -> None:
