@@ -84,6 +84,7 @@ class Transition:
     lift_m: float
     lean_deg: float
     direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
+    while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
 @dataclass
@@ -200,13 +201,15 @@ class FrontEnd:
         usec = sec[first]
         walking = self.gait.decide(tf.k, tf.vert_bp, v, usec, n, vert_rms ** 2 * n)
         out = SecondFeatures(usec, n, steps, vert_rms, dyn_rms, grav, walking)
-        # a hip rise or drop while walking is a stair or a bump of the gait, not a sit or
-        # stand: no transition in a walking second or the one after it
+        # a hip rise or drop while walking may be a stair or a bump of the gait: marked,
+        # so that it is no evidence about the mounting (posture still takes it: a walk
+        # often ends by sitting down, while the walking rule still overshoots)
         walk_secs = set(usec[walking].tolist()) | {x + 1 for x in usec[walking].tolist()}
         if self._walk_last is not None:
             walk_secs.add(self._walk_last + 1)
-        out.transitions = [tr for tr in self._transitions(tf)
-                           if int(np.floor(tr.t)) not in walk_secs]
+        out.transitions = self._transitions(tf)
+        for tr in out.transitions:
+            tr.while_walking = int(np.floor(tr.t)) in walk_secs
         self._walk_last = int(usec[walking][-1]) if walking.any() else self._walk_last
         return out
 

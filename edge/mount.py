@@ -187,7 +187,8 @@ class MountTracker:
             s = int(sf.sec[i])
             while self._pending and self._pending[0].t < s + 1:
                 tr = self._pending.pop(0)
-                self._evidence(tr.direction, 1.0)
+                if not tr.while_walking:  # stairs lift the hips too, at any lean
+                    self._evidence(tr.direction, 1.0)
             self._excursion(sf.grav[i], s)
             self._run = self._run + 1 if sf.walking[i] and s == self._last_sec + 1 else \
                 int(bool(sf.walking[i]))
