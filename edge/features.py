@@ -27,7 +27,6 @@ G = 9.80665
 STEP_BAND_HZ = (0.7, 3.5)
 STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleration
 STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
-WALK_RMS_G = 0.035           # band-passed vertical RMS while walking
 LIFT_CUTOFF_HZ = 0.25        # high-passed vertical displacement (sit/stand pushes)
 LIFT_UP_M = 0.13             # hip rise seen at the sensor that marks sit-to-stand
 LIFT_DOWN_M = 0.09           # hip drop that marks stand-to-sit
