@@ -26,8 +26,8 @@ import numpy as np
 
 from spinesense.edge.filters import TICK_HZ, run_lengths
 
-WALK_RMS_G = 0.012
-WALK_NOW_G = 0.015
+WALK_RMS_G = 0.01
+WALK_NOW_G = 0.01
 MIN_PERIODICITY = 0.65
 LAG_S = (0.3, 1.35)
 WINDOW_S = 4
