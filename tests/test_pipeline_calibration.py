@@ -41,6 +41,18 @@ def test_a_stored_calibration_is_used_as_is(tmp_path: Path) -> None:
     assert sum(r["type"] == "slouch_start" for r in recs) == len(sim.truth["slouch_episodes"])
 
 
+def _on_the_wire(records: list[dict]) -> None:
+    """Every new record type passes the collector's validator (the wire contract)."""
+    from spinesense.collector.validate import Validator
+    from spinesense.schema import encode, kind_of, record_to_message, topic
+
+    validator = Validator()
+    for seq, rec in enumerate(records, start=1):
+        msg = record_to_message(rec, "alice", seq, lambda t: 1_764_000_000_000 + t * 1000)
+        kind = kind_of(rec["type"])
+        validator.check(topic("spinesense", "alice", kind), encode(msg))
+
+
 def _mount_of(sim) -> str:
     """The facing the simulated board really has (its z axis along body −x: back-out)."""
     return "back-out" if sim.mounting[0, 2] < 0 else "back-in"
@@ -73,6 +85,7 @@ def test_a_wrong_mount_raises_a_warning_and_never_runs_inverted() -> None:
     warn = [r for r in recs if r["type"] == "mount_warning"]
     assert len(warn) == 1 and warn[0]["agreement"] <= -0.5 and warn[0]["n_evidence"] >= 3
     assert warn[0]["mount"] == wrong and "mounted the other way" in warn[0]["message"]
+    _on_the_wire([r for r in recs if r["type"] in ("mount_warning", "calibrated")])
     # from the warning on, slouch is judged either way: the true slouch alerts
     after = [r for r in recs if r["type"] == "slouch_start" and r["t"] > warn[0]["t"]]
     truth = [e for e in sim.truth["slouch_episodes"] if e["alert"] > warn[0]["t"] + 1]
@@ -110,6 +123,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     recs = replay(SampleChunk(sim.t, acc, gyro), Config(), calibration=cal, states=True)
     slips = [r for r in recs if r["type"] == "clip_moved"]
     assert len(slips) == 1 and 300 < slips[0]["t"] < 420
+    _on_the_wire([r for r in recs if r["type"] in ("clip_moved", "calibrated")])
     # the shift of walking's gravity direction (a 35° turn about an axis partly along
     # gravity moves it by less)
     assert 15.0 < slips[0]["shift_deg"] <= 35.0
