@@ -14,7 +14,7 @@ from spinesense.cli import main
 from spinesense.config import Config
 from spinesense.edge.calibration import Calibration, angle_deg
 from spinesense.edge.pipeline import Pipeline
-from spinesense.edge.replay import replay
+from spinesense.edge.replay import replay, summary
 from spinesense.firmware.simulator import simulate
 from spinesense.samples import SampleChunk
 
@@ -86,6 +86,8 @@ def test_a_wrong_mount_raises_a_warning_and_never_runs_inverted() -> None:
     assert len(warn) == 1 and warn[0]["agreement"] <= -0.5 and warn[0]["n_evidence"] >= 3
     assert warn[0]["mount"] == wrong and "mounted the other way" in warn[0]["message"]
     _on_the_wire([r for r in recs if r["type"] in ("mount_warning", "calibrated")])
+    text = summary(recs)
+    assert "MOUNT WARNING" in text and "confidence low" in text
     # from the warning on, slouch is judged either way: the true slouch alerts
     after = [r for r in recs if r["type"] == "slouch_start" and r["t"] > warn[0]["t"]]
     truth = [e for e in sim.truth["slouch_episodes"] if e["alert"] > warn[0]["t"] + 1]
@@ -124,6 +126,7 @@ def test_a_moved_clip_is_detected_and_re_anchored() -> None:
     slips = [r for r in recs if r["type"] == "clip_moved"]
     assert len(slips) == 1 and 300 < slips[0]["t"] < 420
     _on_the_wire([r for r in recs if r["type"] in ("clip_moved", "calibrated")])
+    assert "clip moved at t=" in summary(recs)
     # the shift of walking's gravity direction (a 35° turn about an axis partly along
     # gravity moves it by less)
     assert 15.0 < slips[0]["shift_deg"] <= 35.0
