@@ -67,7 +67,7 @@ RECOVER_AGREEMENT = 0.3
 SURE_WEIGHT = 2.5
 SURE_AGREEMENT = 0.6
 UNSURE_AGREEMENT = 0.4
-SLIP_DEG = 10.0            # walks differ (pace, stairs, a load) by less than this
+SLIP_DEG = 13.0            # walks differ (pace, stairs, a load) by up to ~12°
 SLIP_CONFIRM = 3
 SLIP_AGREE_DEG = 6.0       # ... and a moved clip shifts every later window alike
 
