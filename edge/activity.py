@@ -4,6 +4,8 @@ What an upper-back sensor can and cannot tell:
 
 * walking: rhythmic vertical acceleration with steps (measured directly);
 * lying: the trunk far from upright (more than ``LYING_DEG``; measured directly);
+* reclining: held ``RECLINE_CLUE_DEG`` or more back of upright for ``RECLINE_CLUE_S``
+  means sitting (against a backrest; nobody stands leaning back like that);
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
   standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
@@ -19,13 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinesense.edge.features import Transition
+from spinesense.edge.filters import run_lengths
 
 POSTURES = ("sitting", "standing", "walking", "lying", "unknown")
 SITTING, STANDING, WALKING, LYING, UNKNOWN = range(5)
 LYING_DEG = 50.0
 
 
-WALK_CLUE_S = 3
+WALK_CLUE_S = 10  # seated rhythmic fidgets can pass for a few walking seconds
+RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
+RECLINE_CLUE_S = 8
 
 
 @dataclass
@@ -33,21 +38,13 @@ class PostureState:
     seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
-
-
-def _run_lengths(flag: np.ndarray, contiguous: np.ndarray, carry: int) -> np.ndarray:
-    """Length of the run of True ending at each element (a run breaks where the seconds
-    are not contiguous); ``carry`` is the run length just before the first element."""
-    idx = np.arange(len(flag))
-    prev_flag = np.concatenate(([carry > 0], flag[:-1]))
-    brk = flag & ~(contiguous & prev_flag)
-    last = np.maximum.accumulate(np.where(brk, idx, -1))
-    return np.where(flag, np.where(last >= 0, idx - last + 1, idx + 1 + carry), 0)
+    recline_run: int = 0   # consecutive reclined seconds up to last_sec
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
              transitions: list[Transition], forget_s: float,
-             state: PostureState | None = None) -> tuple[np.ndarray, PostureState]:
+             state: PostureState | None = None, reclined: np.ndarray | None = None
+             ) -> tuple[np.ndarray, PostureState]:
     """Posture code per second (see module doc); ``forget_s``: a gap this long (missing
     seconds) makes the base posture unknown again."""
     st = PostureState() if state is None else state
@@ -60,10 +57,14 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     clue[(sec - prev - 1) >= forget_s] = UNKNOWN
     # walking means standing once it has lasted WALK_CLUE_S (a landing bounce after
     # sitting down can look like two rhythmic seconds)
-    run = _run_lengths(walking, sec - prev == 1, st.walk_run)
+    run = run_lengths(walking, sec - prev == 1, st.walk_run)
     st.walk_run = int(run[-1])
     clue[run >= WALK_CLUE_S] = STANDING
     clue[lying] = SITTING  # whoever gets up from lying sits up first
+    if reclined is not None:  # leaning back for a while: against a backrest
+        rrun = run_lengths(reclined & ~walking, sec - prev == 1, st.recline_run)
+        st.recline_run = int(rrun[-1])
+        clue[rrun >= RECLINE_CLUE_S] = SITTING
     for tr in transitions:
         i = int(np.searchsorted(sec, int(np.floor(tr.t)), side="right")) - 1
         if i >= 0:

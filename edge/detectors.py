@@ -14,7 +14,15 @@ import numpy as np
 from scipy import signal
 
 from spinesense.config import Config
-from spinesense.edge.activity import LYING, POSTURES, STANDING, WALKING, PostureState, classify
+from spinesense.edge.activity import (
+    LYING,
+    POSTURES,
+    RECLINE_CLUE_DEG,
+    STANDING,
+    WALKING,
+    PostureState,
+    classify,
+)
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.features import SecondFeatures, TickFeatures, gyro_flexion
 from spinesense.edge.filters import TICK_HZ, StreamSOS, segment_starts
@@ -99,8 +107,11 @@ class Detectors:
             flex_sum = lat_sum = np.zeros(0, np.int64)
             flex_max = np.zeros(0)
         tilt = self.cal.tilt(sf.grav) if m else np.zeros(0)
+        reclined = (flex_sum / np.maximum(sf.n, 1) / Q < -RECLINE_CLUE_DEG) \
+            if self.cal.signed and m else None
         posture, self.posture_state = classify(sf.sec, sf.walking, tilt, sf.transitions,
-                                               self.sedentary.break_s, self.posture_state)
+                                               self.sedentary.break_s, self.posture_state,
+                                               reclined)
         # slouch, per tick: blocked while walking or lying, and on gap markers
         ptick = np.full(len(tf.k), -1, np.int8)
         ptick[v] = posture[sec_of_tick[v]]

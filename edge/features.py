@@ -27,7 +27,6 @@ G = 9.80665
 STEP_BAND_HZ = (0.7, 3.5)
 STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleration
 STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
-WALK_RMS_G = 0.035           # band-passed vertical RMS while walking
 LIFT_CUTOFF_HZ = 0.25        # high-passed vertical displacement (sit/stand pushes)
 LIFT_UP_M = 0.13             # hip rise seen at the sensor that marks sit-to-stand
 LIFT_DOWN_M = 0.09           # hip drop that marks stand-to-sit
@@ -84,6 +83,7 @@ class Transition:
     lift_m: float
     lean_deg: float
     direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
+    while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
 @dataclass
@@ -135,6 +135,7 @@ class FrontEnd:
         self._lift_state = 0                      # -1 below, 0 neutral, +1 above
         self._last_transition_k = -(10**12)
         self.gait = GaitDetector()
+        self._walk_last: int | None = None       # the last walking second seen
         self._tail: TickFeatures | None = None    # last 2 s, for the transition look-back
 
     def ticks(self, tk: Ticks) -> TickFeatures:
@@ -199,7 +200,16 @@ class FrontEnd:
         usec = sec[first]
         walking = self.gait.decide(tf.k, tf.vert_bp, v, usec, n, vert_rms ** 2 * n)
         out = SecondFeatures(usec, n, steps, vert_rms, dyn_rms, grav, walking)
+        # a hip rise or drop while walking may be a stair or a bump of the gait: marked,
+        # so that it is no evidence about the mounting (posture still takes it: a walk
+        # often ends by sitting down, while the walking rule still overshoots)
+        walk_secs = set(usec[walking].tolist()) | {x + 1 for x in usec[walking].tolist()}
+        if self._walk_last is not None:
+            walk_secs.add(self._walk_last + 1)
         out.transitions = self._transitions(tf)
+        for tr in out.transitions:
+            tr.while_walking = int(np.floor(tr.t)) in walk_secs
+        self._walk_last = int(usec[walking][-1]) if walking.any() else self._walk_last
         return out
 
     def _transitions(self, tf: TickFeatures) -> list[Transition]:

@@ -229,3 +229,13 @@ def complementary(angle_acc: np.ndarray, rate_dps: np.ndarray, tau_s: float,
     y0 = angle_acc[0] if prev is None else prev
     y, _zf = signal.lfilter([1.0], [1.0, -a], u, zi=[a * y0])
     return y, float(y[-1])
+
+
+def run_lengths(flag: np.ndarray, contiguous: np.ndarray, carry: int) -> np.ndarray:
+    """Length of the run of True ending at each element (a run breaks where the seconds
+    are not contiguous); ``carry`` is the run length just before the first element."""
+    idx = np.arange(len(flag))
+    prev_flag = np.concatenate(([carry > 0], flag[:-1]))
+    brk = flag & ~(contiguous & prev_flag)
+    last = np.maximum.accumulate(np.where(brk, idx, -1))
+    return np.where(flag, np.where(last >= 0, idx - last + 1, idx + 1 + carry), 0)

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinesense.edge.filters import TICK_HZ
+from spinesense.edge.filters import TICK_HZ, run_lengths
 
-WALK_RMS_G = 0.012
-WALK_NOW_G = 0.015
-MIN_PERIODICITY = 0.55
+WALK_RMS_G = 0.01
+WALK_NOW_G = 0.01
+MIN_PERIODICITY = 0.65
 LAG_S = (0.3, 1.35)
-WINDOW_S = 3
+WINDOW_S = 4
+IN_A_ROW = 2
 
 
 @dataclass
@@ -39,7 +40,7 @@ class GaitDetector:
 
     _hist_k: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _hist_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    _prev: tuple[int, float, bool] = (-(10**12), 0.0, False)  # (sec, sum sq / n, raw)
+    _prev: tuple[int, float, int] = (-(10**12), 0.0, 0)  # (sec, mean sq, raw run)
 
     def decide(self, k: np.ndarray, x: np.ndarray, valid: np.ndarray, sec: np.ndarray,
                n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
@@ -59,10 +60,10 @@ class GaitDetector:
         cand = np.flatnonzero(energetic)
         if len(cand):
             raw[cand] = self._periodic(kk, xx, sec[cand])
-        prev_raw = np.concatenate(([self._prev[2]], raw[:-1]))
-        walking = raw & contiguous & prev_raw
+        run = run_lengths(raw, contiguous, self._prev[2])
+        walking = run >= IN_A_ROW
         if m:
-            self._prev = (int(sec[-1]), float(ms_now[-1]), bool(raw[-1]))
+            self._prev = (int(sec[-1]), float(ms_now[-1]), int(run[-1]))
         keep = kk >= (int(sec[-1]) + 1 - WINDOW_S) * TICK_HZ if m else kk >= kk.max(
             initial=0) - WINDOW_S * TICK_HZ
         self._hist_k, self._hist_x = kk[keep], xx[keep]

@@ -1,7 +1,8 @@
 """The guided calibration behind `spinesense calibrate`.
 
 Two steps: upright and still (gives ``up``), then a slow lean forward and back (gives
-``forward``: the direction gravity's reaction swings in the sensor frame). With
+``forward``: the direction gravity's reaction swings in the sensor frame, and with it the
+board's facing, which this calibration then uses whatever ``[sensor] mount`` says). With
 ``emulate`` the sensor is an emulated chip driven by the simulator's "calibration"
 scenario on a virtual clock, so the whole procedure runs in a fraction of a second and
 can be tested without hardware.
@@ -108,9 +109,15 @@ def run_guided(cfg: Config, *, emulate: str | None = None, seed: int = 0,
             raise CliError(f"step 2: {exc}") from None
     tilt = np.degrees(np.arccos(np.clip(
         (lean.acc / np.linalg.norm(lean.acc, axis=1, keepdims=True)) @ up, -1, 1)))
-    say(f"Forward recorded (you leaned up to {np.percentile(tilt, 98):.0f}°).")
+    cal = Calibration(up=up, forward=forward, method="guided still step",
+                      forward_method="guided lean")
+    if cfg.sensor.mount not in ("auto", cal.facing):
+        say(f"Note: the lean says the board is worn {cal.facing} ([sensor] mount is "
+            f"{cfg.sensor.mount!r}); this calibration uses {cal.facing}.")
+    say(f"Forward recorded (you leaned up to {np.percentile(tilt, 98):.0f}°; board "
+        f"{cal.facing}).")
     return Calibration(up=up, forward=forward, method="guided still step",
-                       forward_method="guided lean", info={
+                       forward_method="guided lean", facing=cal.facing, info={
                            "still_samples": int(keep.sum()), "lean_samples": len(lean),
                            "lean_deg": round(float(np.percentile(tilt, 98)), 1),
                            "emulated": bool(emulate)})

@@ -21,13 +21,14 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
   ``SURE_AGREEMENT``; below ``UNSURE_AGREEMENT`` it is given up again. Every change is a
   new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
 * **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
-  each ``WALK_WINDOW_S`` walking seconds is compared with the first one after the
-  calibration; ``SLIP_CONFIRM`` windows in a row more than ``SLIP_DEG`` away mean the
-  clip moved: upright is rotated by the same rotation (re-anchored), the forward axis
-  follows from the board normal, and a ``clip_moved`` record says by how much. A first
-  walk far (``stale_deg``) from the calibrated upright means the calibration itself was
-  wrong or the clip moved before any walk: ``calibration_stale``, and upright is
-  re-anchored on walking.
+  each ``WALK_WINDOW_S`` seconds of sustained walking (runs of ``WALK_RUN_S`` or more)
+  is compared with the mean of all walking since the calibration; ``SLIP_CONFIRM``
+  windows in a row more than ``SLIP_DEG`` away, the later ones within
+  ``SLIP_AGREE_DEG`` of each other, mean the clip moved. Upright is rotated by the same
+  rotation (re-anchored), the forward axis follows from the board normal, and a
+  ``clip_moved`` record says by how much. A first walk far (``stale_deg``) from the
+  calibrated upright means the calibration was wrong or the clip moved before any
+  walk: ``calibration_stale``, and upright is re-anchored on walking.
 
 Changes take effect from the second after the one that decided them, so the result does
 not depend on how the input was cut into chunks.
@@ -55,18 +56,20 @@ BRIEF_S = 8
 BRIEF_MIN_DEG = 15.0
 BRIEF_BASE_DEG = 8.0
 WALK_WINDOW_S = 20
+WALK_RUN_S = 8              # only sustained walking counts (not a few rhythmic seconds)
 WALK_LEAN_DEG = 1.5
 WALK_WEIGHT = 0.2
 WALK_MAX_WEIGHT = 1.0
 SIDEWAYS_COS = 0.5          # evidence less than 60° from the sagittal axis counts
-WARN_WEIGHT = 3.0
-WARN_AGREEMENT = -0.5
+WARN_WEIGHT = 4.0
+WARN_AGREEMENT = -0.6
 RECOVER_AGREEMENT = 0.3
 SURE_WEIGHT = 2.5
 SURE_AGREEMENT = 0.6
 UNSURE_AGREEMENT = 0.4
-SLIP_DEG = 7.0
-SLIP_CONFIRM = 2
+SLIP_DEG = 13.0            # walks differ (pace, stairs, a load) by up to ~12°
+SLIP_CONFIRM = 3
+SLIP_AGREE_DEG = 6.0       # ... and a moved clip shifts every later window alike
 
 
 def unit_or_none(v: np.ndarray) -> np.ndarray | None:
@@ -164,7 +167,10 @@ class MountTracker:
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
     _walk_ref: np.ndarray | None = None
+    _walk_acc: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _slip_run: list[np.ndarray] = field(default_factory=list)
+    _run: int = 0                 # consecutive walking seconds
+    _last_sec: int = -(10**12)
 
     def __post_init__(self) -> None:
         assert self.cal.forward is not None
@@ -181,9 +187,13 @@ class MountTracker:
             s = int(sf.sec[i])
             while self._pending and self._pending[0].t < s + 1:
                 tr = self._pending.pop(0)
-                self._evidence(tr.direction, 1.0)
+                if not tr.while_walking:  # stairs lift the hips too, at any lean
+                    self._evidence(tr.direction, 1.0)
             self._excursion(sf.grav[i], s)
-            slip = self._walking(sf, i, s) if sf.walking[i] else None
+            self._run = self._run + 1 if sf.walking[i] and s == self._last_sec + 1 else \
+                int(bool(sf.walking[i]))
+            self._last_sec = s
+            slip = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
             change = slip or self._decide(s)
             if change is not None:
                 changes.append(change)
@@ -240,7 +250,7 @@ class MountTracker:
             if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
                 return self._reanchor(s, _rotation_between(self.cal.up, mean), off, mean,
                                       "calibration_stale")
-            self._walk_ref = mean
+            self._walk_ref, self._walk_acc = mean, mean.copy()
             if off >= WALK_LEAN_DEG and self.walk_weight < WALK_MAX_WEIGHT:
                 self.walk_weight += WALK_WEIGHT
                 self._evidence(mean - self.cal.up, WALK_WEIGHT)
@@ -248,6 +258,8 @@ class MountTracker:
         shift = _angle(mean, self._walk_ref)
         if shift <= SLIP_DEG:
             self._slip_run = []
+            self._walk_acc = self._walk_acc + mean  # the reference: all walking so far
+            self._walk_ref = unit_or_none(self._walk_acc)
             if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= \
                     WALK_LEAN_DEG:
                 self.walk_weight += WALK_WEIGHT
@@ -256,8 +268,14 @@ class MountTracker:
         self._slip_run.append(mean)
         if len(self._slip_run) < SLIP_CONFIRM:
             return None
-        new_ref = self._slip_run[-1]  # the first window may straddle the slip
+        later = self._slip_run[1:]  # the first window may straddle the slip
+        self._slip_run = self._slip_run[1:]
+        if max(_angle(a, b) for a in later for b in later) > SLIP_AGREE_DEG:
+            return None  # varied walking, not one new mounting
+        new_ref = unit_or_none(np.sum(later, axis=0))
         self._slip_run = []
+        if new_ref is None:
+            return None
         return self._reanchor(s, _rotation_between(self._walk_ref, new_ref),
                               _angle(new_ref, self._walk_ref), new_ref, "clip_moved")
 
@@ -270,7 +288,7 @@ class MountTracker:
         cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
-        self.cal, self._walk_ref = cal, walk_ref
+        self.cal, self._walk_ref, self._walk_acc = cal, walk_ref, walk_ref.copy()
         self.ref = orthogonal_forward(up, rot @ self.ref)
         t = float(s + 1)
         if kind == "calibration_stale":

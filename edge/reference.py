@@ -5,7 +5,7 @@ same grid resampling, the same biquad filters (direct form II transposed, as sci
 ``sosfilt``), flexion with the complementary filter, step peaks, per-second walking and
 the slouch state machine, written the obvious way: one Python loop iteration per sample
 and per tick. It needs a complete calibration (no learning) and leaves out sit/stand
-transitions, sedentary bouts and metrics formatting. Not used by the product.
+transitions, sedentary bouts, the mounting tracker and metrics formatting. Not used by the product.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from spinesense.edge import gait
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import GYRO_HIGHPASS_HZ
-from spinesense.edge.features import (
-    STEP_BAND_HZ,
-    STEP_MIN_G,
-    STEP_MIN_INTERVAL_S,
-    WALK_RMS_G,
-)
+from spinesense.edge.features import STEP_BAND_HZ, STEP_MIN_G, STEP_MIN_INTERVAL_S
 from spinesense.edge.filters import TICK_HZ, TICK_S, bandpass, lowpass
 from spinesense.edge.slouch import SlouchParams
 from spinesense.samples import SampleChunk
@@ -76,7 +72,8 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
     sec_cur: int | None = None
     sec_ticks: list[tuple[int, float]] = []
     sec_steps, sec_sq, sec_n = 0, 0.0, 0
-    prev = (-(10**12), 0, False)  # (second, steps, rhythmic)
+    prev = (-(10**12), 0.0, 0)  # (second, mean square band value, rhythmic run)
+    bp_hist: dict[int, float] = {}  # band-passed vertical acceleration, last seconds
     # slouch state
     phase, onset_k, alert_k = 0, 0, 0
     delay = params.delay_ticks
@@ -98,17 +95,36 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
                            "onset": onset_k / TICK_HZ, "alert_t": alert_k / TICK_HZ})
             phase = 0
 
+    def periodic(end_k: int) -> bool:
+        """Peak normalised autocorrelation at a step lag over the window ending there."""
+        w = gait.WINDOW_S * TICK_HZ
+        x = [bp_hist.get(k, 0.0) for k in range(end_k - w, end_k)]
+        mean = sum(x) / w
+        x = [v - mean for v in x]
+        best = -1.0
+        for lag in range(round(gait.LAG_S[0] * TICK_HZ), round(gait.LAG_S[1] * TICK_HZ) + 1):
+            num = sum(x[i] * x[i + lag] for i in range(w - lag))
+            den = math.sqrt(sum(v * v for v in x[:w - lag]) * sum(v * v for v in x[lag:]))
+            if den > 0:
+                best = max(best, num / den)
+        return best > gait.MIN_PERIODICITY
+
     def close_second() -> None:
         nonlocal prev
         if sec_cur is None or sec_n == 0:
             return
-        rms = math.sqrt(sec_sq / sec_n)
-        prev_steps = prev[1] if sec_cur - prev[0] == 1 else 0
-        raw = rms > WALK_RMS_G and sec_steps >= 1 and sec_steps + prev_steps >= 3
-        walking = raw and sec_cur - prev[0] == 1 and prev[2]
-        prev = (sec_cur, sec_steps, raw)
+        ms = sec_sq / sec_n
+        contiguous = sec_cur - prev[0] == 1
+        ms2 = (ms + prev[1]) / 2 if contiguous else ms
+        raw = ms2 > gait.WALK_RMS_G ** 2 and ms > gait.WALK_NOW_G ** 2 and \
+            periodic((sec_cur + 1) * TICK_HZ)
+        run = (prev[2] + 1 if contiguous else 1) if raw else 0
+        walking = run >= gait.IN_A_ROW
+        prev = (sec_cur, ms, run)
         for k, flex in sec_ticks:
             slouch_tick(k, flex, walking or math.isnan(flex))
+        for k in [k for k in bp_hist if k < (sec_cur + 1) * TICK_HZ - gait.WINDOW_S * TICK_HZ]:
+            del bp_hist[k]
 
     t_arr = chunk.t.tolist()
     acc_arr = chunk.acc.tolist()
@@ -178,6 +194,7 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
                 last_step_k = k
             prev_bp = [b1, bp]
             sec_sq += bp * bp
+            bp_hist[k] = bp
             sec_n += 1
             sec_ticks.append((k, flex))
         next_k = max(next_k, math.floor(tt1) + 1)

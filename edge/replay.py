@@ -76,37 +76,40 @@ def drop_summary(records: list[dict[str, Any]]) -> str:
             f"first at t={drops[0]['t']:g} s (the samples around them were kept)")
 
 
-def _fields(rec: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in rec.items() if k not in ("type", "t"))
-
-
 def summary(records: list[dict[str, Any]], name: str = "", *,
             calibration: Calibration | None = None, warnings: Iterable[str] = ()) -> str:
     """The human summary of a replay: calibration (always with its confidence), input
     problems, mount and slip warnings, slouching, bouts and breaks."""
     lines = [f"{name}:" if name else "replay:"]
-    cal = next((r for r in records if r["type"] == "calibrated"), None)
-    if cal is not None:
+    cals = [r for r in records if r["type"] == "calibrated"]
+    if calibration is not None:
+        lines.append(f"  calibration: stored, {calibration.summary()}, confidence "
+                     f"{calibration.info.get('confidence', 'not recorded')}")
+        revisions = cals
+    elif cals:
+        cal = cals[0]
         lines.append(f"  calibrated at t={cal['t']:g} s: upright from {cal['method']}, "
                      f"forward axis {cal['forward_method']}, confidence "
                      f"{cal.get('confidence', 'not reported')}")
-    elif calibration is not None:
-        lines.append(f"  calibration: stored, {calibration.summary()}, confidence "
-                     f"{calibration.info.get('confidence', 'not recorded')}")
+        revisions = cals[1:]
     else:
         lines.append("  calibration: stored")
+        revisions = []
+    for r in revisions:
+        lines.append(f"  from t={r['t']:g} s: forward axis {r['forward_method']}, "
+                     f"confidence {r.get('confidence', '?')}")
     for text in warnings:
         lines.append(f"  warning: {text}")
     dropped = drop_summary(records)
     if dropped:
         lines.append(f"  warning: {dropped}")
-    flagged = [r for r in records if r["type"] in WARNING_TYPES and
-               r["type"] != "calibration_stale"]
-    for r in flagged[:10]:
-        lines.append(f"  warning: {r['type']} at t={r['t']:g} s: {_fields(r)}")
-    if len(flagged) > 10:
-        lines.append(f"  ... {len(flagged) - 10} more warnings (use --jsonl)")
+    for r in records:
+        if r["type"] == "mount_warning":
+            lines.append(f"  MOUNT WARNING at t={r['t']:g} s: {r['message']} (agreement "
+                         f"{r['agreement']:+.2f} over {r['n_evidence']} pieces of evidence)")
+        elif r["type"] == "clip_moved":
+            lines.append(f"  clip moved at t={r['t']:g} s by {r['shift_deg']}°: re-anchored "
+                         f"on {r['reanchored']}")
     ends = [r for r in records if r["type"] == "slouch_end"]
     slouched = sum(r["t"] - r["alert_t"] for r in ends)
     lines.append(f"  slouch episodes: {len(ends)} ({slouched / 60:.1f} min slouched after "
@@ -134,7 +137,8 @@ def summary(records: list[dict[str, Any]], name: str = "", *,
     stale = [r for r in records if r["type"] == "calibration_stale"]
     if stale:
         lines.append(f"  calibration looks stale from t={stale[0]['t']:g} s (walking "
-                     f"{stale[0]['angle_deg']}° from upright): recalibrate")
+                     f"{stale[0]['angle_deg']}° from upright; re-anchored on walking): "
+                     "recalibrate")
     gaps = [r for r in records if r["type"] == "gap"]
     if gaps:
         lines.append(f"  gaps: {len(gaps)} ({sum(g['duration_s'] for g in gaps):.1f} s)")
