@@ -274,6 +274,14 @@ def _recommend_slouch(src: Source, rows: list[dict[str, float]], now_row: dict[s
         candidates = resolved or rows
     best, why = recommend(candidates, budget, current=now_row, prefer={
         "threshold_deg": cfg.slouch.threshold_deg, "delay_s": cfg.slouch.delay_s})
+    if best["f1"] <= 0 and any(r["f1"] > 0 for r in candidates):
+        hours = hours_of(rows)
+        reason = (f"settings that find labelled episodes all exceed the alert budget of "
+                  f"{budget:g}/h (one alert in {hours:.2g} h of data is "
+                  f"{1 / max(hours, 1e-9):.3g}/h): raise --alert-budget or tune on longer "
+                  "recordings")
+        lines.append("no slouch recommendation: " + reason)
+        return None, reason
     if best["f1"] <= 0:
         reason = ("no setting finds any labelled slouch episode (best F1 0.000); check "
                   "that the labels belong to these recordings, in their time base")
@@ -285,6 +293,14 @@ def _recommend_slouch(src: Source, rows: list[dict[str, float]], now_row: dict[s
     lines += [f"recommended ({why or 'best F1'}): " + _describe(best),
               "current config: " + _describe(now_row)]
     return best, ""
+
+
+def hours_of(rows: list[dict[str, float]]) -> float:
+    """The hours of data a sweep's rows were scored on (alerts / alerts per hour)."""
+    for r in rows:
+        if r.get("n_pred") and r.get("alerts_per_h"):
+            return float(r["n_pred"]) / float(r["alerts_per_h"])
+    return 0.0
 
 
 def _describe(r: dict[str, float]) -> str:

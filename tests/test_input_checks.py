@@ -34,7 +34,8 @@ from spinesense.schema import encode, kind_of, record_to_message, topic
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate("calibration", 11)
+    # the board faces the default mount ("back-out"), as a user who set [sensor] mount would
+    return simulate("calibration", 11, mounting="normal")
 
 
 @pytest.fixture(scope="module")
@@ -324,9 +325,14 @@ def test_ssrec_in_report_and_tune(files, tmp_path: Path, capsys) -> None:
     code, out, err = run(capsys, "report", "--recording", str(files / "day.ssrec"), "--out",
                          str(tmp_path / "r.html"))
     assert code == 0 and "1 slouch episodes" in out, err
+    # 4.5 minutes of data: one alert is 13/h, over the default budget of 6/h
     code, out, err = run(capsys, "tune", str(files / "day.ssrec"), "--truth",
                          str(files / "day.truth.json"), "--no-progress", "--out",
                          str(tmp_path / "tuning"))
+    assert code == 2 and "exceed the alert budget of 6/h" in err, err
+    code, out, err = run(capsys, "tune", str(files / "day.ssrec"), "--truth",
+                         str(files / "day.truth.json"), "--no-progress", "--out",
+                         str(tmp_path / "tuning2"), "--alert-budget", "20/h")
     assert code == 0 and "current config" in out, err
 
 
@@ -428,14 +434,15 @@ def test_replay_reads_stdin(files, capsys, monkeypatch) -> None:
 def test_summary_always_states_confidence_and_every_warning_record() -> None:
     records = [{"type": "calibrated", "t": 30.0, "method": "window 2-12 s",
                 "forward_method": "learned from walking"},
-               {"type": "mount_warning", "t": 400.0, "configured": "back-out",
-                "evidence": 5, "agreement": -0.9},
-               {"type": "clip_moved", "t": 900.5, "angle_deg": 24.0}]
+               {"type": "mount_warning", "t": 400.0, "mount": "back-out", "n_evidence": 5,
+                "agreement": -0.9, "message": "the evidence says the board faces back-in"},
+               {"type": "clip_moved", "t": 900.5, "shift_deg": 24.0,
+                "reanchored": "walking"}]
     text = summary(records, "day.csv")
     assert "confidence not reported" in text
-    assert "warning: mount_warning at t=400 s: configured=back-out, evidence=5, " \
-           "agreement=-0.9" in text
-    assert "warning: clip_moved at t=900.5 s: angle_deg=24" in text
+    assert "MOUNT WARNING at t=400 s: the evidence says the board faces back-in " \
+           "(agreement -0.90 over 5 pieces of evidence)" in text
+    assert "clip moved at t=900.5 s by 24.0°: re-anchored on walking" in text
 
 
 def test_summary_of_a_stored_calibration_states_its_confidence(files, tmp_path: Path,
