@@ -5,6 +5,11 @@ of 6-axis noise samples (the floor for any simulator of this size), CSV writing 
 `np.savetxt` on the same rows, and the peak RSS. Both baselines are measured in this run.
 
     .venv/bin/python bench/bench_simulator.py [--seed N] [--repeat K]
+    .venv/bin/python bench/bench_simulator.py --independent   # firmware.worldsim
+
+With ``--independent`` it times one hour of the independent simulator at 100 Hz
+against the scripted simulator's same hour, and the replay of that day through the
+pipeline: together the cost of one day of ``spinesense evaluate --suite robust``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--independent", action="store_true",
+                        help="time the independent simulator (firmware.worldsim) instead")
     args = parser.parse_args()
+    if args.independent:
+        bench_independent(args.seed, args.repeat)
+        return
 
     sim = simulate("workday", args.seed)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -60,6 +70,28 @@ def main() -> None:
           f"{t_savetxt:.2f} s = {t_savetxt / t_fast:.1f}x faster "
           f"({360_000 / t_fast / 1e6:.2f} M rows/s)")
     print(f"peak RSS of the process after simulating one 8-hour day: {rss_mb:.0f} MB")
+
+
+def bench_independent(seed: int, repeat: int) -> None:
+    from spinesense.edge.replay import replay
+    from spinesense.firmware.worldsim import simulate_world
+
+    def world():
+        return simulate_world("office", seed, minutes=60.0, rate_hz=100.0, stamps="clean",
+                              rate_switch=False, gaps=False)
+
+    sim = world()
+    n = len(sim.t)
+    t_world = best_of(repeat, world)
+    t_scripted = best_of(repeat, lambda: simulate("workday", seed, duration_s=3600.0))
+    t_replay = best_of(repeat, lambda: replay(sim.chunk(), calibrate=(
+        sim.truth["calibration"]["start"], sim.truth["calibration"]["end"]), states=True))
+    print(f"simulate_world('office', 60 min, 100 Hz): {n} samples in {t_world:.2f} s = "
+          f"{n / t_world / 1e6:.2f} M samples/s, {3600 / t_world:,.0f}x real time")
+    print(f"  scripted simulate('workday', 1 h) for comparison: {t_scripted:.2f} s "
+          f"(the independent model costs {t_world / t_scripted:.1f}x)")
+    print(f"  replay of that day through the pipeline: {t_replay:.2f} s; one robust-suite "
+          f"day of 1 h costs {t_world + t_replay:.2f} s")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfiltfilt
-from scipy.spatial.transform import Rotation
 
 from spinesense.firmware.labels import label_params, label_truth
 from spinesense.firmware.simulator import POSTURES, Simulation
@@ -40,6 +39,7 @@ from spinesense.firmware.worldsim_sensor import (
     draw_mounting,
     draw_slip,
     logger_stamps,
+    rodrigues,
     sensor_errors,
 )
 
@@ -75,19 +75,37 @@ def _trunk(actor: Actor, t: np.ndarray, rng: np.random.Generator,
     return np.column_stack([flex, lean, yaw])
 
 
-def body_rotation(angles_deg: np.ndarray) -> Rotation:
-    """Body→world: yaw about up, after a tilt whose rotation vector is (lean, flexion, 0):
-    positive flexion tips the top of the trunk forward, positive lean to the right."""
+def body_rotation(angles_deg: np.ndarray) -> np.ndarray:
+    """Body→world matrices (n,3,3): yaw about up, after a tilt whose rotation vector is
+    (lean, flexion, 0): positive flexion tips the top of the trunk forward, positive lean
+    to the right."""
     rad = np.radians(angles_deg)
-    tilt = np.column_stack([rad[:, 1], rad[:, 0], np.zeros(len(rad))])
-    return Rotation.from_euler("z", rad[:, 2:3]) * Rotation.from_rotvec(tilt)
+    tilt = rodrigues(np.column_stack([rad[:, 1], rad[:, 0], np.zeros(len(rad))]))
+    c, s = np.cos(rad[:, 2])[:, None], np.sin(rad[:, 2])[:, None]
+    out = np.empty((len(rad), 3, 3))
+    out[:, 0, :] = c * tilt[:, 0, :] - s * tilt[:, 1, :]
+    out[:, 1, :] = s * tilt[:, 0, :] + c * tilt[:, 1, :]
+    out[:, 2, :] = tilt[:, 2, :]
+    return out
 
 
-def flexion_of(rot: Rotation) -> np.ndarray:
-    """True flexion (deg): the forward tilt of the spine read from gravity,
-    asin(−up_body_x), as DESIGN A2's ``flexion_deg`` means it."""
-    up_body = rot.inv().apply(np.array([0.0, 0.0, 1.0]))
-    return np.degrees(np.arcsin(np.clip(-up_body[:, 0], -1.0, 1.0)))
+def tilt_angles(angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True flexion, lateral lean and heading (deg, scipy's "ZYX" Euler angles) of the
+    trunk with these keyframe angles, in closed form (no matrices).
+
+    The flexion is the forward tilt of the spine read from gravity, asin(−up_body_x)
+    with up_body = Rᵀ·up, the third row of R, as DESIGN A2's ``flexion_deg`` means it;
+    for a tilt rotation vector (φ, θ, 0) of size a that is asin(sin a · θ / a)."""
+    rad = np.radians(angles_deg)
+    lean, flex = rad[:, 1], rad[:, 0]
+    a = np.hypot(lean, flex)
+    sinc = np.where(a > 1e-12, np.sin(a) / np.where(a > 1e-12, a, 1.0), 1.0)
+    c = (1.0 - np.cos(a)) / np.where(a > 1e-12, a * a, 1.0)
+    r20, r21, r22 = -sinc * flex, sinc * lean, 1.0 - c * (lean * lean + flex * flex)
+    r00, r10 = 1.0 - c * flex * flex, c * lean * flex  # first column of the tilt
+    yaw = rad[:, 2] + np.arctan2(r10, r00)
+    return (np.degrees(np.arcsin(np.clip(-r20, -1.0, 1.0))),
+            np.degrees(np.arctan2(r21, r22)), np.degrees(np.angle(np.exp(1j * yaw))))
 
 
 def _impacts(actor: Actor, t: np.ndarray) -> np.ndarray:
@@ -100,19 +118,59 @@ def _impacts(actor: Actor, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def _gaps(rng: np.random.Generator, tq: np.ndarray, actor: Actor, wanted: bool,
+          ) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """One to three dropouts of 0.3–60 s (log-uniform) away from the calibration."""
+    in_gap = np.zeros(len(tq), bool)
+    if not wanted:
+        return in_gap, []
+    safe = actor.calibration.get("end", 0.0) + 5.0
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        length = float(np.exp(rng.uniform(np.log(0.3), np.log(60.0))))
+        start = float(rng.uniform(safe, max(safe, tq[-1] - length - 1.0)))
+        out.append((start, start + length))
+        in_gap[np.searchsorted(tq, start):np.searchsorted(tq, start + length)] = True
+    return in_gap, sorted(out)
+
+
+def _sample_times(rng: np.random.Generator, duration: float, rate: float,
+                  switch: bool | None, clock: float) -> tuple[np.ndarray, list[dict]]:
+    """Sample times at ``rate`` Hz; with a switch, at another rate (25–400 Hz) from a
+    moment in the middle half of the day on (its own random stream, so that the rest of
+    the seed's draws stay the same)."""
+    wanted = rng.random() < 0.1
+    new_rate = float(rng.choice([25.0, 50.0, 100.0, 200.0, 400.0])) * clock
+    at = rng.uniform(0.25, 0.75) * duration
+    switch = wanted if switch is None else switch
+    if not switch or abs(new_rate - rate) < 1e-9:
+        return np.arange(int(np.floor(duration * rate))) / rate, []
+    first = np.arange(int(np.floor(at * rate))) / rate
+    start = first[-1] + 1.0 / new_rate
+    second = start + np.arange(int(np.floor((duration - start) * new_rate))) / new_rate
+    return np.concatenate([first, second]), [{"t": round(start, 6),
+                                              "rate_hz": round(new_rate / clock, 6)}]
+
+
 def _draw(rng: np.random.Generator, value: Any, draw: Any) -> Any:
-    return draw(rng) if value is None else value
+    """``value``, or a draw; the draw is made either way, so that fixing one option
+    leaves every other draw of the seed unchanged."""
+    drawn = draw(rng)
+    return drawn if value is None else value
 
 
 def simulate_world(day: str, seed: int, *, minutes: float | None = None,
                    rate_hz: float | None = None, facing: str | None = None,
                    accel_only: bool | None = None, stamps: str | None = None,
                    slip: bool | None = None, labels: dict | None = None,
-                   t0: float | None = None, ideal_sensor: bool = False) -> Simulation:
+                   t0: float | None = None, ideal_sensor: bool = False,
+                   gaps: bool | None = None, rate_switch: bool | None = None) -> Simulation:
     """Simulate one day of type ``day`` (a key of `DAY_TYPES`) from ``seed``. Every option
     left at None is drawn from the seed: length within the day type's range, rate
     25–400 Hz, facing, accelerometer-only (1 in 4), timestamps (``clean``, ``jitter``
-    or ``logger``), a clip slip (1 in 3), the time origin."""
+    or ``logger``), a clip slip (1 in 3), the time origin, recording gaps (1 day in 6:
+    one to three dropouts of 0.3–60 s, which block slouch truth as in `simulate`) and a
+    change of sample rate mid-file (1 day in 10, as phone loggers do)."""
     if day not in DAY_TYPES:
         raise ValueError(f"unknown day type {day!r}; choose one of {', '.join(DAY_TYPES)}")
     if facing is not None and facing not in FACINGS:
@@ -120,7 +178,7 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     if stamps is not None and stamps not in ("clean", "jitter", "logger"):
         raise ValueError(f"unknown stamps {stamps!r}; choose clean, jitter or logger")
     streams = [np.random.default_rng(s) for s in
-               np.random.SeedSequence([int(seed), 0xB0D1, 7]).spawn(8)]
+               np.random.SeedSequence([int(seed), 0xB0D1, 7]).spawn(9)]
     opts = streams[7]
     spec = DAY_TYPES[day]
     minutes = _draw(opts, minutes, lambda r: r.uniform(*spec.minutes))
@@ -143,6 +201,8 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     spec.program(actor, duration)
     actor.segments = [s for s in actor.segments if s.start < duration]
     actor.segments[-1].end = duration
+    actor.bumps(opts.uniform(0.0, 6.0), duration)
+    gaps = bool(_draw(opts, gaps, lambda r: r.random() < 1 / 6))
 
     grid = np.arange(0.0, duration + 1.0, 1.0 / GRID_HZ)
     heading = np.radians(actor.yaw.evaluate(grid))
@@ -153,39 +213,44 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     lever = np.array([-body.uniform(0.06, 0.12), 0.0, body.uniform(0.3, 0.55)])
     hx, hz = actor.hip_x.evaluate(grid), actor.hip_z.evaluate(grid)
     hip = gait["pos"] + np.column_stack([hx * np.cos(heading), hx * np.sin(heading), hz])
-    position = hip + rot.apply(lever)
+    position = hip + rot @ lever
     accel = np.gradient(np.gradient(position, axis=0), axis=0) * (GRID_HZ ** 2 / G)
     specific = accel + gait["pulses"] + _impacts(actor, grid)
     specific[:, 2] += 1.0
 
     mount, mount_info = draw_mounting(streams[4], facing)
-    moving = [s for s in actor.segments if s.activity in MOVING
-              and 0.25 * duration < s.start < 0.75 * duration]
-    slip_q, slip_info = draw_slip(streams[5], grid, moving if slip else [])
-    sensor_rot = rot * Rotation.from_matrix(mount) * slip_q
-    acc_grid = sensor_rot.inv().apply(specific)
-    rel = sensor_rot[:-1].inv() * sensor_rot[1:]
-    w_mid = np.degrees(rel.as_rotvec()) * GRID_HZ
-    gyro_grid = np.vstack([w_mid[:1], 0.5 * (w_mid[:-1] + w_mid[1:]), w_mid[-1:]])
+    middle = [s for s in actor.segments if 0.25 * duration < s.start < 0.75 * duration]
+    moving = [s for s in middle if s.activity in MOVING]
+    slip_q, slip_info = draw_slip(streams[5], grid, moving, middle) if slip else (None, [])
+    sensor_rot = rot @ mount if slip_q is None else np.einsum("nij,jk,nkl->nil", rot, mount,
+                                                                   slip_q, optimize=True)
+    acc_grid = np.einsum("nji,nj->ni", sensor_rot, specific)
+    # body-frame angular rate of the board: Ω = Sᵀ·dS/dt (skew), ω = its axial vector
+    omega = np.einsum("nji,njk->nik", sensor_rot, np.gradient(sensor_rot, axis=0))
+    gyro_grid = np.degrees(0.5 * np.column_stack([
+        omega[:, 2, 1] - omega[:, 1, 2], omega[:, 0, 2] - omega[:, 2, 0],
+        omega[:, 1, 0] - omega[:, 0, 1]])) * GRID_HZ
+    del omega
     sos = butter(2, min(0.4 * rate_hz, 40.0) / (GRID_HZ / 2), output="sos")
     acc_grid = sosfilt(sos, acc_grid, axis=0)
     gyro_grid = sosfilt(sos, gyro_grid, axis=0)
 
     clock = 1.0 + opts.uniform(-0.01, 0.01)
-    tq = np.arange(int(np.floor(duration * rate_hz * clock))) / (rate_hz * clock)
+    tq, rate_changes = _sample_times(streams[8], duration, rate_hz * clock,
+                                     rate_switch, clock)
     acc_true = np.column_stack([np.interp(tq, grid, acc_grid[:, i]) for i in range(3)])
     gyro_true = np.column_stack([np.interp(tq, grid, gyro_grid[:, i]) for i in range(3)])
     angles_q = np.column_stack([np.interp(tq, grid, angles[:, i]) for i in range(3)])
-    rot_q = body_rotation(angles_q)
-    flexion = flexion_of(rot_q)
+    flexion, lean_q, yaw_q = tilt_angles(angles_q)
     sensor = streams[6]
-    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor)
+    acc, sat, acc_model = sensor_errors(acc_true, sensor, "accel", ideal_sensor, tq)
     gyro = None
     gyro_model: dict[str, float] = {}
     if not accel_only:
-        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor)
+        gyro, gsat, gyro_model = sensor_errors(gyro_true, sensor, "gyro", ideal_sensor, tq)
         sat |= gsat
     t = logger_stamps(tq, stamps, opts) + t0
+    in_gap, gap_list = _gaps(opts, tq, actor, gaps)
 
     params = label_params(labels)
     codes = np.array([POSTURES.index(s.posture) for s in actor.segments], dtype=np.int8)
@@ -193,23 +258,33 @@ def simulate_world(day: str, seed: int, *, minutes: float | None = None,
     posture = codes[np.clip(seg_idx, 0, None)]
     labelling = {"t": tq + t0, "flexion": flexion, "posture": posture,
                  "calibration": actor.calibration, "duration": duration, "t0": t0,
-                 "blocked": None}
+                 "blocked": in_gap if gap_list else None}
     truth: dict[str, Any] = {
         "model": "independent", "scenario": day, "day": day, "seed": int(seed),
         "rate_hz": rate_hz, "duration_s": duration, "t0": t0, "n_samples": len(tq),
-        "accel_only": accel_only, "jitter_s": 0.0, "stamps": stamps, "gaps": [],
-        "knocks": [], "facing": facing, **mount_info,
+        "rate_changes": [{**c, "t": round(c["t"] + t0, 6)} for c in rate_changes],
+        "accel_only": accel_only, "jitter_s": 0.0, "stamps": stamps,
+        "gaps": [{"start": round(a + t0, 6), "end": round(b + t0, 6)} for a, b in gap_list],
+        "knocks": [{"t": round(k.t + t0, 4), "peak_g": round(k.peak_g, 3)}
+                   for k in sorted(actor.impacts, key=lambda k: k.t)],
+        "facing": facing, **mount_info,
         "mounting": np.round(mount, 9).tolist(),
         "up_sensor": np.round(mount.T[:, 2], 9).tolist(),
         "forward_sensor": np.round(mount.T[:, 0], 9).tolist(),
         "slips": [{**s, "t": round(s["t"] + t0, 4), "end": round(s["end"] + t0, 4)}
                   for s in slip_info],
         "mount_slip_deg": float(sum(s["angle_deg"] for s in slip_info)),
-        "mounting_end": np.round(mount @ slip_q[-1].as_matrix(), 9).tolist(),
+        "mounting_end": np.round(mount if slip_q is None else mount @ slip_q[-1], 9).tolist(),
         "sensor": {"accel": acc_model, "gyro": gyro_model},
         "label_params": params.to_dict(),
     }
     truth |= label_truth(params=params, segments=actor.segments, **labelling)
-    euler = rot_q.as_euler("ZYX", degrees=True)
+    euler = np.column_stack([yaw_q, flexion, lean_q])
+    if gap_list:
+        keep = ~in_gap
+        t, acc, flexion, euler, acc_true, gyro_true, sat, posture = (
+            x[keep] for x in (t, acc, flexion, euler, acc_true, gyro_true, sat, posture))
+        gyro = None if gyro is None else gyro[keep]
+        truth["n_samples"] = len(t)
     return Simulation(t, acc, gyro, flexion, truth, mount, euler, acc_true.astype(np.float32),
                       gyro_true.astype(np.float32), actor.segments, sat, posture, labelling)

@@ -274,6 +274,20 @@ class Actor:
         self.seated = True
         self._push("sit_up", "sitting", dur)
 
+    def bumps(self, per_hour: float, end: float) -> None:
+        """Knocks on the desk or chair during still activities: 0.1–1.5 g for a fraction
+        of a second, any direction; no posture changes."""
+        still = [s for s in self.segments if s.start < end and s.activity in (
+            "sitting_upright", "typing", "slouch", "recline", "armrest_lean", "standing",
+            "lying") and s.end - s.start > 2.0]
+        for seg in still:
+            for _ in range(int(self.rng.poisson(per_hour * (min(seg.end, end) - seg.start)
+                                                / 3600.0))):
+                d = self.rng.normal(size=3)
+                self.impacts.append(Impact(self.u(seg.start, min(seg.end, end)),
+                                           self.u(0.1, 1.5), self.u(4.0, 25.0),
+                                           self.u(0.02, 0.12), tuple(d / np.linalg.norm(d))))
+
     # -- walking ------------------------------------------------------------------------------
     def walk(self, duration: float | None = None, *, kind: str = "level",
              steps: int | None = None, cadence_spm: float | None = None) -> None:

@@ -16,7 +16,8 @@ import numpy as np
 from spinesense.firmware.worldsim_actor import Actor
 
 MIN = 60.0
-GAITS = ("level", "level", "talking", "carrying", "stairs_up", "stairs_down", "shuffle")
+GAITS = ("level", "level", "level", "talking", "carrying", "stairs_up", "stairs_down",
+         "shuffle")
 
 
 @dataclass(frozen=True)

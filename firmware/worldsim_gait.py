@@ -4,8 +4,9 @@ Unlike `firmware.trunk`, which prescribes trunk *accelerations* of fixed size (0
 whatever the pace), this model prescribes *displacements* and lets physics give the
 accelerations, so slow walking is as faint as it really is:
 
-* the hips vault over the stance leg: vertical excursion ≈ step²/(8·leg), one arc per
-  step, plus 2nd–4th harmonics of random size and phase (heel strike, knee flexion);
+* the hips vault over the stance leg: an arc per step of amplitude ≈ step²/(16·leg)
+  (half the pendulum's rise), ±30 %, plus 2nd–4th harmonics of random size and phase
+  (heel strike, knee flexion);
 * left and right steps differ (asymmetry up to 8 % in time and 30 % in height), so a
   stride-frequency component appears; step times vary from step to step (CV 1–10 %);
 * forward speed surges and brakes within each step; the body sways side to side once
@@ -70,18 +71,20 @@ def render_gait(bouts: list[GaitBout], t: np.ndarray, heading_rad: np.ndarray,
         ramp = rng.uniform(0.6, 1.6) / bout.cadence_hz
         env = _envelope(tb, bout.start, bout.end, ramp)
         kind = bout.kind
-        step_len = np.clip(rng.uniform(0.35, 0.5) + 0.3 * (bout.cadence_hz - 1.0), 0.3, 0.85)
+        step_len = np.clip(rng.uniform(0.4, 0.55) + 0.3 * (bout.cadence_hz - 1.0), 0.35, 0.85)
         if kind == "shuffle":
-            step_len = rng.uniform(0.15, 0.3)
+            step_len = rng.uniform(0.2, 0.35)
         elif kind.startswith("stairs"):
             step_len = rng.uniform(0.25, 0.32)
-        amp_v = step_len ** 2 / (8 * leg) * rng.uniform(0.9, 1.6)
+        # half the pendulum's rise L(1 − cos α), sin α = step/2L ≈ step²/(16·L)
+        amp_v = step_len ** 2 / (16 * leg) * rng.uniform(0.8, 1.4)
         if kind.startswith("stairs"):
-            amp_v = rng.uniform(0.015, 0.04)
+            amp_v = rng.uniform(0.012, 0.03)
         two_pi = 2 * np.pi
         vert = -np.cos(two_pi * phase)
         for k in (2, 3, 4):
-            vert += rng.uniform(0.0, 0.3) / k * np.cos(two_pi * k * phase + rng.uniform(0, 6.3))
+            vert += rng.uniform(0.0, 0.3) / k ** 2 * np.cos(two_pi * k * phase
+                                                             + rng.uniform(0, 6.3))
         vert += rng.uniform(0.0, 0.3) * np.cos(np.pi * phase + rng.uniform(0, 6.3))
         z = env * amp_v * vert
         if kind == "stairs_up":
@@ -91,12 +94,12 @@ def render_gait(bouts: list[GaitBout], t: np.ndarray, heading_rad: np.ndarray,
             z -= RISER_M * np.clip(phase, 0, None) * (tb <= bout.end) \
                 + RISER_M * phase[np.searchsorted(tb, bout.end) - 1] * (tb > bout.end)
         speed = step_len * bout.cadence_hz * env * (
-            1.0 + rng.uniform(0.05, 0.25) * np.cos(two_pi * phase + rng.uniform(0, 6.3)))
+            1.0 + rng.uniform(0.03, 0.12) * np.cos(two_pi * phase + rng.uniform(0, 6.3)))
         psi = heading_rad[a:b]
         # integrate the velocity along the heading (turns bend the path)
         vx, vy = speed * np.cos(psi), speed * np.sin(psi)
         px, py = np.cumsum(vx) * dt, np.cumsum(vy) * dt
-        ml = env * rng.uniform(0.008, 0.035) * np.sin(np.pi * phase + rng.uniform(0, 6.3))
+        ml = env * rng.uniform(0.005, 0.025) * np.sin(np.pi * phase + rng.uniform(0, 6.3))
         px += -np.sin(psi) * ml
         py += np.cos(psi) * ml
         # after the bout the hips stay where they stopped
@@ -112,7 +115,7 @@ def render_gait(bouts: list[GaitBout], t: np.ndarray, heading_rad: np.ndarray,
                                                                   + rng.uniform(0, 6.3))
         yaw[a:b] += env * rng.uniform(1.0, 6.0) * damp * np.sin(np.pi * phase
                                                                  + rng.uniform(0, 6.3))
-        strike = rng.uniform(0.03, 0.35) * {"stairs_down": 2.0, "shuffle": 0.3,
+        strike = rng.uniform(0.02, 0.25) * {"stairs_down": 2.0, "shuffle": 0.3,
                                             "talking": 0.7}.get(kind, 1.0)
         freq, decay = rng.uniform(8.0, 20.0), rng.uniform(0.02, 0.05)
         for ts in step_times:

@@ -10,6 +10,26 @@ from scipy.spatial.transform import Rotation
 FACINGS = ("back-out", "back-in")
 
 
+def rodrigues(rotvec: np.ndarray) -> np.ndarray:
+    """Rotation matrices (n,3,3) of rotation vectors (n,3) (radians), vectorised: much
+    faster than composing scipy Rotations of a day's length."""
+    angle = np.linalg.norm(rotvec, axis=1)
+    k = rotvec / np.where(angle > 1e-12, angle, 1.0)[:, None]
+    s, c = np.sin(angle), 1.0 - np.cos(angle)
+    x, y, z = k[:, 0], k[:, 1], k[:, 2]
+    out = np.empty((3, 3, len(rotvec)))  # filled row by row contiguously, then a view
+    out[0, 0] = 1.0 - c * (y * y + z * z)
+    out[1, 1] = 1.0 - c * (x * x + z * z)
+    out[2, 2] = 1.0 - c * (x * x + y * y)
+    cxy, cxz, cyz = c * x * y, c * x * z, c * y * z
+    sx, sy, sz = s * x, s * y, s * z
+    out[0, 1], out[1, 0] = cxy - sz, cxy + sz
+    out[0, 2], out[2, 0] = cxz + sy, cxz - sy
+    out[1, 2], out[2, 1] = cyz - sx, cyz + sx
+    out = out.transpose(2, 0, 1)
+    return out
+
+
 def draw_mounting(rng: np.random.Generator, facing: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Sensor→body rotation M (columns: the sensor's axes in body coordinates: x forward,
     y left, z up the spine).
@@ -32,16 +52,18 @@ def draw_mounting(rng: np.random.Generator, facing: str) -> tuple[np.ndarray, di
         "mount_roll_deg": round(roll, 3)}
 
 
-def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
-              ) -> tuple[Rotation, list[dict[str, Any]]]:
-    """A clip slip during one of the ``moving`` segments (none if the list is empty):
-    the board turns 5–40° about an axis near its normal (turning in the plane of the
-    back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip rotation per grid
-    time (sensor frame, applied after the mounting) and the truth entries."""
-    n = len(grid)
-    if not moving:
-        return Rotation.identity(n), []
-    seg = moving[int(rng.integers(len(moving)))]
+def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list, anywhere: list,
+              ) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
+    """A clip slip during one of the ``moving`` segments, or (3 times in 10, or when
+    nobody moves) during any of ``anywhere`` (leaning back against the chair pushes the
+    clip too): the board turns 5–40° about an axis near its normal (turning in the
+    plane of the back, with up to ~17° of tilt), over 0.3–2 s. Returns the slip
+    rotation matrices per grid time (sensor frame, applied after the mounting; None
+    without a slip) and the truth entries."""
+    pool = anywhere if (rng.random() < 0.3 or not moving) else moving
+    if not pool:
+        return None, []
+    seg = pool[int(rng.integers(len(pool)))]
     length = rng.uniform(0.3, 2.0)
     start = rng.uniform(seg.start, max(seg.start, seg.end - length))
     angle = rng.uniform(5.0, 40.0) * (1 if rng.random() < 0.5 else -1)
@@ -50,16 +72,19 @@ def draw_slip(rng: np.random.Generator, grid: np.ndarray, moving: list,
     axis /= np.linalg.norm(axis)
     u = np.clip((grid - start) / length, 0.0, 1.0)
     u = u * u * (3.0 - 2.0 * u)
-    q = Rotation.from_rotvec(np.radians(angle) * u[:, None] * axis)
+    q = rodrigues(np.radians(angle) * u[:, None] * axis)
     return q, [{"t": round(float(start), 4), "end": round(float(start + length), 4),
                 "angle_deg": round(abs(angle), 3), "axis_sensor": np.round(axis, 5).tolist(),
                 "during": seg.activity}]
 
 
 def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal: bool,
+                  t: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Scale and cross-axis error, bias, white noise, quantisation and clipping, drawn
-    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g)."""
+    wider than `simulator.SensorModel` (12- and 16-bit chips, ±2…16 g), and a warm-up
+    drift of the bias after power-on (up to ±8 mg or ±1 °/s per axis, time constant
+    5–20 min) at the sample times ``t``."""
     accel = kind == "accel"
     if ideal:
         return clean.astype(float), np.zeros(len(clean), bool), {}
@@ -75,7 +100,11 @@ def sensor_errors(clean: np.ndarray, rng: np.random.Generator, kind: str, ideal:
     gain = np.diag(1.0 + rng.uniform(-scale, scale, 3))
     gain += rng.uniform(-cross, cross, (3, 3)) * (1.0 - np.eye(3))
     offset = rng.uniform(-bias, bias, 3)
+    warm = rng.uniform(-1.0, 1.0, 3) * (0.008 if accel else 1.0)
+    tau = rng.uniform(300.0, 1200.0)
     out = clean @ gain.T + offset + noise * rng.standard_normal(clean.shape)
+    if t is not None:
+        out += (1.0 - np.exp(-t / tau))[:, None] * warm
     out = np.rint(out / lsb) * lsb
     saturated = (np.abs(out) >= full).any(axis=1)
     np.clip(out, -full, full, out=out)

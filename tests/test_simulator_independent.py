@@ -133,7 +133,7 @@ def test_recline_start_day_has_no_stand_up_for_an_hour() -> None:
 def test_cli_writes_a_day_that_replay_reads(tmp_path, capsys) -> None:
     out = tmp_path / "day.csv"
     rc = main(["simulate", "--model", "independent", "--scenario", "walker", "--seed", "3",
-               "--duration", "20m", "--rate", "50", "--accel-only", "--stamps", "logger",
+               "--duration", "20m", "--rate", "50", "--accel-only", "--stamps", "clean",
                "--out", str(out)])
     assert rc == 0
     line = capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_cli_writes_a_day_that_replay_reads(tmp_path, capsys) -> None:
     header = out.read_text().splitlines()[:2]
     assert header[0] == "t,ax,ay,az,gx,gy,gz" and header[1].endswith(",,,")
     truth = json.loads((tmp_path / "day.truth.json").read_text())
-    assert truth["model"] == "independent" and truth["stamps"] == "logger"
+    assert truth["model"] == "independent" and truth["stamps"] == "clean"
     records = replay(out, states=True)
     assert any(r["type"] == "state" for r in records)
 
@@ -155,3 +155,49 @@ def test_cli_rejects_unknown_day_and_scripted_options(tmp_path, capsys) -> None:
     assert "--stamps" in capsys.readouterr().err
     assert main(["simulate", "--model", "independent", "--list"]) == 0
     assert "recline_start" in capsys.readouterr().out
+
+
+def test_gyro_is_the_rate_of_the_boards_orientation(office) -> None:
+    """Integrating the gyro over a second reproduces the board's rotation (from the
+    truth's trunk angles and mounting), to within 10 % of the turn (the chip's low-pass
+    lags)."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_euler("ZYX", office.euler_deg, degrees=True) \
+        * Rotation.from_matrix(office.mounting)
+    rate = office.rate_hz
+    errors = []
+    for start in range(1000, len(office.t) - 200, 197):
+        sl = slice(start, start + int(rate))
+        step = Rotation.identity()
+        for w in office.gyro[sl]:
+            step = step * Rotation.from_rotvec(np.radians(w) / rate)
+        truth = rot[start].inv() * rot[start + int(rate)]
+        if np.degrees(truth.magnitude()) > 2.0:  # seconds that really turn
+            errors.append((truth.inv() * step).magnitude() / truth.magnitude())
+    assert len(errors) > 20 and np.median(errors) < 0.1
+
+
+def test_gaps_drop_samples_and_block_slouch_truth() -> None:
+    sim = simulate_world("office", 3, gaps=True, minutes=30.0, rate_hz=50.0, stamps="clean")
+    gaps = sim.truth["gaps"]
+    assert 1 <= len(gaps) <= 3 and sim.truth["n_samples"] == len(sim.t)
+    for g in gaps:
+        assert not ((sim.t > g["start"] + 0.05) & (sim.t < g["end"] - 0.05)).any()
+        for ep in sim.truth["slouch_episodes"]:
+            assert not (ep["onset"] < g["start"] + 0.05 < ep["end"] - 0.05)
+
+
+def test_rate_switch_changes_the_sample_rate_mid_file() -> None:
+    base = simulate_world("office", 9, minutes=20.0, rate_hz=50.0, stamps="clean",
+                          rate_switch=False)
+    sim = simulate_world("office", 9, minutes=20.0, rate_hz=50.0, stamps="clean",
+                         rate_switch=True)
+    change = sim.truth["rate_changes"][0]
+    dt = np.diff(sim.t)
+    before, after = sim.t[1:] < change["t"] - 0.5, sim.t[1:] > change["t"] + 0.5
+    assert np.median(dt[before]) == pytest.approx(1 / 50.0, rel=0.02)
+    assert np.median(dt[after]) == pytest.approx(1 / change["rate_hz"], rel=0.02)
+    assert not base.truth["rate_changes"]
+    # the switch has its own random stream: the day itself is the same
+    assert sim.truth["segments"] == base.truth["segments"]
