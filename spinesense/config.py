@@ -84,11 +84,14 @@ class PipelineConfig:
     gyro_time_constant_s: float = opt(0.5, "Complementary filter: below this time scale the "
                                       "gyro leads the flexion estimate, above it the "
                                       "accelerometer.", lo=0.05, hi=60.0)
-    calibration_wait_s: float = opt(600.0, "Learning the calibration from data: after this "
-                                    "long, settle for weak evidence (events wait until then).",
+    calibration_wait_s: float = opt(600.0, "Finding upright in the data: if no still stretch "
+                                    "comes within this long, use the mean direction, with "
+                                    "low confidence (events wait until then).",
                                     lo=10.0, hi=86400.0)
-    stale_deg: float = opt(20.0, "Walking upright this far from the stored upright means the "
-                           "clip moved: report calibration_stale.", lo=5.0, hi=90.0)
+    stale_deg: float = opt(20.0, "A first walk this far from the calibrated upright means "
+                           "the calibration is wrong or the clip moved: report "
+                           "calibration_stale and re-anchor upright on walking.",
+                           lo=5.0, hi=90.0)
 
 
 @dataclass
