@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "collector and the edge on an emulated sensor through a simulated workday "
                     "at accelerated time, then query InfluxDB, print a summary and write an "
                     "HTML report. Everything started is stopped again, also on Ctrl-C.")
-    p.add_argument("--workdir", default="work/demo", help="folder for servers, config, "
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR, help="folder for servers, config, "
                    "state and the report (a previous demo's folder is emptied first; any "
                    "other folder must be empty; default: %(default)s)")
     p.add_argument("--duration", default="2h", type=_duration,
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _duration(text: str) -> str:
     parse_duration(text)  # refused here, with the option's name, not by the edge later
     return text
+
+
+DEFAULT_WORKDIR = "work/demo"
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -252,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--scenario {args.scenario!r} is unknown; one of "
                        f"{', '.join(SCENARIOS)}", 2)
     workdir = Path(args.workdir).resolve()
+    if args.workdir == DEFAULT_WORKDIR:  # the checkout's git-ignored scratch folder
+        workdir.parent.mkdir(exist_ok=True)
     prepare_workdir(workdir)
     exe = [sys.executable, "-m", "spinesense"]
     started = time.monotonic()
