@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pipeline_feed import feed_in_chunks
 
 from spinesense.cli import main
 from spinesense.collector.validate import Validator
@@ -263,17 +264,6 @@ def test_a_drop_record_survives_the_wire() -> None:
     Validator().check(topic("spinesense", "alice", kind_of(rec["type"])), encode(msg))
 
 
-def _feed(chunk: SampleChunk, sizes: list[int], window=None) -> list[dict]:
-    pipe = Pipeline(Config(), states=True, calibrate_window=window)
-    out: list[dict] = []
-    i, j = 0, 0
-    while i < len(chunk):
-        n = sizes[j % len(sizes)]
-        out += pipe.process(chunk[i:i + n])
-        i, j = i + n, j + 1
-    return out + pipe.flush()
-
-
 @pytest.fixture(scope="module")
 def dirty_reference(sim) -> tuple[SampleChunk, list[dict]]:
     """Absurd samples during the held calibration phase, on second boundaries (t=50.0,
@@ -294,7 +284,7 @@ def dirty_reference(sim) -> tuple[SampleChunk, list[dict]]:
 @given(sizes=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=6))
 def test_drops_do_not_depend_on_the_chunking(dirty_reference, sizes: list[int]) -> None:
     chunk, ref = dirty_reference
-    assert _feed(chunk, sizes) == ref
+    assert feed_in_chunks(chunk, sizes) == ref
 
 
 def test_drop_records_of_the_reference(dirty_reference) -> None:
@@ -302,7 +292,7 @@ def test_drop_records_of_the_reference(dirty_reference) -> None:
     drops = [r for r in ref if r["type"] == "samples_dropped"]
     assert sum(r["count"] for r in drops) == len(ABSURD) + 1 + 40 + 10 + 1
     assert [r["t"] for r in ref] == sorted(r["t"] for r in ref)
-    assert _feed(dirty_reference[0], [1]) == ref
+    assert feed_in_chunks(dirty_reference[0], [1]) == ref
 
 
 # ------------------------------------------------------------------------ .ssrec

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pipeline_feed import feed_in_chunks
 
 from spinesense.config import Config
-from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.replay import replay
 from spinesense.firmware.simulator import simulate
 from spinesense.samples import SampleChunk
@@ -42,18 +42,6 @@ def recording(request: pytest.FixtureRequest) -> tuple[SampleChunk, list[dict]]:
     return chunk, replay(chunk, Config(), states=True)
 
 
-def _feed(chunk: SampleChunk, sizes: list[int], window: tuple[float, float] | None = None
-          ) -> list[dict]:
-    pipe = Pipeline(Config(), states=True, calibrate_window=window)
-    out: list[dict] = []
-    i, j = 0, 0
-    while i < len(chunk):
-        n = sizes[j % len(sizes)]
-        out += pipe.process(chunk[i:i + n])
-        i, j = i + n, j + 1
-    return out + pipe.flush()
-
-
 def test_the_reference_run_has_every_kind_of_record(recording) -> None:
     _, ref = recording
     types = {r["type"] for r in ref}
@@ -69,7 +57,7 @@ def test_the_reference_run_has_every_kind_of_record(recording) -> None:
 @pytest.mark.parametrize("size", [1, 7, 100])
 def test_fixed_chunk_sizes_give_identical_records(recording, size: int) -> None:
     chunk, ref = recording
-    assert _feed(chunk, [size]) == ref
+    assert feed_in_chunks(chunk, [size]) == ref
 
 
 @settings(max_examples=12, deadline=None,
@@ -77,7 +65,7 @@ def test_fixed_chunk_sizes_give_identical_records(recording, size: int) -> None:
 @given(sizes=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=8))
 def test_any_chunking_gives_identical_records(recording, sizes: list[int]) -> None:
     chunk, ref = recording
-    assert _feed(chunk, sizes) == ref
+    assert feed_in_chunks(chunk, sizes) == ref
 
 
 @pytest.mark.parametrize("size", [1, 7, 100])
@@ -85,4 +73,4 @@ def test_chunking_with_a_calibration_window(recording, size: int) -> None:
     chunk, _ = recording
     ref = replay(chunk, Config(), states=True, calibrate=(2.0, 15.0))
     assert next(r for r in ref if r["type"] == "calibrated")["t"] >= 15.0
-    assert _feed(chunk, [size], (2.0, 15.0)) == ref
+    assert feed_in_chunks(chunk, [size], (2.0, 15.0)) == ref
