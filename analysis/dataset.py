@@ -368,9 +368,7 @@ def load_labels_csv(path: str | Path) -> Labels:
 
 
 def truth_path(recording: Path) -> Path:
-    name = recording.name
-    for suffix in (".csv.gz", ".csv"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return recording.with_name(name + ".truth.json")
+    """The simulator's truth JSON beside a recording (see `beside_recording`)."""
+    from spinesense.firmware.recording import beside_recording
+
+    return beside_recording(recording, ".truth.json")

@@ -50,13 +50,9 @@ MAX_AGE_S = 86_400.0       # and lie at most this far in the past
 
 def sidecar_path(recording: str | Path) -> Path:
     """``day.csv.gz`` / ``day.csv`` / ``raw-….ssrec`` → ``day.feedback.jsonl`` beside it."""
-    path = Path(recording)
-    name = path.name
-    for suffix in (".csv.gz", ".csv", ".ssrec"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return path.with_name(name + SIDECAR_SUFFIX)
+    from spinesense.firmware.recording import beside_recording
+
+    return beside_recording(recording, SIDECAR_SUFFIX)
 
 
 class AlertMemory:

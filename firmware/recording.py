@@ -383,3 +383,19 @@ def export_csv(src: str | Path | list[str | Path], out: str | Path, *,
     except OSError as exc:
         raise RecordingError(f"{out}: cannot write ({exc.strerror})") from None
     return len(c), rec
+
+
+RECORDING_SUFFIXES = (".csv.gz", ".csv", ".ssrec", ".gz")
+
+
+def beside_recording(recording: str | Path, suffix: str) -> Path:
+    """A file that belongs to a recording, next to it: ``day.csv.gz`` or ``day.ssrec`` with
+    ``.truth.json`` gives ``day.truth.json`` (truth, feedback sidecars)."""
+    path = Path(recording)
+    name = path.name
+    for ending in RECORDING_SUFFIXES:
+        if name.endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return path.with_name(name + suffix)
+

@@ -169,13 +169,9 @@ class Simulation:
 
 def truth_path_for(path: str | Path) -> Path:
     """Where the truth JSON of a simulated recording goes: ``day.csv.gz`` → ``day.truth.json``."""
-    path = Path(path)
-    name = path.name
-    for suffix in (".csv.gz", ".csv", ".gz"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return path.with_name(name + ".truth.json")
+    from spinesense.firmware.recording import beside_recording
+
+    return beside_recording(path, ".truth.json")
 
 
 def _mounting(mounting: str | np.ndarray, rng: np.random.Generator) -> np.ndarray:
