@@ -188,24 +188,35 @@ class StreamSOS:
 
         Rows that are NaN (gap markers) pass through as NaN without touching the state.
         """
-        out = np.full_like(x, np.nan)
         if len(x) == 0:
-            return out
+            return np.full_like(x, np.nan)
         valid = ~np.isnan(x[:, 0])
+        if len(starts) <= 1 and (len(starts) == 0 or starts[0] == 0) and valid.all():
+            # the common case, one segment without markers: no gather, no scatter (the
+            # result is the filter's (width, n) output seen transposed)
+            seg = np.ascontiguousarray(x.T)
+            if len(starts) or self.z is None:
+                self.z = self._zi_unit * seg[:, 0][None, :, None]
+            y, self.z = signal.sosfilt(self.sos, seg, axis=-1, zi=self.z)
+            return y.T
+        out = np.full_like(x, np.nan)
         bounds = np.concatenate((starts, [len(x)]))
         pieces: list[tuple[int, int, bool]] = []
         if len(starts) == 0 or starts[0] > 0:
             pieces.append((0, bounds[0] if len(starts) else len(x), False))
         pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
         for lo, hi, restart in pieces:
-            idx = np.flatnonzero(valid[lo:hi]) + lo
-            if len(idx) == 0:
-                continue
-            seg = np.ascontiguousarray(x[idx].T)
+            # a piece is usually all valid (markers only start pieces): a slice, no gather
+            rows: slice | np.ndarray = slice(lo, hi)
+            if not valid[lo:hi].all():
+                rows = np.flatnonzero(valid[lo:hi]) + lo
+                if len(rows) == 0:
+                    continue
+            seg = np.ascontiguousarray(x[rows].T)
             if restart or self.z is None:
                 self.z = self._zi_unit * seg[:, 0][None, :, None]
             y, self.z = signal.sosfilt(self.sos, seg, axis=-1, zi=self.z)
-            out[idx] = y.T
+            out[rows] = y.T
         return out
 
 
