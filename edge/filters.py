@@ -58,6 +58,12 @@ class Ticks:
                      np.concatenate([p.valid for p in parts]))
 
 
+def _all_finite(x: np.ndarray) -> bool:
+    """No NaN or inf in x: one reduction and no temporary in the common case (a sum that
+    overflows to inf falls back to the element-wise test)."""
+    return bool(np.isfinite(x.sum())) or bool(np.isfinite(x).all())
+
+
 @dataclass
 class Gap:
     start: float  # last sample before the hole
@@ -88,8 +94,8 @@ class Resampler:
         if sat is not None:
             self.saturated += int(sat.sum())
         clean = (len(t) == 0 or ((t[0] > prev and bool(np.all(t[1:] > t[:-1]))
-                                 and bool(np.isfinite(acc).all()))
-                 and (gyro is None or bool(np.isfinite(gyro).all()))
+                                 and _all_finite(acc))
+                 and (gyro is None or _all_finite(gyro))
                  and (sat is None or not sat.any())))
         if clean:
             return None
@@ -120,12 +126,7 @@ class Resampler:
             gyro = None if gyro is None else gyro[keep]
         if len(t) == 0:
             return Ticks.empty(bool(self.has_gyro)), []
-        if self._last is not None:
-            lt, la, lg = self._last
-            t = np.concatenate(([lt], t))
-            acc = np.concatenate((la[None], acc))
-            if gyro is not None:
-                gyro = np.concatenate((lg[None], gyro))
+        carried = self._last
         self._last = (float(t[-1]), acc[-1].copy(), None if gyro is None else gyro[-1].copy())
         tt = t * TICK_HZ
         if self._next_k is None:
@@ -135,22 +136,43 @@ class Resampler:
             return Ticks.empty(gyro is not None), []
         ks = np.arange(self._next_k, k_hi + 1, dtype=np.int64)
         self._next_k = k_hi + 1
-        left = np.searchsorted(tt, ks, side="right") - 1
-        right = np.minimum(left + 1, len(t) - 1)
-        span = tt[right] - tt[left]
-        w = np.divide(ks - tt[left], span, out=np.zeros(len(ks)), where=span > 0)[:, None]
-        out_acc = acc[left] + w * (acc[right] - acc[left])
-        out_gyro = None if gyro is None else gyro[left] + w * (gyro[right] - gyro[left])
+        # index -1 is the sample carried from the previous chunk; only the samples around
+        # the ticks are gathered (no copy of the whole chunk)
+        right = np.searchsorted(tt, ks, side="right")
+        left = right - 1
+        np.minimum(right, len(t) - 1, out=right)
+        t_l, t_r = t[left], t[right]
+        acc_l, acc_r = acc[left], acc[right]
+        gyro_l = gyro_r = None
+        if gyro is not None:
+            gyro_l, gyro_r = gyro[left], gyro[right]
+        before = left < 0
+        if before.any():  # ticks between the carried sample and this chunk's first
+            lt, la, lg = carried  # type: ignore[misc]
+            t_l[before], acc_l[before] = lt, la
+            if gyro_l is not None:
+                gyro_l[before] = lg
+        tl, tr = t_l * TICK_HZ, t_r * TICK_HZ
+        span = tr - tl
+        w = np.divide(ks - tl, span, out=np.zeros(len(ks)), where=span > 0)[:, None]
+        out_acc = acc_r - acc_l
+        out_acc *= w
+        out_acc += acc_l
+        out_gyro = None
+        if gyro_l is not None and gyro_r is not None:
+            out_gyro = gyro_r - gyro_l
+            out_gyro *= w
+            out_gyro += gyro_l
         valid = np.ones(len(ks), bool)
         gaps: list[Gap] = []
         # a tick exactly on a sample is that sample, whatever comes after it
-        in_gap = ((t[right] - t[left]) > self.gap_s) & (ks > tt[left])
+        in_gap = ((t_r - t_l) > self.gap_s) & (ks > tl)
         if in_gap.any():
             # keep only the first tick of each gap bracket, as an invalid marker
             first = in_gap & np.concatenate(([True], (left[1:] != left[:-1]) | ~in_gap[:-1]))
             keep_t = ~in_gap | first
             for i in np.flatnonzero(first):
-                gaps.append(Gap(float(t[left[i]]), float(t[right[i]]), int(ks[i])))
+                gaps.append(Gap(float(t_l[i]), float(t_r[i]), int(ks[i])))
             valid = ~in_gap[keep_t]
             ks, out_acc = ks[keep_t], out_acc[keep_t]
             out_gyro = None if out_gyro is None else out_gyro[keep_t]
