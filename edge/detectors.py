@@ -25,12 +25,13 @@ from spinesense.edge.activity import (
 )
 from spinesense.edge.calibration import Calibration
 from spinesense.edge.features import SecondFeatures, TickFeatures, gyro_flexion
-from spinesense.edge.filters import TICK_HZ, StreamSOS, segment_starts
+from spinesense.edge.filters import TICK_HZ, StreamSOS, run_lengths, segment_starts
 from spinesense.edge.metrics import MetricsAggregator, SecondRows
 from spinesense.edge.sedentary import SedentaryParams, SedentaryState, detect_sedentary
 from spinesense.edge.slouch import Q, SlouchParams, SlouchState, close_open, detect_slouch
 
 GYRO_HIGHPASS_HZ = 0.005  # removes the gyro bias (drifting over minutes) before integration
+SLOUCH_WALK_BLOCK_S = 2   # walking this long ends a slouch episode (reason "walking")
 
 
 def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
@@ -109,12 +110,19 @@ class Detectors:
         tilt = self.cal.tilt(sf.grav) if m else np.zeros(0)
         reclined = (flex_sum / np.maximum(sf.n, 1) / Q < -RECLINE_CLUE_DEG) \
             if self.cal.signed and m else None
+        walk_carry, last_sec = self.posture_state.walk_run, self.posture_state.last_sec
         posture, self.posture_state = classify(sf.sec, sf.walking, tilt, sf.transitions,
                                                self.sedentary.break_s, self.posture_state,
                                                reclined)
-        # slouch, per tick: blocked while walking or lying, and on gap markers
+        # slouch, per tick: blocked while walking or lying, and on gap markers; a lone
+        # walking second (a rhythmic shuffle in the chair) does not cut an episode in two
+        prev = np.concatenate(([sf.sec[0] - 1 if last_sec is None else last_sec],
+                               sf.sec[:-1])) if m else sf.sec
+        walk_run = run_lengths(posture == WALKING, sf.sec - prev == 1, walk_carry)
+        pblock = np.where(walk_run < SLOUCH_WALK_BLOCK_S, np.where(posture == WALKING, -1,
+                                                                     posture), posture)
         ptick = np.full(len(tf.k), -1, np.int8)
-        ptick[v] = posture[sec_of_tick[v]]
+        ptick[v] = pblock[sec_of_tick[v]]
         block = np.where(~v, 1, np.where(ptick == WALKING, 2, np.where(ptick == LYING, 3, 0)))
         res, self.slouch_state = detect_slouch(tf.k, flex, block.astype(np.int8), self.slouch,
                                                self.slouch_state)

@@ -203,13 +203,14 @@ class FrontEnd:
         # a hip rise or drop while walking may be a stair or a bump of the gait: marked,
         # so that it is no evidence about the mounting (posture still takes it: a walk
         # often ends by sitting down, while the walking rule still overshoots)
-        walk_secs = set(usec[walking].tolist()) | {x + 1 for x in usec[walking].tolist()}
+        sure = usec[self.gait.sustained]  # a lone rhythmic second may be the transition
+        walk_secs = set(sure.tolist()) | {x + 1 for x in sure.tolist()}
         if self._walk_last is not None:
             walk_secs.add(self._walk_last + 1)
         out.transitions = self._transitions(tf)
         for tr in out.transitions:
             tr.while_walking = int(np.floor(tr.t)) in walk_secs
-        self._walk_last = int(usec[walking][-1]) if walking.any() else self._walk_last
+        self._walk_last = int(sure[-1]) if len(sure) else self._walk_last
         return out
 
     def _transitions(self, tf: TickFeatures) -> list[Transition]:

@@ -11,7 +11,8 @@ step amplitude or a fixed timing:
 * its normalised autocorrelation over the last ``WINDOW_S`` seconds peaks above
   ``MIN_PERIODICITY`` at some lag between ``LAG_S`` (one step: 45–200 steps/min, with
   any step-to-step variation); a reach, a sit-down, a knock or typing is not periodic;
-* two such seconds in a row (a single rhythmic burst is not a walk).
+* one such second is walking (waiting for a second one made every bout start late; a
+  lone rhythmic second in a chair is kept from ending a slouch in `edge.detectors`).
 
 The autocorrelation is computed only for seconds that pass the energy test (a small
 share of a day), on whole windows at once (numpy), with the last ``WINDOW_S`` seconds of
@@ -31,7 +32,8 @@ WALK_NOW_G = 0.01
 MIN_PERIODICITY = 0.65
 LAG_S = (0.3, 1.35)
 WINDOW_S = 4
-IN_A_ROW = 2
+IN_A_ROW = 1
+SUSTAINED_S = 2  # a sit-to-stand can be one rhythmic second: it is not gait evidence
 
 
 @dataclass
@@ -41,6 +43,9 @@ class GaitDetector:
     _hist_k: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _hist_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _prev: tuple[int, float, int] = (-(10**12), 0.0, 0)  # (sec, mean sq, raw run)
+    # per second of the last block: walking for SUSTAINED_S or more (what marks a
+    # transition as happening while walking, see `features.FrontEnd.seconds`)
+    sustained: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def decide(self, k: np.ndarray, x: np.ndarray, valid: np.ndarray, sec: np.ndarray,
                n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
@@ -62,6 +67,7 @@ class GaitDetector:
             raw[cand] = self._periodic(kk, xx, sec[cand])
         run = run_lengths(raw, contiguous, self._prev[2])
         walking = run >= IN_A_ROW
+        self.sustained = run >= SUSTAINED_S
         if m:
             self._prev = (int(sec[-1]), float(ms_now[-1]), int(run[-1]))
         keep = kk >= (int(sec[-1]) + 1 - WINDOW_S) * TICK_HZ if m else kk >= kk.max(
