@@ -44,18 +44,26 @@ HOLD_SAME_DEG = 3.0       # a window this close to the one before continues its 
 STEADY_DEG = 4.0          # a steady hold: flexion and lateral each within this range
 OFFSET_DEG = 6.0          # a hold this far sideways from the baseline is offset ...
 STRAIGHT_DEG = 4.0        # ... and one this close to it is straight (ends a chain)
-AGREE_DEG = 8.0           # offsets of one slip agree with each other within this
+AGREE_DEG = 6.0           # offsets of one slip agree with each other within this
 CONFIRM_HOLDS = 2
-CONFIRM_S = 60
-CONFIRM_HELD_S = 120      # seconds of the chain's holds, together
+CONFIRM_S = 120
 LONG_HOLD_S = 240         # ... or one steady, upright-ish hold this long (side leans end)
-LONG_HOLD_FLEX_DEG = 15.0
+LONG_HOLD_FLEX_DEG = 25.0
+FAR_DEG = 24.0            # further sideways than people lean on an armrest ...
+FAR_HOLD_S = 60           # ... needs a shorter hold
 POSTURE_RANGE_DEG = 3.0   # the holds must differ in posture (or include a walk)
 MAX_FLEX_DEG = 30.0       # deep slouches, reclines and lying say nothing about lateral
 DENSE_BAND_DEG = 16.0
+PLAUSIBLE_PER_DEG = 0.5
+PLAUSIBLE_MIN_DEG = 3.0
+AGREE_FLEX_DEG = 4.0
+MAX_LATERAL_DEG = 45.0    # a clip does not turn further: more is lying on one side
+WALK_HOLD_S = 60          # a walk this long, this far sideways, is a slip by itself
+WALK_OFFSET_DEG = 12.0    # (a bag pulls the trunk sideways by up to ~9°)
 REFINE_EVERY = 18         # windows (3 min)
 REFINE_FOR = 180          # windows (30 min)
-REFINE_MIN_DEG = 1.5
+REFINE_MIN_DEG = 2.5
+REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -97,6 +105,20 @@ def dense_centre(x: np.ndarray, band: float = DENSE_BAND_DEG) -> float:
     hi = np.searchsorted(xs, xs + band, side="right")
     i = int(np.argmax(hi - np.arange(len(xs))))
     return float(np.median(xs[i:hi[i]]))
+
+
+def flexion_correction(jump: float | None, dense: float, spin_deg: float) -> float:
+    """Combine the two flexion estimates: a slip's axis is tilted from the board normal by
+    ~0.2 rad per axis, so a turn of ``spin_deg`` shifts flexion by up to about
+    ``PLAUSIBLE_PER_DEG * spin_deg``; estimates beyond that are a posture change, not the
+    slip. Two plausible ones that agree are averaged; otherwise the median with zero."""
+    limit = max(PLAUSIBLE_MIN_DEG, PLAUSIBLE_PER_DEG * abs(spin_deg))
+    cands = [c for c in (jump, dense) if c is not None and abs(c) <= limit]
+    if len(cands) == 2:
+        if abs(cands[0] - cands[1]) <= AGREE_FLEX_DEG:
+            return float(np.mean(cands))
+        return float(np.median([0.0, *cands]))
+    return cands[0] if cands else 0.0
 
 
 @dataclass
@@ -149,6 +171,7 @@ class SlipWatch:
     _chain: list[Hold] = field(default_factory=list)
     _chain_before: Hold | None = None                # the straight hold just before it
     _slip: dict[str, Any] | None = None              # the last confirmed slip (refining)
+    _anchor_before: tuple[int, np.ndarray] | None = None  # (window, upright) before it
 
     def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
              ) -> list[SlipDecision]:
@@ -205,7 +228,7 @@ class SlipWatch:
         if abs(off) < STRAIGHT_DEG:
             self._chain = []
             return None
-        if abs(off) < OFFSET_DEG:
+        if abs(off) < OFFSET_DEG or abs(off) > MAX_LATERAL_DEG:
             return None  # neither straight nor clearly offset: the chain waits
         chain = [c for c in self._chain if c is not h]
         if chain and (np.sign(off) != np.sign(self._offset(chain[0])) or abs(
@@ -227,18 +250,27 @@ class SlipWatch:
     def _maybe_confirm(self, w: int) -> SlipDecision | None:
         chain = self._chain
         last = chain[-1]
-        long_hold = last.kind == 0 and last.n * WINDOW_S >= LONG_HOLD_S and last.steady \
-            and abs(self._flex(last)) < LONG_HOLD_FLEX_DEG
+        held = LONG_HOLD_S if abs(self._offset(last)) < FAR_DEG else FAR_HOLD_S
+        long_hold = (last.kind == 0 and last.n * WINDOW_S >= held and last.steady
+                     and abs(self._flex(last)) < LONG_HOLD_FLEX_DEG) or (
+            last.kind == 1 and last.n * WINDOW_S >= WALK_HOLD_S and
+            abs(self._offset(last)) >= WALK_OFFSET_DEG)
         if not long_hold:
-            if len(chain) < CONFIRM_HOLDS or (w + 1 - chain[0].first) * WINDOW_S < \
-                    CONFIRM_S or sum(c.n for c in chain) * WINDOW_S < CONFIRM_HELD_S:
+            if len(chain) < CONFIRM_HOLDS or (w + 1 - chain[0].first) * WINDOW_S < CONFIRM_S:
                 return None
             flexes = [self._flex(c) for c in chain]
             if max(flexes) - min(flexes) < POSTURE_RANGE_DEG and not any(
                     c.kind == 1 for c in chain):
                 return None
         first = chain[0].first
+        back = self._anchor_before
+        if back is not None and w - back[0] <= REVERT_WINDOWS:
+            lat = [float(sagittal_angles(back[1], c.g[None])[1][0]) - self.lat0
+                   for c in chain]
+            if abs(float(np.median(lat))) < STRAIGHT_DEG:
+                return self._revert(w, back[1], len(chain))
         before = self._chain_before
+        self._anchor_before = (w, self.up.copy())
         self._slip = {"w": first, "confirmed": w, "g_before": None if before is None
                       else before.g, "g_after": chain[0].g0, "up_before": self.up.copy(),
                       "rot": np.eye(3), "next": w + REFINE_EVERY}
@@ -253,6 +285,19 @@ class SlipWatch:
             "reanchored": f"turned {info['spin_deg']:+.1f}° about the board normal, "
                           f"flexion {info['flex_deg']:+.1f}° (jump {info['jump']}, "
                           f"density {info['dense_deg']:+.1f}°)"})
+
+    def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
+        """Every posture reads straight again on the upright from before the last move:
+        the clip went back (or the move was a long lean); return to that upright."""
+        rot = rotation_between(self.up, up)
+        self.up, self._slip, self._anchor_before = _unit(up), None, None
+        self._chain, self._chain_before = [], None
+        shift = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
+            "shift_deg": round(shift, 1), "count": n,
+            "method": f"every posture over {n} holds is straight again on the upright "
+                      "from before the last move",
+            "reanchored": "back to the upright from before the last move"})
 
     def _refine(self, w: int) -> SlipDecision | None:
         s = self._slip
@@ -303,8 +348,7 @@ class SlipWatch:
                          - sagittal_angles(up0, s["g_before"][None])[0][0])
         dense = dense_centre(sagittal_angles(up1, post)[0]) - \
             dense_centre(sagittal_angles(up0, pre)[0])
-        flex = float(np.median([0.0, dense, jump])) if jump is not None else \
-            float(np.median([0.0, dense, dense]) if abs(dense) < 8.0 else 0.0)
+        flex = flexion_correction(jump, dense, math.degrees(phi))
         b = board_axis(up1)
         d = math.radians(flex)
         up2 = _unit(math.cos(d) * up1 + math.sin(d) * b)
