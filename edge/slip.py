@@ -45,7 +45,7 @@ STEADY_DEG = 4.0          # a steady hold: flexion and lateral each within this 
 OFFSET_DEG = 6.0          # a hold this far sideways from the baseline is offset ...
 STRAIGHT_DEG = 4.0        # ... and one this close to it is straight (ends a chain)
 AGREE_DEG = 6.0           # offsets of one slip agree with each other within this
-CONFIRM_HOLDS = 2
+CONFIRM_HOLDS = 3
 CONFIRM_S = 120
 LONG_HOLD_S = 240         # ... or one steady, upright-ish hold this long (side leans end)
 LONG_HOLD_FLEX_DEG = 25.0
@@ -262,6 +262,8 @@ class SlipWatch:
             if max(flexes) - min(flexes) < POSTURE_RANGE_DEG and not any(
                     c.kind == 1 for c in chain):
                 return None
+            if min(abs(self._offset(c)) for c in chain) < OFFSET_DEG:
+                return None  # holds that grew back toward straight
         first = chain[0].first
         back = self._anchor_before
         if back is not None and w - back[0] <= REVERT_WINDOWS:
