@@ -20,15 +20,12 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
 * With ``auto``, the sign is taken once ``SURE_WEIGHT`` of evidence agrees by
   ``SURE_AGREEMENT``; below ``UNSURE_AGREEMENT`` it is given up again. Every change is a
   new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
-* **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
-  each ``WALK_WINDOW_S`` seconds of sustained walking (runs of ``WALK_RUN_S`` or more)
-  is compared with the mean of all walking since the calibration; ``SLIP_CONFIRM``
-  windows in a row more than ``SLIP_DEG`` away, the later ones within
-  ``SLIP_AGREE_DEG`` of each other, mean the clip moved. Upright is rotated by the same
-  rotation (re-anchored), the forward axis follows from the board normal, and a
-  ``clip_moved`` record says by how much. A first walk far (``stale_deg``) from the
-  calibrated upright means the calibration was wrong or the clip moved before any
-  walk: ``calibration_stale``, and upright is re-anchored on walking.
+* **Clip slips** are found by `edge.slip.SlipWatch` (a lateral offset that every posture
+  keeps); the tracker applies its re-anchoring: upright turns by the slip's rotation and
+  forward follows from the board normal (a ``clip_moved`` and a ``calibrated`` record;
+  a later refinement only a ``calibrated`` one). A first walk far (``stale_deg``) from
+  the calibrated upright means the calibration was wrong: ``calibration_stale``, and
+  upright is re-anchored on walking.
 
 Changes take effect from the second after the one that decided them, so the result does
 not depend on how the input was cut into chunks.
@@ -154,8 +151,7 @@ class MountTracker:
     _ex_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
-    _walk_ref: np.ndarray | None = None
-    _walk_acc: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _walked: bool = False          # the first walk (the stale check) was seen
     slip: SlipWatch = field(init=False)
     _slips: list[SlipDecision] = field(default_factory=list)  # decided, not yet applied
     _run: int = 0                 # consecutive walking seconds
@@ -224,11 +220,11 @@ class MountTracker:
                         self._evidence(tr.direction, 1.0)
                 self._excursion(sf.grav[i], s)
                 self._run = int(run[i])
-                slip = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
-                change = slip or self._decide(s)
+                stale = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
+                change = stale or self._decide(s)
                 if change is not None:
                     changes.append(change)
-                if slip is not None:  # upright moved: tilts from here on change too
+                if stale is not None:  # upright moved: tilts from here on change too
                     nxt, force_first = i + 1, True
                     break
             else:
@@ -294,18 +290,11 @@ class MountTracker:
         self._walk_sum, self._walk_n = np.zeros(3), 0
         if mean is None:
             return None
-        if self._walk_ref is None:
+        if not self._walked:
+            self._walked = True
             off = _angle(mean, self.cal.up)
             if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
-                return self._reanchor(s, rotation_between(self.cal.up, mean), off, mean,
-                                      "calibration_stale")
-            self._walk_ref, self._walk_acc = mean, mean.copy()
-            if off >= WALK_LEAN_DEG and self.walk_weight < WALK_MAX_WEIGHT:
-                self.walk_weight += WALK_WEIGHT
-                self._evidence(mean - self.cal.up, WALK_WEIGHT)
-            return None
-        self._walk_acc = self._walk_acc + mean  # the reference: all walking so far
-        self._walk_ref = unit_or_none(self._walk_acc)
+                return self._stale(s, rotation_between(self.cal.up, mean), off)
         if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= WALK_LEAN_DEG:
             self.walk_weight += WALK_WEIGHT
             self._evidence(mean - self.cal.up, WALK_WEIGHT)
@@ -330,31 +319,24 @@ class MountTracker:
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
         self.cal, self.ref = cal, sign_ref * board_axis(cal.up)
-        if self._walk_ref is not None:
-            self._walk_ref = unit_or_none(rot @ self._walk_ref)
-            self._walk_acc = rot @ self._walk_acc
         recs = [] if dec.refined else [{"type": "clip_moved", "t": t, **dec.record}]
         return Change(dec.sec + 1, cal, [*recs, calibrated_record(cal, t)])
 
-    def _reanchor(self, s: int, rot: np.ndarray, shift: float, walk_ref: np.ndarray,
-                  kind: str) -> Change:
-        """Rotate upright (and a stored forward axis) by the slip; forward follows."""
+    def _stale(self, s: int, rot: np.ndarray, shift: float) -> Change:
+        """The first walk is far from the calibrated upright: rotate upright (and the
+        forward axis) onto walking's."""
         old = self.cal
         up = rot @ old.up
         fwd = orthogonal_forward(up, rot @ old.forward)  # type: ignore[operator]
         cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
-        self.cal, self._walk_ref, self._walk_acc = cal, walk_ref, walk_ref.copy()
+        self.cal = cal
         self.ref = orthogonal_forward(up, rot @ self.ref)
         t = float(s + 1)
-        if kind == "calibration_stale":
-            rec = {"type": "calibration_stale", "t": t, "angle_deg": round(shift, 1),
-                   "evidence": "walking", "limit_deg": self.stale_deg,
-                   "reanchored": "walking upright"}
-        else:
-            rec = {"type": "clip_moved", "t": t, "shift_deg": round(shift, 1),
-                   "reanchored": "walking upright (rotation of the walking reference)"}
+        rec = {"type": "calibration_stale", "t": t, "angle_deg": round(shift, 1),
+               "evidence": "walking", "limit_deg": self.stale_deg,
+               "reanchored": "walking upright"}
         return Change(s + 1, cal, [rec, calibrated_record(cal, t)])
 
     # -- decisions -------------------------------------------------------------------

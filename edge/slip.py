@@ -284,8 +284,8 @@ class SlipWatch:
             "shift_deg": round(shift, 1), "count": len(chain),
             "method": f"lateral offset of {info['lateral_deg']:+.0f}° held over "
                       f"{len(chain)} postures since {first * WINDOW_S} s",
-            "reanchored": f"turned {info['spin_deg']:+.1f}° about the board normal, "
-                          f"flexion {info['flex_deg']:+.1f}° (jump {info['jump']}, "
+            "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
+                          f"a flexion tilt of {info['flex_deg']:+.1f}° (jump {info['jump']}, "
                           f"density {info['dense_deg']:+.1f}°)"})
 
     def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
@@ -299,7 +299,7 @@ class SlipWatch:
             "shift_deg": round(shift, 1), "count": n,
             "method": f"every posture over {n} holds is straight again on the upright "
                       "from before the last move",
-            "reanchored": "back to the upright from before the last move"})
+            "reanchored": "the upright from before the last move"})
 
     def _refine(self, w: int) -> SlipDecision | None:
         s = self._slip
