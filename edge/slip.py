@@ -68,7 +68,7 @@ HISTORY = 720             # windows of history kept (2 h)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
+    return v / max(math.sqrt(float(v @ v)), 1e-12)
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -95,6 +95,20 @@ def sagittal_angles(up: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lat = np.cross(b, up)
     gu = g @ up
     return np.degrees(np.arctan2(g @ b, gu)), np.degrees(np.arctan2(g @ lat, gu))
+
+
+def frame_of(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upright, the board-normal flexion axis and the lateral axis (see `sagittal_angles`)."""
+    b = board_axis(up)
+    return up, b, np.cross(b, up)
+
+
+def angles_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], g: np.ndarray
+              ) -> tuple[float, float]:
+    """`sagittal_angles` of one unit vector in a precomputed frame (the per-window path)."""
+    gu = float(g @ frame[0])
+    return (math.degrees(math.atan2(float(g @ frame[1]), gu)),
+            math.degrees(math.atan2(float(g @ frame[2]), gu)))
 
 
 def dense_centre(x: np.ndarray, band: float = DENSE_BAND_DEG) -> float:
@@ -172,6 +186,14 @@ class SlipWatch:
     _chain_before: Hold | None = None                # the straight hold just before it
     _slip: dict[str, Any] | None = None              # the last confirmed slip (refining)
     _anchor_before: tuple[int, np.ndarray] | None = None  # (window, upright) before it
+    _frame: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._set_up(self.up)
+
+    def _set_up(self, up: np.ndarray) -> None:
+        self.up = _unit(np.asarray(up, float))
+        self._frame = frame_of(self.up)
 
     def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
              ) -> list[SlipDecision]:
@@ -208,7 +230,7 @@ class SlipWatch:
     # -- per window ------------------------------------------------------------------
     def _window(self, w: int, kind: int, g: np.ndarray) -> SlipDecision | None:
         self._hist.append((w, kind, g))
-        flex, lat = (float(v[0]) for v in sagittal_angles(self.up, g[None]))
+        flex, lat = angles_in(self._frame, g)
         h = self._hold
         if h is None or w != h.last + 1 or kind != h.kind or (kind == 0 and float(
                 g @ h.g_last) < math.cos(math.radians(HOLD_SAME_DEG))):
@@ -221,7 +243,7 @@ class SlipWatch:
             return refined
         if h.n < 2 and kind == 0:
             return None  # a hold counts once held for 20 s
-        hflex, hlat = (float(v[0]) for v in sagittal_angles(self.up, h.g[None]))
+        hflex, hlat = angles_in(self._frame, h.g)
         if abs(hflex) >= MAX_FLEX_DEG:
             return None
         off = hlat - self.lat0
@@ -242,10 +264,10 @@ class SlipWatch:
         return self._maybe_confirm(w)
 
     def _flex(self, h: Hold) -> float:
-        return float(sagittal_angles(self.up, h.g[None])[0][0])
+        return angles_in(self._frame, h.g)[0]
 
     def _offset(self, h: Hold) -> float:
-        return float(sagittal_angles(self.up, h.g[None])[1][0]) - self.lat0
+        return angles_in(self._frame, h.g)[1] - self.lat0
 
     def _maybe_confirm(self, w: int) -> SlipDecision | None:
         chain = self._chain
@@ -267,8 +289,8 @@ class SlipWatch:
         first = chain[0].first
         back = self._anchor_before
         if back is not None and w - back[0] <= REVERT_WINDOWS:
-            lat = [float(sagittal_angles(back[1], c.g[None])[1][0]) - self.lat0
-                   for c in chain]
+            frame = frame_of(back[1])
+            lat = [angles_in(frame, c.g)[1] - self.lat0 for c in chain]
             if abs(float(np.median(lat))) < STRAIGHT_DEG:
                 return self._revert(w, back[1], len(chain))
         before = self._chain_before
@@ -292,7 +314,8 @@ class SlipWatch:
         """Every posture reads straight again on the upright from before the last move:
         the clip went back (or the move was a long lean); return to that upright."""
         rot = rotation_between(self.up, up)
-        self.up, self._slip, self._anchor_before = _unit(up), None, None
+        self._set_up(up)
+        self._slip, self._anchor_before = None, None
         self._chain, self._chain_before = [], None
         shift = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
@@ -321,7 +344,7 @@ class SlipWatch:
 
     def _apply(self, rot: np.ndarray) -> None:
         assert self._slip is not None
-        self.up = _unit(rot @ self.up)
+        self._set_up(rot @ self.up)
         self._slip["rot"] = rot @ self._slip["rot"]
 
     # -- the estimate ----------------------------------------------------------------
