@@ -63,6 +63,7 @@ WALK_OFFSET_DEG = 12.0    # (a bag pulls the trunk sideways by up to ~9°)
 REFINE_EVERY = 18         # windows (3 min)
 REFINE_FOR = 180          # windows (30 min)
 REFINE_MIN_DEG = 2.5
+REFINE_STABLE_DEG = 1.5   # ... and only once two estimates in a row agree
 REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
 HISTORY = 720             # windows of history kept (2 h)
 
@@ -80,6 +81,11 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     k = v / s
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+
+
+def _angle_of(rot: np.ndarray) -> float:
+    """The angle (degrees) of a rotation matrix."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rot)) - 1) / 2))))
 
 
 def _rot_z(phi: float) -> np.ndarray:
@@ -301,9 +307,8 @@ class SlipWatch:
         rot, info = self._estimate(w)
         self._chain, self._chain_before = [], None
         self._apply(rot)
-        shift = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
-            "shift_deg": round(shift, 1), "count": len(chain),
+            "shift_deg": round(_angle_of(rot), 1), "count": len(chain),
             "method": f"lateral offset of {info['lateral_deg']:+.0f}° held over "
                       f"{len(chain)} postures since {first * WINDOW_S} s",
             "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
@@ -317,9 +322,8 @@ class SlipWatch:
         self._set_up(up)
         self._slip, self._anchor_before = None, None
         self._chain, self._chain_before = [], None
-        shift = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
-            "shift_deg": round(shift, 1), "count": n,
+            "shift_deg": round(_angle_of(rot), 1), "count": n,
             "method": f"every posture over {n} holds is straight again on the upright "
                       "from before the last move",
             "reanchored": "the upright from before the last move"})
@@ -333,8 +337,11 @@ class SlipWatch:
             self._slip = None
             return None
         rot, info = self._estimate(w)  # total, from the reference before the slip
+        last, s["last"] = s.get("last"), rot
+        if last is None or _angle_of(rot @ last.T) > REFINE_STABLE_DEG:
+            return None  # not settled yet: the next estimate must agree with this one
         delta = rot @ s["rot"].T
-        ang = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(delta) - 1) / 2))))
+        ang = _angle_of(delta)
         if ang < REFINE_MIN_DEG:
             return None
         self._apply(delta)
