@@ -20,15 +20,12 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
 * With ``auto``, the sign is taken once ``SURE_WEIGHT`` of evidence agrees by
   ``SURE_AGREEMENT``; below ``UNSURE_AGREEMENT`` it is given up again. Every change is a
   new ``calibrated`` record: a decision is revisited as evidence grows, never locked.
-* **Clip slips.** Walking is a stable personal upright. The mean gravity direction of
-  each ``WALK_WINDOW_S`` seconds of sustained walking (runs of ``WALK_RUN_S`` or more)
-  is compared with the mean of all walking since the calibration; ``SLIP_CONFIRM``
-  windows in a row more than ``SLIP_DEG`` away, the later ones within
-  ``SLIP_AGREE_DEG`` of each other, mean the clip moved. Upright is rotated by the same
-  rotation (re-anchored), the forward axis follows from the board normal, and a
-  ``clip_moved`` record says by how much. A first walk far (``stale_deg``) from the
-  calibrated upright means the calibration was wrong or the clip moved before any
-  walk: ``calibration_stale``, and upright is re-anchored on walking.
+* **Clip slips** are found by `edge.slip.SlipWatch` (a lateral offset that every posture
+  keeps); the tracker applies its re-anchoring: upright turns by the slip's rotation and
+  forward follows from the board normal (a ``clip_moved`` and a ``calibrated`` record;
+  a later refinement only a ``calibrated`` one). A first walk far (``stale_deg``) from
+  the calibrated upright means the calibration was wrong: ``calibration_stale``, and
+  upright is re-anchored on walking.
 
 Changes take effect from the second after the one that decided them, so the result does
 not depend on how the input was cut into chunks.
@@ -52,6 +49,7 @@ from spinesense.edge.calibration import (
 )
 from spinesense.edge.features import SecondFeatures
 from spinesense.edge.filters import run_lengths
+from spinesense.edge.slip import SlipDecision, SlipWatch, rotation_between
 
 BRIEF_S = 8
 BRIEF_MIN_DEG = 15.0
@@ -68,29 +66,15 @@ RECOVER_AGREEMENT = 0.3
 SURE_WEIGHT = 2.5
 SURE_AGREEMENT = 0.6
 UNSURE_AGREEMENT = 0.4
-SLIP_DEG = 13.0            # walks differ (pace, stairs, a load) by up to ~12°
-SLIP_CONFIRM = 3
-SLIP_AGREE_DEG = 6.0       # ... and a moved clip shifts every later window alike
 
 
 def unit_or_none(v: np.ndarray) -> np.ndarray | None:
-    n = float(np.linalg.norm(v))
+    n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
     return v / n if n > 1e-9 and math.isfinite(n) else None
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector a to unit vector b (Rodrigues)."""
-    v = np.cross(a, b)
-    s, c = float(np.linalg.norm(v)), float(a @ b)
-    if s < 1e-12:
-        return np.eye(3)
-    k = v / s
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
 
 
 def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
@@ -167,15 +151,16 @@ class MountTracker:
     _ex_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
-    _walk_ref: np.ndarray | None = None
-    _walk_acc: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    _slip_run: list[np.ndarray] = field(default_factory=list)
+    _walked: bool = False          # the first walk (the stale check) was seen
+    slip: SlipWatch = field(init=False)
+    _slips: list[SlipDecision] = field(default_factory=list)  # decided, not yet applied
     _run: int = 0                 # consecutive walking seconds
     _last_sec: int = -(10**12)
 
     def __post_init__(self) -> None:
         assert self.cal.forward is not None
         self.ref = self.cal.forward.copy()  # auto: the back-out guess, +z projected
+        self.slip = SlipWatch(up=self.cal.up.copy())
 
     @property
     def agreement(self) -> float:
@@ -198,8 +183,13 @@ class MountTracker:
         run = run_lengths(sf.walking.astype(bool), sec - prev == 1, self._run)
         norms = np.linalg.norm(sf.grav, axis=1)
         gu = sf.grav / np.where(norms > 0, norms, 1.0)[:, None]
+        self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool))
         marks = np.zeros(m, bool)
         marks[run >= WALK_RUN_S] = True
+        for dec in self._slips:  # applied before the first second after its window
+            j = int(np.searchsorted(sec, dec.sec, side="right"))
+            if j < m:
+                marks[j] = True
         for tr in self._pending:
             j = int(np.searchsorted(sec, int(np.floor(tr.t))))
             if j < m:
@@ -216,20 +206,25 @@ class MountTracker:
             nxt, done = m, 0  # done: segment seconds already accounted for
             for j in np.flatnonzero(active):
                 self._skip(tilt[done:j], sf.grav[start + done:start + j])
-                done = int(j) + 1
                 i = start + int(j)
                 s = int(sec[i])
+                if self._slips and self._slips[0].sec < s:
+                    while self._slips and self._slips[0].sec < s:
+                        changes.append(self._slipped(self._slips.pop(0)))
+                    nxt, force_first = i, True  # this second again, on the new upright
+                    break
+                done = int(j) + 1
                 while self._pending and self._pending[0].t < s + 1:
                     tr = self._pending.pop(0)
                     if not tr.while_walking:  # stairs lift the hips too, at any lean
                         self._evidence(tr.direction, 1.0)
                 self._excursion(sf.grav[i], s)
                 self._run = int(run[i])
-                slip = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
-                change = slip or self._decide(s)
+                stale = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
+                change = stale or self._decide(s)
                 if change is not None:
                     changes.append(change)
-                if slip is not None:  # upright moved: tilts from here on change too
+                if stale is not None:  # upright moved: tilts from here on change too
                     nxt, force_first = i + 1, True
                     break
             else:
@@ -295,59 +290,53 @@ class MountTracker:
         self._walk_sum, self._walk_n = np.zeros(3), 0
         if mean is None:
             return None
-        if self._walk_ref is None:
+        if not self._walked:
+            self._walked = True
             off = _angle(mean, self.cal.up)
             if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
-                return self._reanchor(s, _rotation_between(self.cal.up, mean), off, mean,
-                                      "calibration_stale")
-            self._walk_ref, self._walk_acc = mean, mean.copy()
-            if off >= WALK_LEAN_DEG and self.walk_weight < WALK_MAX_WEIGHT:
-                self.walk_weight += WALK_WEIGHT
-                self._evidence(mean - self.cal.up, WALK_WEIGHT)
-            return None
-        shift = _angle(mean, self._walk_ref)
-        if shift <= SLIP_DEG:
-            self._slip_run = []
-            self._walk_acc = self._walk_acc + mean  # the reference: all walking so far
-            self._walk_ref = unit_or_none(self._walk_acc)
-            if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= \
-                    WALK_LEAN_DEG:
-                self.walk_weight += WALK_WEIGHT
-                self._evidence(mean - self.cal.up, WALK_WEIGHT)
-            return None
-        self._slip_run.append(mean)
-        if len(self._slip_run) < SLIP_CONFIRM:
-            return None
-        later = self._slip_run[1:]  # the first window may straddle the slip
-        self._slip_run = self._slip_run[1:]
-        if max(_angle(a, b) for a in later for b in later) > SLIP_AGREE_DEG:
-            return None  # varied walking, not one new mounting
-        new_ref = unit_or_none(np.sum(later, axis=0))
-        self._slip_run = []
-        if new_ref is None:
-            return None
-        return self._reanchor(s, _rotation_between(self._walk_ref, new_ref),
-                              _angle(new_ref, self._walk_ref), new_ref, "clip_moved")
+                return self._stale(s, rotation_between(self.cal.up, mean), off)
+        if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= WALK_LEAN_DEG:
+            self.walk_weight += WALK_WEIGHT
+            self._evidence(mean - self.cal.up, WALK_WEIGHT)
+        return None
 
-    def _reanchor(self, s: int, rot: np.ndarray, shift: float, walk_ref: np.ndarray,
-                  kind: str) -> Change:
-        """Rotate upright (and a stored forward axis) by the slip; forward follows."""
+    def _slipped(self, dec: SlipDecision) -> Change:
+        """Re-anchor on a clip slip (`edge.slip`): upright turns by the slip's rotation;
+        forward follows from the board normal (or, for a guided forward axis, turns
+        with it)."""
+        old, rot = self.cal, dec.rotation
+        assert old.forward is not None
+        up = rot @ old.up
+        if "board normal" in old.forward_method:
+            sign = 1.0 if float(old.forward @ board_axis(old.up)) >= 0 else -1.0
+            fwd = sign * board_axis(up)
+        else:
+            fwd = orthogonal_forward(up, rot @ old.forward)
+        sign_ref = 1.0 if float(self.ref @ board_axis(old.up)) >= 0 else -1.0
+        t = float(dec.sec + 1)
+        how = "refined" if dec.refined else "re-anchored"
+        cal = Calibration(up=up, forward=fwd, method=f"{how} after a clip slip at {t:g} s",
+                          forward_method=old.forward_method, window=old.window,
+                          facing=old.facing, signed=old.signed, info=dict(old.info))
+        self.cal, self.ref = cal, sign_ref * board_axis(cal.up)
+        recs = [] if dec.refined else [{"type": "clip_moved", "t": t, **dec.record}]
+        return Change(dec.sec + 1, cal, [*recs, calibrated_record(cal, t)])
+
+    def _stale(self, s: int, rot: np.ndarray, shift: float) -> Change:
+        """The first walk is far from the calibrated upright: rotate upright (and the
+        forward axis) onto walking's."""
         old = self.cal
         up = rot @ old.up
         fwd = orthogonal_forward(up, rot @ old.forward)  # type: ignore[operator]
         cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
-        self.cal, self._walk_ref, self._walk_acc = cal, walk_ref, walk_ref.copy()
+        self.cal = cal
         self.ref = orthogonal_forward(up, rot @ self.ref)
         t = float(s + 1)
-        if kind == "calibration_stale":
-            rec = {"type": "calibration_stale", "t": t, "angle_deg": round(shift, 1),
-                   "evidence": "walking", "limit_deg": self.stale_deg,
-                   "reanchored": "walking upright"}
-        else:
-            rec = {"type": "clip_moved", "t": t, "shift_deg": round(shift, 1),
-                   "reanchored": "walking upright (rotation of the walking reference)"}
+        rec = {"type": "calibration_stale", "t": t, "angle_deg": round(shift, 1),
+               "evidence": "walking", "limit_deg": self.stale_deg,
+               "reanchored": "walking upright"}
         return Change(s + 1, cal, [rec, calibrated_record(cal, t)])
 
     # -- decisions -------------------------------------------------------------------

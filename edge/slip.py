@@ -1,0 +1,390 @@
+"""Clip slips: a board that turned on the back and stayed turned (issue 11, item 2).
+
+A slipping clip turns the board mostly in the plane of the back (about its own normal),
+so the wearer's every posture afterwards reads as a *lateral* lean of the same size, in
+sitting, standing and walking alike. People lean sideways too (an armrest, an elbow on
+the desk, a bag), but one posture at a time: the next upright sit or the next walk is
+straight again. `SlipWatch` therefore looks, in aligned 10-s windows of the per-second
+gravity direction, for a lateral offset from the wearer's own baseline that persists over
+several distinct *holds* (a held posture or a stretch of walking), in different
+postures. It only ever looks at the data itself, never at the calibration in use, so its
+decisions are the same whatever the chunking, and a calibration that was off from the
+start is not mistaken for a slip (the baseline is learned after the calibration).
+
+When a slip is confirmed, its rotation is estimated from three pieces of evidence, none
+reliable alone:
+
+* the turn about the board normal that brings the lateral offset back to the baseline
+  (this is most of a slip, but not the tilt of its axis, which shifts flexion);
+* the gravity jump at the slip itself, between the hold before and the first one after
+  (exact when the posture did not change across it, wrong by the posture change if it did);
+* the shift of the densest 16° band of flexion before and after (wrong when the wearer
+  slouched or reclined much more on one side of the slip).
+
+The flexion correction is the median of the last two and zero. The estimate is refined
+every ``REFINE_EVERY`` windows for ``REFINE_FOR`` windows after the slip, as the data
+after it grows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spinesense.edge.calibration import board_axis
+
+WINDOW_S = 10
+MIN_SECONDS = 8           # seconds of data a window needs
+STILL_SPREAD_DEG = 4.0    # a window whose seconds all lie this close to their mean: held
+HOLD_SAME_DEG = 3.0       # a window this close to the one before continues its hold
+STEADY_DEG = 4.0          # a steady hold: flexion and lateral each within this range
+OFFSET_DEG = 6.0          # a hold this far sideways from the baseline is offset ...
+STRAIGHT_DEG = 4.0        # ... and one this close to it is straight (ends a chain)
+AGREE_DEG = 6.0           # offsets of one slip agree with each other within this
+CONFIRM_HOLDS = 3
+CONFIRM_S = 120
+LONG_HOLD_S = 240         # ... or one steady, upright-ish hold this long (side leans end)
+LONG_HOLD_FLEX_DEG = 25.0
+FAR_DEG = 24.0            # further sideways than people lean on an armrest ...
+FAR_HOLD_S = 60           # ... needs a shorter hold
+POSTURE_RANGE_DEG = 3.0   # the holds must differ in posture (or include a walk)
+MAX_FLEX_DEG = 30.0       # deep slouches, reclines and lying say nothing about lateral
+DENSE_BAND_DEG = 16.0
+PLAUSIBLE_PER_DEG = 0.5
+PLAUSIBLE_MIN_DEG = 3.0
+AGREE_FLEX_DEG = 4.0
+MAX_LATERAL_DEG = 45.0    # a clip does not turn further: more is lying on one side
+WALK_HOLD_S = 60          # a walk this long, this far sideways, is a slip by itself
+WALK_OFFSET_DEG = 12.0    # (a bag pulls the trunk sideways by up to ~9°)
+REFINE_EVERY = 18         # windows (3 min)
+REFINE_FOR = 180          # windows (30 min)
+REFINE_MIN_DEG = 2.5
+REFINE_STABLE_DEG = 1.5   # ... and only once two estimates in a row agree
+REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
+HISTORY = 720             # windows of history kept (2 h)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(math.sqrt(float(v @ v)), 1e-12)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit vector a to unit vector b (Rodrigues)."""
+    v = np.cross(a, b)
+    s, c = float(np.linalg.norm(v)), float(a @ b)
+    if s < 1e-12:
+        return np.eye(3)
+    k = v / s
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+
+
+def _angle_of(rot: np.ndarray) -> float:
+    """The angle (degrees) of a rotation matrix."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rot)) - 1) / 2))))
+
+
+def _rot_z(phi: float) -> np.ndarray:
+    c, s = math.cos(phi), math.sin(phi)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def sagittal_angles(up: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flexion toward the board normal and lateral lean (degrees) of unit vectors g (n, 3)
+    against ``up``; signs follow the board, not the facing (they only need to agree with
+    themselves)."""
+    b = board_axis(up)
+    lat = np.cross(b, up)
+    gu = g @ up
+    return np.degrees(np.arctan2(g @ b, gu)), np.degrees(np.arctan2(g @ lat, gu))
+
+
+def frame_of(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upright, the board-normal flexion axis and the lateral axis (see `sagittal_angles`)."""
+    b = board_axis(up)
+    return up, b, np.cross(b, up)
+
+
+def angles_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], g: np.ndarray
+              ) -> tuple[float, float]:
+    """`sagittal_angles` of one unit vector in a precomputed frame (the per-window path)."""
+    gu = float(g @ frame[0])
+    return (math.degrees(math.atan2(float(g @ frame[1]), gu)),
+            math.degrees(math.atan2(float(g @ frame[2]), gu)))
+
+
+def dense_centre(x: np.ndarray, band: float = DENSE_BAND_DEG) -> float:
+    """Median of the values in the ``band``-wide interval that holds the most of them."""
+    if not len(x):
+        return 0.0
+    xs = np.sort(x)
+    hi = np.searchsorted(xs, xs + band, side="right")
+    i = int(np.argmax(hi - np.arange(len(xs))))
+    return float(np.median(xs[i:hi[i]]))
+
+
+def flexion_correction(jump: float | None, dense: float, spin_deg: float) -> float:
+    """Combine the two flexion estimates: a slip's axis is tilted from the board normal by
+    ~0.2 rad per axis, so a turn of ``spin_deg`` shifts flexion by up to about
+    ``PLAUSIBLE_PER_DEG * spin_deg``; estimates beyond that are a posture change, not the
+    slip. Two plausible ones that agree are averaged; otherwise the median with zero."""
+    limit = max(PLAUSIBLE_MIN_DEG, PLAUSIBLE_PER_DEG * abs(spin_deg))
+    cands = [c for c in (jump, dense) if c is not None and abs(c) <= limit]
+    if len(cands) == 2:
+        if abs(cands[0] - cands[1]) <= AGREE_FLEX_DEG:
+            return float(np.mean(cands))
+        return float(np.median([0.0, *cands]))
+    return cands[0] if cands else 0.0
+
+
+@dataclass
+class Hold:
+    first: int                # window index of its first window
+    last: int
+    kind: int                 # 0 held still, 1 walking
+    g0: np.ndarray            # first window's direction
+    gsum: np.ndarray
+    n: int = 1
+    g_last: np.ndarray | None = None
+    flex_range: tuple[float, float] = (0.0, 0.0)
+    lat_range: tuple[float, float] = (0.0, 0.0)
+
+    def add(self, w: int, g: np.ndarray, flex: float, lat: float) -> None:
+        if self.n == 0:
+            self.flex_range, self.lat_range = (flex, flex), (lat, lat)
+        self.last, self.gsum, self.n, self.g_last = w, self.gsum + g, self.n + 1, g
+        self.flex_range = (min(self.flex_range[0], flex), max(self.flex_range[1], flex))
+        self.lat_range = (min(self.lat_range[0], lat), max(self.lat_range[1], lat))
+
+    @property
+    def steady(self) -> bool:
+        return self.flex_range[1] - self.flex_range[0] <= STEADY_DEG and \
+            self.lat_range[1] - self.lat_range[0] <= STEADY_DEG
+
+    @property
+    def g(self) -> np.ndarray:
+        return _unit(self.gsum)
+
+
+@dataclass
+class SlipDecision:
+    sec: int                  # the last second of the window that decided it
+    rotation: np.ndarray      # sensor-frame rotation to apply to upright
+    record: dict[str, Any]    # fields of the clip_moved record (refined: None)
+    refined: bool = False
+
+
+@dataclass
+class SlipWatch:
+    """Window features and the slip rule; see the module doc."""
+
+    up: np.ndarray                                   # its own reference (sensor frame)
+    lat0: float = 0.0                                # lateral of upright, by definition
+    _buf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _hist: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    _hold: Hold | None = None
+    _prev_hold: Hold | None = None                   # the last hold before the current
+    _chain: list[Hold] = field(default_factory=list)
+    _chain_before: Hold | None = None                # the straight hold just before it
+    _slip: dict[str, Any] | None = None              # the last confirmed slip (refining)
+    _anchor_before: tuple[int, np.ndarray] | None = None  # (window, upright) before it
+    _frame: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._set_up(self.up)
+
+    def _set_up(self, up: np.ndarray) -> None:
+        self.up = _unit(np.asarray(up, float))
+        self._frame = frame_of(self.up)
+
+    def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
+             ) -> list[SlipDecision]:
+        """Seconds (int), unit gravity directions (n, 3), walking flags; returns the
+        decisions made by the windows these seconds complete."""
+        if self._buf is not None:
+            sec = np.concatenate((self._buf[0], sec))
+            g = np.concatenate((self._buf[1], g))
+            walking = np.concatenate((self._buf[2], walking))
+        if not len(sec):
+            return []
+        win = sec // WINDOW_S
+        done = win < win[-1]  # the last window may still grow
+        self._buf = (sec[~done], g[~done], walking[~done])
+        if not done.any():
+            return []
+        win, g, walking = win[done], g[done], walking[done]
+        starts = np.flatnonzero(np.concatenate(([True], win[1:] != win[:-1])))
+        n = np.diff(np.append(starts, len(win)))
+        mean = np.add.reduceat(g, starts, axis=0)
+        mean /= np.maximum(np.linalg.norm(mean, axis=1), 1e-12)[:, None]
+        cos = np.einsum("ij,ij->i", g, np.repeat(mean, n, axis=0))
+        spread = np.degrees(np.arccos(np.clip(np.minimum.reduceat(cos, starts), -1, 1)))
+        nwalk = np.add.reduceat(walking.astype(np.int64), starts)
+        kind = np.where(nwalk == n, 1, np.where((nwalk == 0) & (spread <= STILL_SPREAD_DEG),
+                                                0, -1))
+        out: list[SlipDecision] = []
+        for j in np.flatnonzero((n >= MIN_SECONDS) & (kind >= 0)):
+            dec = self._window(int(win[starts[j]]), int(kind[j]), mean[j])
+            if dec is not None:
+                out.append(dec)
+        return out
+
+    # -- per window ------------------------------------------------------------------
+    def _window(self, w: int, kind: int, g: np.ndarray) -> SlipDecision | None:
+        self._hist.append((w, kind, g))
+        flex, lat = angles_in(self._frame, g)
+        h = self._hold
+        if h is None or w != h.last + 1 or kind != h.kind or (kind == 0 and float(
+                g @ h.g_last) < math.cos(math.radians(HOLD_SAME_DEG))):
+            if h is not None:
+                self._prev_hold = h
+            h = self._hold = Hold(w, w, kind, g, np.zeros(3), 0)
+        h.add(w, g, flex, lat)
+        refined = self._refine(w)
+        if refined is not None:
+            return refined
+        if h.n < 2 and kind == 0:
+            return None  # a hold counts once held for 20 s
+        hflex, hlat = angles_in(self._frame, h.g)
+        if abs(hflex) >= MAX_FLEX_DEG:
+            return None
+        off = hlat - self.lat0
+        if abs(off) < STRAIGHT_DEG:
+            self._chain = []
+            return None
+        if abs(off) < OFFSET_DEG or abs(off) > MAX_LATERAL_DEG:
+            return None  # neither straight nor clearly offset: the chain waits
+        chain = [c for c in self._chain if c is not h]
+        if chain and (np.sign(off) != np.sign(self._offset(chain[0])) or abs(
+                off - float(np.median([self._offset(c) for c in chain]))) > AGREE_DEG):
+            chain = []  # another offset than the chain's: a new chain from here
+        if not chain:
+            p = self._prev_hold
+            self._chain_before = p if p is not None and abs(self._offset(p)) < \
+                STRAIGHT_DEG and abs(self._flex(p)) < MAX_FLEX_DEG else None
+        self._chain = [*chain, h]
+        return self._maybe_confirm(w)
+
+    def _flex(self, h: Hold) -> float:
+        return angles_in(self._frame, h.g)[0]
+
+    def _offset(self, h: Hold) -> float:
+        return angles_in(self._frame, h.g)[1] - self.lat0
+
+    def _maybe_confirm(self, w: int) -> SlipDecision | None:
+        chain = self._chain
+        last = chain[-1]
+        held = LONG_HOLD_S if abs(self._offset(last)) < FAR_DEG else FAR_HOLD_S
+        long_hold = (last.kind == 0 and last.n * WINDOW_S >= held and last.steady
+                     and abs(self._flex(last)) < LONG_HOLD_FLEX_DEG) or (
+            last.kind == 1 and last.n * WINDOW_S >= WALK_HOLD_S and
+            abs(self._offset(last)) >= WALK_OFFSET_DEG)
+        if not long_hold:
+            if len(chain) < CONFIRM_HOLDS or (w + 1 - chain[0].first) * WINDOW_S < CONFIRM_S:
+                return None
+            flexes = [self._flex(c) for c in chain]
+            if max(flexes) - min(flexes) < POSTURE_RANGE_DEG and not any(
+                    c.kind == 1 for c in chain):
+                return None
+            if min(abs(self._offset(c)) for c in chain) < OFFSET_DEG:
+                return None  # holds that grew back toward straight
+        first = chain[0].first
+        back = self._anchor_before
+        if back is not None and w - back[0] <= REVERT_WINDOWS:
+            frame = frame_of(back[1])
+            lat = [angles_in(frame, c.g)[1] - self.lat0 for c in chain]
+            if abs(float(np.median(lat))) < STRAIGHT_DEG:
+                return self._revert(w, back[1], len(chain))
+        before = self._chain_before
+        self._anchor_before = (w, self.up.copy())
+        self._slip = {"w": first, "confirmed": w, "g_before": None if before is None
+                      else before.g, "g_after": chain[0].g0, "up_before": self.up.copy(),
+                      "rot": np.eye(3), "next": w + REFINE_EVERY}
+        rot, info = self._estimate(w)
+        self._chain, self._chain_before = [], None
+        self._apply(rot)
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
+            "shift_deg": round(_angle_of(rot), 1), "count": len(chain),
+            "method": f"lateral offset of {info['lateral_deg']:+.0f}° held over "
+                      f"{len(chain)} postures since {first * WINDOW_S} s",
+            "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
+                          f"a flexion tilt of {info['flex_deg']:+.1f}° (jump {info['jump']}, "
+                          f"density {info['dense_deg']:+.1f}°)"})
+
+    def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
+        """Every posture reads straight again on the upright from before the last move:
+        the clip went back (or the move was a long lean); return to that upright."""
+        rot = rotation_between(self.up, up)
+        self._set_up(up)
+        self._slip, self._anchor_before = None, None
+        self._chain, self._chain_before = [], None
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
+            "shift_deg": round(_angle_of(rot), 1), "count": n,
+            "method": f"every posture over {n} holds is straight again on the upright "
+                      "from before the last move",
+            "reanchored": "the upright from before the last move"})
+
+    def _refine(self, w: int) -> SlipDecision | None:
+        s = self._slip
+        if s is None or w < s["next"]:
+            return None
+        s["next"] = w + REFINE_EVERY
+        if w - s["w"] > REFINE_FOR:
+            self._slip = None
+            return None
+        rot, info = self._estimate(w)  # total, from the reference before the slip
+        last, s["last"] = s.get("last"), rot
+        if last is None or _angle_of(rot @ last.T) > REFINE_STABLE_DEG:
+            return None  # not settled yet: the next estimate must agree with this one
+        delta = rot @ s["rot"].T
+        ang = _angle_of(delta)
+        if ang < REFINE_MIN_DEG:
+            return None
+        self._apply(delta)
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, delta, {
+            "reanchored": f"refined by {ang:.1f}° ({info['flex_deg']:+.1f}° flexion) "
+                          "with more data after the slip"}, refined=True)
+
+    def _apply(self, rot: np.ndarray) -> None:
+        assert self._slip is not None
+        self._set_up(rot @ self.up)
+        self._slip["rot"] = rot @ self._slip["rot"]
+
+    # -- the estimate ----------------------------------------------------------------
+    def _estimate(self, w: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rotation from the reference before the slip to the one after it."""
+        s = self._slip
+        assert s is not None
+        up0 = s["up_before"]
+        hist = list(self._hist)
+        pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [up0])
+        post = np.array([g for wi, _k, g in hist if wi >= s["w"]])
+        # 1. the turn about the board normal that brings the median lateral back
+        phi = 0.0
+        for _ in range(4):
+            lat = np.median(sagittal_angles(_rot_z(phi) @ up0, post)[1]) - self.lat0
+            lat2 = np.median(sagittal_angles(_rot_z(phi + 0.01) @ up0, post)[1]) - self.lat0
+            slope = (lat2 - lat) / 0.01
+            if abs(slope) < 1e-6:
+                break
+            phi -= float(np.clip(lat / slope, -0.5, 0.5))
+        up1 = _unit(_rot_z(phi) @ up0)
+        # 2. flexion: the jump, and the densest band, before and after
+        jump = None
+        if s["g_before"] is not None:
+            jump = float(sagittal_angles(up1, s["g_after"][None])[0][0]
+                         - sagittal_angles(up0, s["g_before"][None])[0][0])
+        dense = dense_centre(sagittal_angles(up1, post)[0]) - \
+            dense_centre(sagittal_angles(up0, pre)[0])
+        flex = flexion_correction(jump, dense, math.degrees(phi))
+        b = board_axis(up1)
+        d = math.radians(flex)
+        up2 = _unit(math.cos(d) * up1 + math.sin(d) * b)
+        lat_off = float(np.median(sagittal_angles(up0, post)[1]) - self.lat0)
+        return rotation_between(up0, up2), {
+            "spin_deg": math.degrees(phi), "flex_deg": flex, "dense_deg": dense,
+            "jump": "n/a" if jump is None else f"{jump:+.1f}°", "lateral_deg": lat_off}

@@ -1,0 +1,79 @@
+"""Clip slips (edge/slip.py): a board that turns on the back is found and re-anchored, in
+sitting and in walking; a day without a slip gives no clip_moved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_pipeline_calibration import _config, _mount_of, _on_the_wire
+
+from spinesense.edge.calibration import Calibration, angle_deg
+from spinesense.edge.replay import replay, summary
+from spinesense.edge.slip import flexion_correction, rotation_between
+from spinesense.firmware.simulator import simulate
+from spinesense.samples import SampleChunk
+
+
+def _slipped(sim, at: float, deg: float, axis: list[float]) -> SampleChunk:
+    """The day as the sensor reads it when the board turns by ``deg`` about ``axis``
+    (sensor frame: near z, the board normal) at ``at`` s and stays turned."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    th = np.radians(deg)
+    turn = np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * (k @ k)
+    acc, gyro = sim.acc.copy(), None if sim.gyro is None else sim.gyro.copy()
+    late = sim.t > at
+    acc[late] = acc[late] @ turn  # the sensor's axes turned by `turn` in the old frame
+    if gyro is not None:
+        gyro[late] = gyro[late] @ turn
+    return SampleChunk(sim.t, acc, gyro)
+
+
+def _flexion_error_after(recs: list[dict], sim, t_from: float) -> float:
+    st = [r for r in recs if r["type"] == "state" and r["t"] > t_from
+          and r["flexion_deg"] is not None]
+    true = np.interp([r["t"] + 0.5 for r in st], sim.t, sim.flexion_true)
+    return float(np.median(np.abs(np.array([r["flexion_deg"] for r in st]) - true)))
+
+
+@pytest.mark.parametrize(("scenario", "seed", "at", "deg", "axis"), [
+    ("slouch_short", 3, 465.0, 28.0, [0.15, -0.1, 1.0]),  # while typing
+    ("walking", 5, 500.0, -22.0, [-0.1, 0.2, 1.0]),
+])
+def test_a_clip_that_turns_on_the_back_is_found_and_re_anchored(
+        scenario: str, seed: int, at: float, deg: float, axis: list[float]) -> None:
+    sim = simulate(scenario, seed, duration_s=1500)
+    cfg = _config(_mount_of(sim))
+    cal = Calibration(sim.up_sensor, -sim.forward_sensor, method="test",
+                      forward_method=f"board normal, mount {_mount_of(sim)}")
+    ok = replay(sim.chunk(), cfg, calibration=cal)
+    assert not any(r["type"] in ("clip_moved", "calibration_stale") for r in ok)
+    recs = replay(_slipped(sim, at, deg, axis), cfg, calibration=cal, states=True)
+    moved = [r for r in recs if r["type"] == "clip_moved"]
+    assert len(moved) == 1 and at < moved[0]["t"] < at + 420, moved
+    assert abs(moved[0]["shift_deg"] - abs(deg)) < 8.0
+    _on_the_wire([r for r in recs if r["type"] in ("clip_moved", "calibrated")])
+    assert "clip moved at t=" in summary(recs)
+    # re-anchored: upright turned with the board, and flexion is the true one again
+    # (without it, flexion would be off by several degrees and lateral by the turn)
+    up = np.array([r for r in recs if r["type"] == "calibrated"][-1]["up"])
+    a = np.asarray(axis) / np.linalg.norm(axis)
+    th = np.radians(deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    turned_up = (np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * (k @ k)).T @ sim.up_sensor
+    assert angle_deg(up, turned_up) < 4.0
+    assert _flexion_error_after(recs, sim, moved[0]["t"]) < 3.0
+    if scenario == "slouch_short":  # and the slouches after it are all found
+        starts = [r["onset"] for r in recs if r["type"] == "slouch_start"]
+        late = [e for e in sim.truth["slouch_episodes"] if e["onset"] > moved[0]["t"]]
+        assert late and all(any(abs(s - e["onset"]) < 3 for s in starts) for e in late)
+
+
+def test_flexion_correction_keeps_only_what_a_slip_of_that_size_can_do() -> None:
+    # a 10° turn cannot tilt flexion by 12°: that is the wearer moving, not the slip
+    assert flexion_correction(12.0, 1.0, 10.0) == 1.0
+    assert flexion_correction(3.0, 4.0, 30.0) == pytest.approx(3.5)  # agree: averaged
+    assert flexion_correction(-9.0, 6.0, 30.0) == 0.0                # disagree: median
+    assert flexion_correction(None, 20.0, 10.0) == 0.0               # implausible
+    r = rotation_between(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+    np.testing.assert_allclose(r @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
