@@ -30,7 +30,7 @@ STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleratio
 STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
 VERTICAL_CUTOFF_HZ = 3.0     # gravity direction that follows a sit/stand's trunk rotation
 MOVING_CUTOFF_HZ = 2.0       # smoothing of the movement level that bounds a push
-MOVING_MG = 40.0             # moving: smoothed |acc - gravity| above this
+MOVING_MG = 80.0             # moving: smoothed |acc - gravity| above this
 
 @dataclass
 class TickFeatures:
