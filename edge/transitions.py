@@ -42,7 +42,10 @@ ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows 
 TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
-MAX_TURN_DEG = 25.0
+MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
+MAX_SIT_TURN_DEG = 35.0  # ... a sit-down often goes straight into a recline or a slouch
+MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
+STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
 
 
 @dataclass
@@ -89,7 +92,7 @@ class PushDetector:
         self.bridge = round(BRIDGE_S * TICK_HZ)
         self.short = round(SHORT_S * TICK_HZ)
         self.anchors = tuple(round(a * TICK_HZ) for a in ANCHOR_S)
-        self.keep = self.short + 2 * self.edge + self.bridge + 2
+        self.keep = max(self.short, 2 * max(self.anchors)) + 2 * self.edge + self.bridge + 2
         self._ctx: dict[str, np.ndarray] | None = None
         self._start: int | None = None     # first moving tick of the open movement
         self._end = 0                      # one past its last moving tick so far
@@ -150,8 +153,9 @@ class PushDetector:
         if e - s <= self.short:
             self._pending.append(_Job([(s - self.edge, e + self.edge)], s, e, at))
         else:
+            far = max(self.anchors)
             self._pending.append(_Job([(e - n, e + self.edge) for n in self.anchors],
-                                      e - max(self.anchors), e, at))
+                                      e - far, e, at, (e - 2 * far, e - far + self.edge)))
 
     def _judge(self, ctx: dict[str, np.ndarray], job: _Job) -> list[Transition]:
         kk = ctx["k"]
@@ -164,8 +168,14 @@ class PushDetector:
         if not rises:
             return []
         rise = float(np.median(rises))
-        if -DROP_M < rise < RISE_M:
+        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
             return []
+        if job.before is not None:  # the movement before it climbed or descended too:
+            lo, hi = job.before     # stairs, not a sit/stand
+            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+            if j - i != hi - lo or abs(float(zero_velocity_weights(hi - lo, self.edge)
+                                             @ ctx["vert"][i:j])) > STAIRS_SHARE * abs(rise):
+                return []
         mi, mj = int(np.searchsorted(kk, job.move_lo)), int(np.searchsorted(kk, job.move_hi))
         if mj <= mi:
             return []
@@ -179,7 +189,7 @@ class PushDetector:
         before = _unit(ctx["fast"][i:i + self.edge].mean(0))
         after = _unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
-        if turn > MAX_TURN_DEG:
+        if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
             return []
         direction = _unit(ctx["fast"][p]) - _unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
@@ -192,3 +202,4 @@ class _Job:
     move_lo: int                    # where the forward lean is looked for
     move_hi: int
     at: int                         # the tick on which it is judged (all ticks here)
+    before: tuple[int, int] | None = None  # the same length of movement before it
