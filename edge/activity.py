@@ -48,13 +48,15 @@ class PostureState:
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
              transitions: list[Transition], forget_s: float,
              state: PostureState | None = None, reclined: np.ndarray | None = None
-             ) -> tuple[np.ndarray, PostureState]:
-    """Posture code per second (see module doc); ``forget_s``: a gap this long (missing
+             ) -> tuple[np.ndarray, np.ndarray, PostureState]:
+    """Posture code per second (see module doc) and, where standing has just lapsed
+    into ``unknown``, the time the wearer was last seen on their feet (NaN elsewhere):
+    the sedentary bout is dated from there. ``forget_s``: a gap this long (missing
     seconds) makes the base posture unknown again."""
     st = PostureState() if state is None else state
     m = len(sec)
     if m == 0:
-        return np.zeros(0, np.int8), st
+        return np.zeros(0, np.int8), np.zeros(0), st
     lying = (tilt_deg > LYING_DEG) & ~walking
     clue = np.full(m, -1, np.int8)
     prev = np.concatenate(([sec[0] - 1 if st.last_sec is None else st.last_sec], sec[:-1]))
@@ -90,10 +92,11 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     sup_i = np.maximum.accumulate(np.where(support, np.arange(m), -1))
     prior = -(10**12) if st.support_sec is None else st.support_sec
     sup_sec = np.where(sup_i >= 0, sec[np.maximum(sup_i, 0)], prior)
-    seated = np.where((seated == STANDING) & (sec - sup_sec > STAND_HOLD_S), UNKNOWN,
-                      seated).astype(np.int8)
+    lapsed = (seated == STANDING) & (sec - sup_sec > STAND_HOLD_S)
+    seated = np.where(lapsed, UNKNOWN, seated).astype(np.int8)
+    idle_since = np.where(lapsed, sup_sec + 1.0, np.nan)
     st.support_sec = int(sup_sec[-1])
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.seated = int(seated[-1])
     st.last_sec = int(sec[-1])
-    return posture, st
+    return posture, idle_since, st

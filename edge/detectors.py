@@ -109,9 +109,9 @@ class Detectors:
         tilt = self.cal.tilt(sf.grav) if m else np.zeros(0)
         reclined = (flex_sum / np.maximum(sf.n, 1) / Q < -RECLINE_CLUE_DEG) \
             if self.cal.signed and m else None
-        posture, self.posture_state = classify(sf.sec, sf.walking, tilt, sf.transitions,
-                                               self.sedentary.break_s, self.posture_state,
-                                               reclined)
+        posture, idle_since, self.posture_state = classify(
+            sf.sec, sf.walking, tilt, sf.transitions, self.sedentary.break_s,
+            self.posture_state, reclined)
         # slouch, per tick: blocked while walking or lying, and on gap markers
         ptick = np.full(len(tf.k), -1, np.int8)
         ptick[v] = posture[sec_of_tick[v]]
@@ -130,7 +130,7 @@ class Detectors:
                                  "sec": sf.sec, "posture": posture, "lateral": lat,
                                  "walking": sf.walking, "steps": sf.steps})
         sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
-                                                               self.sed_state)
+                                                               self.sed_state, idle_since)
         out += sed_events
         if self.states and m:
             mean = flex_sum / np.maximum(sf.n, 1) / Q

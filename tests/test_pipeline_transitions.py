@@ -20,6 +20,7 @@ from spinesense.edge.activity import (
 )
 from spinesense.edge.features import FrontEnd, G
 from spinesense.edge.filters import Resampler
+from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
 from spinesense.edge.transitions import Transition, zero_velocity_weights
 from spinesense.samples import SampleChunk
 
@@ -117,11 +118,11 @@ def _transition(t: float, kind: str) -> Transition:
 def test_standing_without_support_becomes_unknown_not_standing_for_ever() -> None:
     sec = np.arange(1000)
     walking = (sec >= 10) & (sec < 14)          # a few steps
-    post, _ = classify(sec, walking, np.zeros(len(sec)), [], 60.0)
+    post, _, _ = classify(sec, walking, np.zeros(len(sec)), [], 60.0)
     assert (post[14:14 + STAND_HOLD_S] == STANDING).all()
     assert (post[14 + STAND_HOLD_S + 1:] == UNKNOWN).all()
     # a stand-up also holds standing for a while, a sit-down holds sitting for good
-    post, _ = classify(sec, np.zeros(len(sec), bool), np.zeros(len(sec)),
+    post, _, _ = classify(sec, np.zeros(len(sec), bool), np.zeros(len(sec)),
                        [_transition(100.5, "sit_to_stand"), _transition(400.2, "stand_to_sit")],
                        60.0)
     assert (post[100:100 + STAND_HOLD_S] == STANDING).all()
@@ -134,13 +135,32 @@ def test_a_landing_bounce_after_sitting_down_does_not_mean_standing() -> None:
     walking = np.zeros(len(sec), bool)
     walking[101:103] = True                      # two rhythmic seconds while landing
     walking[200:203] = True                      # later, real steps
-    post, _ = classify(sec, walking, np.zeros(len(sec)),
+    post, _, _ = classify(sec, walking, np.zeros(len(sec)),
                        [_transition(100.3, "stand_to_sit")], 60.0)
     assert LANDING_S >= 101 - 100
     assert (post[103:200] == SITTING).all() and (post[101:103] == WALKING).all()
     assert (post[203:] == STANDING).all()
     # the same across blocks
-    post2a, st2 = classify(sec[:150], walking[:150], np.zeros(150),
+    post2a, _, st2 = classify(sec[:150], walking[:150], np.zeros(150),
                            [_transition(100.3, "stand_to_sit")], 60.0)
-    post2b, _ = classify(sec[150:], walking[150:], np.zeros(150), [], 60.0, st2)
+    post2b, _, _ = classify(sec[150:], walking[150:], np.zeros(150), [], 60.0, st2)
     assert np.array_equal(np.concatenate((post2a, post2b)), post)
+
+
+def test_a_bout_after_lapsed_standing_is_dated_from_the_last_sign_of_standing() -> None:
+    """A sit-down missed after a walk: standing lapses into unknown STAND_HOLD_S later,
+    and the sitting alert still falls due 30 min after the walk ended, not after that."""
+    sec = np.arange(2400)
+    walking = (sec >= 100) & (sec < 200)
+    post, idle_since, _ = classify(sec, walking, np.zeros(len(sec)), [], 60.0)
+    active = (post == STANDING) | (post == WALKING)
+    p = SedentaryParams(limit_s=1800.0, break_s=60.0, repeat_s=600.0)
+    events, _, _ = detect_sedentary(sec, active, p, None, idle_since)
+    alerts = [e for e in events if e["type"] == "sitting_alert"]
+    assert [e["type"] for e in events][:1] == ["sitting_break"]
+    assert len(alerts) == 1 and alerts[0]["bout_start"] == 200.0
+    assert alerts[0]["t"] == pytest.approx(2000.0)
+    # without the dating, the bout would only start when standing lapsed
+    events, _, _ = detect_sedentary(sec, active, p)
+    assert [e["bout_start"] for e in events if e["type"] == "sitting_alert"] == [
+        200.0 + STAND_HOLD_S]
