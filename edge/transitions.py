@@ -36,6 +36,7 @@ from spinesense.edge.filters import TICK_HZ
 RISE_M = 0.2
 DROP_M = 0.2
 EDGE_S = 1.0            # still (or walking) edges around a movement: zero mean velocity
+MERGE_S = 2.0           # two movements this close are also judged as one
 BRIDGE_S = 0.6          # a pause this short inside a movement does not end it
 SHORT_S = 8.0           # longer movements are judged at their start and end
 ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows reach
@@ -43,7 +44,8 @@ TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
-MAX_SIT_TURN_DEG = 35.0  # ... a sit-down often goes straight into a recline or a slouch
+MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch
+BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
 MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
 
@@ -98,6 +100,8 @@ class PushDetector:
         self._end = 0                      # one past its last moving tick so far
         self._long_done = False            # its start-anchored judgement is queued
         self._pending: list[_Job] = []
+        self.merge = round(MERGE_S * TICK_HZ)
+        self._prev: tuple[int, int] | None = None  # the last movement ended
 
     def feed(self, k: np.ndarray, valid: np.ndarray, vert: np.ndarray, moving: np.ndarray,
              grav: np.ndarray, fast: np.ndarray, lean: np.ndarray) -> list[Transition]:
@@ -130,8 +134,13 @@ class PushDetector:
                 self._close()
             due = [j for j in self._pending if j.at <= last_k]
             self._pending = [j for j in self._pending if j.at > last_k]
-            for job in due:
-                out += self._judge(ctx, job)
+            found_at = set()
+            for job in due:  # a movement judged whole first: its parts only if nothing
+                if job.at not in found_at:
+                    got = self._judge(ctx, job)
+                    out += got
+                    if got and job.whole:
+                        found_at.add(job.at)
         kk = ctx["k"]
         keep = max(0, len(kk) - self.keep)
         need = [j.windows[0][0] for j in self._pending] + [
@@ -150,6 +159,12 @@ class PushDetector:
         s, e = self._start, self._end
         self._start = None
         at = e + self.edge - 1
+        prev, self._prev = self._prev, (s, e)
+        if prev is not None and s - prev[1] <= self.merge and e - prev[0] <= self.short:
+            # a slow push can pause mid-way (little acceleration while the hips move at
+            # a steady speed): judged whole first, and in parts only if that finds nothing
+            self._pending.append(_Job([(prev[0] - self.edge, e + self.edge)], prev[0], e,
+                                      at, whole=True))
         if e - s <= self.short:
             self._pending.append(_Job([(s - self.edge, e + self.edge)], s, e, at))
         else:
@@ -191,6 +206,9 @@ class PushDetector:
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
             return []
+        bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
+        if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
+            return []
         direction = _unit(ctx["fast"][p]) - _unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
@@ -203,3 +221,4 @@ class _Job:
     move_hi: int
     at: int                         # the tick on which it is judged (all ticks here)
     before: tuple[int, int] | None = None  # the same length of movement before it
+    whole: bool = False             # two movements judged as one
