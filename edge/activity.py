@@ -28,7 +28,9 @@ SITTING, STANDING, WALKING, LYING, UNKNOWN = range(5)
 LYING_DEG = 50.0
 
 
-WALK_CLUE_S = 10  # seated rhythmic fidgets can pass for a few walking seconds
+WALK_CLUE_S = 2  # even a few steps put the wearer on their feet ...
+LANDING_S = 6  # ... unless right after a sit-down (its landing bounce can look rhythmic)
+STAND_HOLD_S = 120  # standing with no walking or stand-up this long: no longer known
 RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
 RECLINE_CLUE_S = 8
 
@@ -38,28 +40,41 @@ class PostureState:
     seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
+    support_sec: int | None = None  # the last second that showed the wearer on their feet
+    sat_sec: int | None = None      # the last sit-down's second
     recline_run: int = 0   # consecutive reclined seconds up to last_sec
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
              transitions: list[Transition], forget_s: float,
              state: PostureState | None = None, reclined: np.ndarray | None = None
-             ) -> tuple[np.ndarray, PostureState]:
-    """Posture code per second (see module doc); ``forget_s``: a gap this long (missing
+             ) -> tuple[np.ndarray, np.ndarray, PostureState]:
+    """Posture code per second (see module doc) and, where standing has just lapsed
+    into ``unknown``, the time the wearer was last seen on their feet (NaN elsewhere):
+    the sedentary bout is dated from there. ``forget_s``: a gap this long (missing
     seconds) makes the base posture unknown again."""
     st = PostureState() if state is None else state
     m = len(sec)
     if m == 0:
-        return np.zeros(0, np.int8), st
+        return np.zeros(0, np.int8), np.zeros(0), st
     lying = (tilt_deg > LYING_DEG) & ~walking
     clue = np.full(m, -1, np.int8)
     prev = np.concatenate(([sec[0] - 1 if st.last_sec is None else st.last_sec], sec[:-1]))
     clue[(sec - prev - 1) >= forget_s] = UNKNOWN
-    # walking means standing once it has lasted WALK_CLUE_S (a landing bounce after
-    # sitting down can look like two rhythmic seconds)
+    # walking means standing once it has lasted WALK_CLUE_S, except for the landing
+    # bounce of a sit-down
+    sat = np.full(m, -1)
+    for tr in transitions:
+        i = int(np.searchsorted(sec, int(np.floor(tr.t)), side="right")) - 1
+        if i >= 0 and tr.kind == "stand_to_sit":
+            sat[i] = i
+    sat_i = np.maximum.accumulate(sat)
+    sat_sec = np.where(sat_i >= 0, sec[np.maximum(sat_i, 0)],
+                       -(10**12) if st.sat_sec is None else st.sat_sec)
+    st.sat_sec = int(sat_sec[-1])
     run = run_lengths(walking, sec - prev == 1, st.walk_run)
     st.walk_run = int(run[-1])
-    clue[run >= WALK_CLUE_S] = STANDING
+    clue[(run >= WALK_CLUE_S) & (sec - (run - 1) - sat_sec > LANDING_S)] = STANDING
     clue[lying] = SITTING  # whoever gets up from lying sits up first
     if reclined is not None:  # leaning back for a while: against a backrest
         rrun = run_lengths(reclined & ~walking, sec - prev == 1, st.recline_run)
@@ -71,7 +86,17 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
             clue[i] = STANDING if tr.kind == "sit_to_stand" else SITTING
     last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
     seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
+    # standing is only known while something keeps showing it: a walking second or a
+    # stand-up; a sit-down missed after it must not leave "standing" for half an hour
+    support = walking | (clue == STANDING)
+    sup_i = np.maximum.accumulate(np.where(support, np.arange(m), -1))
+    prior = -(10**12) if st.support_sec is None else st.support_sec
+    sup_sec = np.where(sup_i >= 0, sec[np.maximum(sup_i, 0)], prior)
+    lapsed = (seated == STANDING) & (sec - sup_sec > STAND_HOLD_S)
+    seated = np.where(lapsed, UNKNOWN, seated).astype(np.int8)
+    idle_since = np.where(lapsed, sup_sec + 1.0, np.nan)
+    st.support_sec = int(sup_sec[-1])
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.seated = int(seated[-1])
     st.last_sec = int(sec[-1])
-    return posture, st
+    return posture, idle_since, st

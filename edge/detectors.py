@@ -111,9 +111,9 @@ class Detectors:
         reclined = (flex_sum / np.maximum(sf.n, 1) / Q < -RECLINE_CLUE_DEG) \
             if self.cal.signed and m else None
         walk_carry, last_sec = self.posture_state.walk_run, self.posture_state.last_sec
-        posture, self.posture_state = classify(sf.sec, sf.walking, tilt, sf.transitions,
-                                               self.sedentary.break_s, self.posture_state,
-                                               reclined)
+        posture, idle_since, self.posture_state = classify(
+            sf.sec, sf.walking, tilt, sf.transitions, self.sedentary.break_s,
+            self.posture_state, reclined)
         # slouch, per tick: blocked while walking or lying, and on gap markers; a lone
         # walking second (a rhythmic shuffle in the chair) does not cut an episode in two
         prev = np.concatenate(([sf.sec[0] - 1 if last_sec is None else last_sec],
@@ -138,7 +138,7 @@ class Detectors:
                                  "sec": sf.sec, "posture": posture, "lateral": lat,
                                  "walking": sf.walking, "steps": sf.steps})
         sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
-                                                               self.sed_state)
+                                                               self.sed_state, idle_since)
         out += sed_events
         if self.states and m:
             mean = flex_sum / np.maximum(sf.n, 1) / Q

@@ -22,24 +22,15 @@ from spinesense.edge.filters import (
     segment_starts,
 )
 from spinesense.edge.gait import GaitDetector
+from spinesense.edge.transitions import PushDetector, Transition
 
 G = 9.80665
 STEP_BAND_HZ = (0.7, 3.5)
 STEP_MIN_G = 0.04            # a step's peak in band-passed vertical acceleration
 STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
-LIFT_CUTOFF_HZ = 0.25        # high-passed vertical displacement (sit/stand pushes)
-LIFT_UP_M = 0.13             # hip rise seen at the sensor that marks sit-to-stand
-LIFT_DOWN_M = 0.09           # hip drop that marks stand-to-sit
-LIFT_RELEASE_M = 0.05
-BEND_LEVER_M = 0.2           # a deep bend alone lowers the sensor by ~L(1 - cos lean)
-BEND_REBOUND_M = 0.2         # ... and its high-passed rebound looks like a small rise
-TRANSITION_LEAN_DEG = 8.0    # forward lean that must come with the push
-TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
-SIT_TO_STAND_MAX_LEAN_DEG = 45.0  # a deeper bend whose rebound looks like a rise: a reach
-TRANSITION_REFRACTORY_S = 2.0
-LOBE_LOOKBACK_S = 2.5        # an opposite lobe this recent makes a crossing its undershoot
-LOBE_FRACTION = 0.6
-
+VERTICAL_CUTOFF_HZ = 3.0     # gravity direction that follows a sit/stand's trunk rotation
+MOVING_CUTOFF_HZ = 2.0       # smoothing of the movement level that bounds a push
+MOVING_MG = 80.0             # moving: smoothed |acc - gravity| above this
 
 @dataclass
 class TickFeatures:
@@ -52,7 +43,8 @@ class TickFeatures:
     gyro: np.ndarray | None   # (n, 3) deg/s
     dyn_mg: np.ndarray        # |acc - grav| in milli-g
     vert_bp: np.ndarray       # band-passed vertical acceleration (g), steps
-    lift_m: np.ndarray        # high-passed vertical displacement (m)
+    vert_ms2: np.ndarray      # acceleration along the fast gravity direction (m/s²)
+    moving: np.ndarray        # bool: the trunk is moving (bounds sit/stand pushes)
     lean_deg: np.ndarray      # angle between the fast and a slow gravity direction
     step: np.ndarray          # bool: a step peak at this tick
 
@@ -66,24 +58,14 @@ class TickFeatures:
     def take(self, sl: slice | np.ndarray) -> TickFeatures:
         return TickFeatures(*(None if v is None else v[sl] for v in (
             self.k, self.valid, self.grav, self.fast, self.gyro, self.dyn_mg, self.vert_bp,
-            self.lift_m, self.lean_deg, self.step)))
+            self.vert_ms2, self.moving, self.lean_deg, self.step)))
 
     @staticmethod
     def concat(parts: list[TickFeatures]) -> TickFeatures:
-        names = ("k", "valid", "grav", "fast", "gyro", "dyn_mg", "vert_bp", "lift_m",
-                 "lean_deg", "step")
+        names = ("k", "valid", "grav", "fast", "gyro", "dyn_mg", "vert_bp", "vert_ms2",
+                 "moving", "lean_deg", "step")
         return TickFeatures(*(None if getattr(parts[0], n) is None else
                               np.concatenate([getattr(p, n) for p in parts]) for n in names))
-
-
-@dataclass
-class Transition:
-    t: float
-    kind: str            # sit_to_stand or stand_to_sit
-    lift_m: float
-    lean_deg: float
-    direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
-    while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
 @dataclass
@@ -128,15 +110,14 @@ class FrontEnd:
         self.f_slow = StreamSOS(lowpass(0.1), 3)       # slow gravity: lean reference
         self.f_mag = StreamSOS(lowpass(0.03, order=1), 1)  # slow |acc|: removes bias
         self.f_step = StreamSOS(bandpass(*STEP_BAND_HZ), 1)
-        self.f_lift = StreamSOS(lowpass(LIFT_CUTOFF_HZ), 1)
+        self.f_vert = StreamSOS(lowpass(VERTICAL_CUTOFF_HZ), 3)
+        self.f_moving = StreamSOS(lowpass(MOVING_CUTOFF_HZ, order=1), 1)
         self.fresh = True
         self._prev_bp = np.full(2, np.nan)       # last two band-passed values
         self._last_step_k = -(10**12)
-        self._lift_state = 0                      # -1 below, 0 neutral, +1 above
-        self._last_transition_k = -(10**12)
         self.gait = GaitDetector()
         self._walk_last: int | None = None       # the last walking second seen
-        self._tail: TickFeatures | None = None    # last 2 s, for the transition look-back
+        self.pushes = PushDetector()
 
     def ticks(self, tk: Ticks) -> TickFeatures:
         starts = segment_starts(tk.valid, self.fresh)
@@ -149,14 +130,16 @@ class FrontEnd:
         mag = _norm_rows(acc)[:, None]
         a_vert = mag - self.f_mag.run(mag, starts)             # g, vertical to 1st order
         vert_bp = self.f_step.run(a_vert, starts)[:, 0]
-        w = 2 * np.pi * LIFT_CUTOFF_HZ
-        lift = self.f_lift.run(a_vert, starts)[:, 0] * (G / (w * w))
+        up = _unit_rows(self.f_vert.run(acc, starts))
+        vert = (np.einsum("ij,ij->i", acc, up) - 1.0) * G
         dyn_mg = _norm_rows(acc - grav) * 1000.0
+        with np.errstate(invalid="ignore"):
+            moving = self.f_moving.run(dyn_mg[:, None], starts)[:, 0] > MOVING_MG
         cos = np.einsum("ij,ij->i", fast, slow) / (_norm_rows(fast) * _norm_rows(slow))
         lean = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         step = self._steps(tk.k, vert_bp, starts)
-        return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, lift,
-                            lean, step)
+        return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, vert,
+                            moving & tk.valid, lean, step)
 
     def _steps(self, k: np.ndarray, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Peaks above STEP_MIN_G, at least STEP_MIN_INTERVAL_S apart (loop over peaks)."""
@@ -214,67 +197,8 @@ class FrontEnd:
         return out
 
     def _transitions(self, tf: TickFeatures) -> list[Transition]:
-        """Sit-to-stand / stand-to-sit: a hip rise or fall with a forward lean.
-
-        Hysteresis on the high-passed vertical displacement; only the crossings are
-        looped over.
-        """
-        back = 2 * TICK_HZ
-        lobe_back = int(LOBE_LOOKBACK_S * TICK_HZ)
-        ctx = tf if self._tail is None else TickFeatures.concat([self._tail, tf])
-        off = len(ctx) - len(tf)
-        self._tail = ctx.take(slice(max(0, len(ctx) - max(back, lobe_back)), None))
-        # a deep bend lowers the sensor with the hips still: it must not read as a
-        # drop (add it back), and its rebound must not read as a rise (take it off)
-        bend = 1.0 - np.cos(np.radians(np.nan_to_num(ctx.lean_deg)))
-        lift = np.where(ctx.valid, ctx.lift_m, 0.0)
-        up_c, down_c = lift - BEND_REBOUND_M * bend, lift + BEND_LEVER_M * bend
-        x_c = np.where(lift > 0, up_c, down_c)
-        up, down, x = up_c[off:], down_c[off:], x_c[off:]
-        level = np.where(up > LIFT_UP_M, 1, np.where(down < -LIFT_DOWN_M, -1, 0))
-        calm = np.abs(x) < LIFT_RELEASE_M
-        out: list[Transition] = []
-        state = self._lift_state
-        i = 0
-        n = len(x)
-        while i < n:
-            if state == 0:
-                nz = np.flatnonzero(level[i:] != 0)
-                if len(nz) == 0:
-                    break
-                i += int(nz[0])
-                state = int(level[i])
-                kk = int(tf.k[i])
-                if kk - self._last_transition_k >= TRANSITION_REFRACTORY_S * TICK_HZ:
-                    ci = i + off
-                    lo = max(0, ci - back)
-                    win = np.nan_to_num(ctx.lean_deg[lo:ci + 1], nan=-1.0)
-                    j = lo + int(np.argmax(win))
-                    lean = float(ctx.lean_deg[j])
-                    # a quick sit-to-stand's displacement is biphasic once high-passed:
-                    # a drop right after a large rise is its undershoot
-                    # (only that way round: the forward bend before a sit-to-stand
-                    # dips the sensor before the rise, which is not an undershoot)
-                    recent = x_c[max(0, ci - lobe_back):ci]
-                    sign = state
-                    if state < 0 and len(recent) and \
-                            float(np.max(recent)) >= LOBE_FRACTION * LIFT_UP_M:
-                        sign = 1
-                    top = SIT_TO_STAND_MAX_LEAN_DEG if sign > 0 else TRANSITION_MAX_LEAN_DEG
-                    if TRANSITION_LEAN_DEG <= lean <= top:
-                        d = (_unit_rows(ctx.fast[j:j + 1])[0]
-                             - _unit_rows(ctx.grav[lo:lo + 1])[0])
-                        out.append(Transition(kk / TICK_HZ, "sit_to_stand" if sign > 0
-                                              else "stand_to_sit", float(x[i]), lean, d))
-                        self._last_transition_k = kk
-            else:
-                nz = np.flatnonzero(calm[i:])
-                if len(nz) == 0:
-                    break
-                i += int(nz[0])
-                state = 0
-        self._lift_state = state
-        return out
+        return self.pushes.feed(tf.k, tf.valid, tf.vert_ms2, tf.moving, tf.grav, tf.fast,
+                                tf.lean_deg)
 
 
 def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,

@@ -61,9 +61,12 @@ def _due_events(st: SedentaryState, p: SedentaryParams, lo: float, hi: float,
 
 
 def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
-                     state: SedentaryState | None = None
+                     state: SedentaryState | None = None,
+                     idle_since: np.ndarray | None = None
                      ) -> tuple[list[dict[str, Any]], np.ndarray, SedentaryState]:
     """Run over seconds ``sec`` (sorted ints) with ``active`` (standing or walking).
+    ``idle_since`` (optional, NaN where unknown): when inactivity that starts a bout
+    really began, if earlier (standing that lapsed into unknown: since the last walk).
 
     Returns the events, the bout start per second (NaN outside a bout) and the state.
     """
@@ -99,7 +102,9 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
         else:
             st.run_start = None
             if st.bout_start is None:
-                st.bout_start, st.next_due, st.reminders = lo, lo + p.limit_s, 0
+                since = lo if idle_since is None or not np.isfinite(idle_since[a]) \
+                    else min(lo, float(idle_since[a]))
+                st.bout_start, st.next_due, st.reminders = since, since + p.limit_s, 0
             _due_events(st, p, lo, hi, events)
             bout_of[a:b] = st.bout_start
     st.last_sec = int(sec[-1])

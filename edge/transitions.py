@@ -1,0 +1,224 @@
+"""Sit-to-stand and stand-to-sit from the hips' net rise or drop over a movement.
+
+A sit/stand moves the hips by tens of centimetres between two moments at which the trunk
+is at rest (or walking). The detector does not threshold a filtered displacement signal
+(whose high-pass rebound and squared horizontal accelerations look like rises); it finds
+each *movement* (the smoothed dynamic acceleration above ``features.MOVING_MG``, with
+holes shorter than ``BRIDGE_S`` bridged) and integrates the acceleration along the
+gravity direction twice over a window that starts and ends ``EDGE_S`` outside it, with
+the velocity's mean forced to zero over those two edges (zero-velocity bounds: before
+and after the move the trunk is still, or walking, whose vertical velocity averages out).
+That removes any constant bias, and the rise is the mean height over the tail edge minus
+that over the head edge. The estimate is a fixed linear combination of the window's
+accelerations (`zero_velocity_weights`).
+
+* A movement shorter than ``SHORT_S``: one window around all of it.
+* A longer one (a walk that starts with standing up or ends with sitting down): windows
+  anchored at its start and at its end, ``ANCHOR_S`` into it, each median of the lengths.
+
+A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M``, the trunk leaned
+forward by ``features.TRANSITION_LEAN_DEG`` or more on the way (moving the weight over
+the feet), and the trunk's tilt after the move is within ``MAX_TURN_DEG`` of before (a
+slouch or a recline changes it for good; a sit/stand ends roughly upright as it began).
+No fixed duration or velocity profile is assumed. Decisions are made on the window's
+last tick, so they never depend on how the ticks were cut into blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from spinesense.edge.filters import TICK_HZ
+
+RISE_M = 0.2
+DROP_M = 0.2
+EDGE_S = 1.0            # still (or walking) edges around a movement: zero mean velocity
+MERGE_S = 2.0           # two movements this close are also judged as one
+BRIDGE_S = 0.6          # a pause this short inside a movement does not end it
+SHORT_S = 8.0           # longer movements are judged at their start and end
+ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows reach
+TRANSITION_LEAN_DEG = 8.0
+TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
+SIT_TO_STAND_MAX_LEAN_DEG = 45.0
+MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
+MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch
+BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
+MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
+STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
+
+
+@dataclass
+class Transition:
+    t: float
+    kind: str            # sit_to_stand or stand_to_sit
+    lift_m: float        # the estimated rise (+) or drop (-) of the sensor
+    lean_deg: float
+    direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
+    while_walking: bool = False  # in or right after a walking second (stairs?)
+
+
+@lru_cache(maxsize=64)
+def zero_velocity_weights(n: int, edge: int) -> np.ndarray:
+    """Weights ``h`` (n,) with rise = h @ a (a in m/s² at TICK_HZ over n ticks): velocity
+    with zero mean over the first and last ``edge`` ticks (a constant acceleration bias
+    and the initial velocity are fitted away), rise = mean position over the last
+    ``edge`` ticks minus that over the first."""
+    dt = 1.0 / TICK_HZ
+    v = np.tril(np.ones((n, n))) * dt               # v[i] for a unit impulse at j
+    t = np.arange(n) * dt
+    head, tail = slice(0, edge), slice(n - edge, n)
+    vh, vt = v[head].mean(0), v[tail].mean(0)
+    th, tt = t[head].mean(), t[tail].mean()
+    slope = (vt - vh) / (tt - th)
+    v0 = vh - slope * th
+    p = np.cumsum(v - v0[None, :] - slope[None, :] * t[:, None], axis=0) * dt
+    out = p[tail].mean(0) - p[head].mean(0)
+    out.flags.writeable = False
+    return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+class PushDetector:
+    """Streaming: movements are tracked across blocks with the last ticks kept; each
+    judgement waits for its window's last tick and is made in the block that holds it."""
+
+    def __init__(self) -> None:
+        self.edge = round(EDGE_S * TICK_HZ)
+        self.bridge = round(BRIDGE_S * TICK_HZ)
+        self.short = round(SHORT_S * TICK_HZ)
+        self.anchors = tuple(round(a * TICK_HZ) for a in ANCHOR_S)
+        self.keep = max(self.short, 2 * max(self.anchors)) + 2 * self.edge + self.bridge + 2
+        self._ctx: dict[str, np.ndarray] | None = None
+        self._start: int | None = None     # first moving tick of the open movement
+        self._end = 0                      # one past its last moving tick so far
+        self._long_done = False            # its start-anchored judgement is queued
+        self._pending: list[_Job] = []
+        self.merge = round(MERGE_S * TICK_HZ)
+        self._prev: tuple[int, int] | None = None  # the last movement ended
+
+    def feed(self, k: np.ndarray, valid: np.ndarray, vert: np.ndarray, moving: np.ndarray,
+             grav: np.ndarray, fast: np.ndarray, lean: np.ndarray) -> list[Transition]:
+        new = {"k": k, "valid": valid, "vert": vert, "grav": grav, "fast": fast,
+               "lean": lean}
+        ctx = new if self._ctx is None else {
+            n: np.concatenate((self._ctx[n], new[n])) for n in new}
+        out: list[Transition] = []
+        if len(k):
+            # runs of moving ticks in this block (a gap marker is never moving)
+            m = moving.astype(np.int8)
+            d = np.diff(np.concatenate(([0], m, [0])))
+            starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+            gap_at = k[~valid]
+            for a, b in zip(k[starts].tolist(), (k[ends - 1] + 1).tolist(), strict=True):
+                if self._start is not None and a - self._end < self.bridge and not np.any(
+                        (gap_at >= self._end) & (gap_at < a)):
+                    self._end = b
+                else:
+                    self._close()
+                    self._start, self._end, self._long_done = a, b, False
+                if not self._long_done and b - self._start > self.short:
+                    self._long_done = True
+                    s0 = self._start
+                    self._pending.append(_Job(
+                        [(s0 - self.edge, s0 + n) for n in self.anchors], s0,
+                        s0 + max(self.anchors), max(a, s0 + self.short)))
+            last_k = int(k[-1])
+            if self._start is not None and last_k >= self._end + self.bridge - 1:
+                self._close()
+            due = [j for j in self._pending if j.at <= last_k]
+            self._pending = [j for j in self._pending if j.at > last_k]
+            found_at = set()
+            for job in due:  # a movement judged whole first: its parts only if nothing
+                if job.at not in found_at:
+                    got = self._judge(ctx, job)
+                    out += got
+                    if got and job.whole:
+                        found_at.add(job.at)
+        kk = ctx["k"]
+        keep = max(0, len(kk) - self.keep)
+        need = [j.windows[0][0] for j in self._pending] + [
+            min(lo for lo, _ in j.windows) for j in self._pending]
+        if self._start is not None and not self._long_done:
+            need.append(self._start - self.edge)
+        if need:
+            keep = min(keep, int(np.searchsorted(kk, min(need))))
+        self._ctx = {n: v[keep:] for n, v in ctx.items()}
+        return out
+
+    def _close(self) -> None:
+        """The open movement has ended: queue its judgement."""
+        if self._start is None:
+            return
+        s, e = self._start, self._end
+        self._start = None
+        at = e + self.edge - 1
+        prev, self._prev = self._prev, (s, e)
+        if prev is not None and s - prev[1] <= self.merge and e - prev[0] <= self.short:
+            # a slow push can pause mid-way (little acceleration while the hips move at
+            # a steady speed): judged whole first, and in parts only if that finds nothing
+            self._pending.append(_Job([(prev[0] - self.edge, e + self.edge)], prev[0], e,
+                                      at, whole=True))
+        if e - s <= self.short:
+            self._pending.append(_Job([(s - self.edge, e + self.edge)], s, e, at))
+        else:
+            far = max(self.anchors)
+            self._pending.append(_Job([(e - n, e + self.edge) for n in self.anchors],
+                                      e - far, e, at, (e - 2 * far, e - far + self.edge)))
+
+    def _judge(self, ctx: dict[str, np.ndarray], job: _Job) -> list[Transition]:
+        kk = ctx["k"]
+        rises = []
+        for lo, hi in job.windows:
+            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+            if j - i != hi - lo or not ctx["valid"][i:j].all():
+                continue  # a gap in the window: no judgement
+            rises.append(float(zero_velocity_weights(hi - lo, self.edge) @ ctx["vert"][i:j]))
+        if not rises:
+            return []
+        rise = float(np.median(rises))
+        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
+            return []
+        if job.before is not None:  # the movement before it climbed or descended too:
+            lo, hi = job.before     # stairs, not a sit/stand
+            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+            if j - i != hi - lo or abs(float(zero_velocity_weights(hi - lo, self.edge)
+                                             @ ctx["vert"][i:j])) > STAIRS_SHARE * abs(rise):
+                return []
+        mi, mj = int(np.searchsorted(kk, job.move_lo)), int(np.searchsorted(kk, job.move_hi))
+        if mj <= mi:
+            return []
+        p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
+        lean = float(ctx["lean"][p])
+        top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
+        if not TRANSITION_LEAN_DEG <= lean <= top:
+            return []
+        lo, hi = job.windows[0]
+        i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+        before = _unit(ctx["fast"][i:i + self.edge].mean(0))
+        after = _unit(ctx["fast"][j - self.edge:j].mean(0))
+        turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
+        if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
+            return []
+        bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
+        if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
+            return []
+        direction = _unit(ctx["fast"][p]) - _unit(ctx["grav"][i])
+        return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
+                           rise, lean, direction)]
+
+
+@dataclass
+class _Job:
+    windows: list[tuple[int, int]]  # tick ranges [lo, hi) whose rises are combined
+    move_lo: int                    # where the forward lean is looked for
+    move_hi: int
+    at: int                         # the tick on which it is judged (all ticks here)
+    before: tuple[int, int] | None = None  # the same length of movement before it
+    whole: bool = False             # two movements judged as one
