@@ -214,13 +214,14 @@ class StreamSOS:
             return np.full_like(x, np.nan)
         valid = ~np.isnan(x[:, 0])
         if len(starts) <= 1 and (len(starts) == 0 or starts[0] == 0) and valid.all():
-            # the common case, one segment without markers: no gather, no scatter (the
-            # result is the filter's (width, n) output seen transposed)
+            # the common case, one segment without markers: no gather, no scatter; the
+            # result is laid out in rows, C order, as the general path lays it out: a
+            # reduction's rounding must not depend on which path a block took)
             seg = np.ascontiguousarray(x.T)
             if len(starts) or self.z is None:
                 self.z = self._zi_unit * seg[:, 0][None, :, None]
             y, self.z = signal.sosfilt(self.sos, seg, axis=-1, zi=self.z)
-            return y.T
+            return np.ascontiguousarray(y.T)
         out = np.full_like(x, np.nan)
         bounds = np.concatenate((starts, [len(x)]))
         pieces: list[tuple[int, int, bool]] = []
