@@ -257,6 +257,8 @@ class MountTracker:
     def _skip(self, tilt: np.ndarray, grav: np.ndarray) -> None:
         """Seconds not visited: inside an excursion (tilted) or quiet. Only the
         excursion's length and peak change."""
+        if not len(tilt):
+            return
         up = tilt > BRIEF_BASE_DEG
         if not up.any():
             return
