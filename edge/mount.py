@@ -59,6 +59,8 @@ WALK_RUN_S = 8              # only sustained walking counts (not a few rhythmic 
 WALK_LEAN_DEG = 1.5
 WALK_WEIGHT = 0.2
 WALK_MAX_WEIGHT = 1.0
+WALK_MAX_LEAN_DEG = 28.0    # stairs up lean the trunk forward by up to ~24°
+WALK_MAX_SIDE_DEG = 10.0    # ... and a bag sideways by up to ~9°
 SIDEWAYS_COS = 0.5          # evidence less than 60° from the sagittal axis counts
 WARN_WEIGHT = 4.0
 WARN_AGREEMENT = -0.6
@@ -257,6 +259,8 @@ class MountTracker:
     def _skip(self, tilt: np.ndarray, grav: np.ndarray) -> None:
         """Seconds not visited: inside an excursion (tilted) or quiet. Only the
         excursion's length and peak change."""
+        if not len(tilt):
+            return
         up = tilt > BRIEF_BASE_DEG
         if not up.any():
             return
@@ -293,12 +297,22 @@ class MountTracker:
         if not self._walked:
             self._walked = True
             off = _angle(mean, self.cal.up)
-            if off > self.stale_deg:  # the calibration is wrong, or the clip moved early
+            if off > self.stale_deg and not self._walking_lean(mean):
+                # the calibration is wrong, or the clip moved early
                 return self._stale(s, rotation_between(self.cal.up, mean), off)
         if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= WALK_LEAN_DEG:
             self.walk_weight += WALK_WEIGHT
             self._evidence(mean - self.cal.up, WALK_WEIGHT)
         return None
+
+    def _walking_lean(self, mean: np.ndarray) -> bool:
+        """Walking that leans forward, not sideways, by no more than stairs do: a
+        person's gait on a right calibration, not a stale one."""
+        if not self.cal.signed:
+            return False
+        flex, lat = self.cal.angles(mean[None])
+        return 0.0 <= float(flex[0]) <= WALK_MAX_LEAN_DEG and abs(float(lat[0])) <= \
+            WALK_MAX_SIDE_DEG
 
     def _slipped(self, dec: SlipDecision) -> Change:
         """Re-anchor on a clip slip (`edge.slip`): upright turns by the slip's rotation;

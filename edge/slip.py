@@ -150,6 +150,8 @@ class Hold:
     gsum: np.ndarray
     n: int = 1
     g_last: np.ndarray | None = None
+    flex_sum: float = 0.0     # the windows' angles (in the watch's frame), summed
+    lat_sum: float = 0.0
     flex_range: tuple[float, float] = (0.0, 0.0)
     lat_range: tuple[float, float] = (0.0, 0.0)
 
@@ -157,6 +159,8 @@ class Hold:
         if self.n == 0:
             self.flex_range, self.lat_range = (flex, flex), (lat, lat)
         self.last, self.gsum, self.n, self.g_last = w, self.gsum + g, self.n + 1, g
+        self.flex_sum += flex
+        self.lat_sum += lat
         self.flex_range = (min(self.flex_range[0], flex), max(self.flex_range[1], flex))
         self.lat_range = (min(self.lat_range[0], lat), max(self.lat_range[1], lat))
 
@@ -168,6 +172,14 @@ class Hold:
     @property
     def g(self) -> np.ndarray:
         return _unit(self.gsum)
+
+    @property
+    def flex(self) -> float:
+        return self.flex_sum / self.n
+
+    @property
+    def lat(self) -> float:
+        return self.lat_sum / self.n
 
 
 @dataclass
@@ -198,8 +210,11 @@ class SlipWatch:
         self._set_up(self.up)
 
     def _set_up(self, up: np.ndarray) -> None:
+        """A new reference: holds measured in the old one start afresh."""
         self.up = _unit(np.asarray(up, float))
         self._frame = frame_of(self.up)
+        self._hold = self._prev_hold = None
+        self._chain, self._chain_before = [], None
 
     def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
              ) -> list[SlipDecision]:
@@ -227,16 +242,23 @@ class SlipWatch:
         kind = np.where(nwalk == n, 1, np.where((nwalk == 0) & (spread <= STILL_SPREAD_DEG),
                                                 0, -1))
         out: list[SlipDecision] = []
-        for j in np.flatnonzero((n >= MIN_SECONDS) & (kind >= 0)):
-            dec = self._window(int(win[starts[j]]), int(kind[j]), mean[j])
+        sel = np.flatnonzero((n >= MIN_SECONDS) & (kind >= 0))
+        frame = None
+        for i, j in enumerate(sel.tolist()):
+            if frame is not self._frame:  # angles of the windows left, in the frame
+                frame = self._frame
+                fl, la = sagittal_angles(frame[0], mean[sel[i:]])
+                fl, la, base = fl.tolist(), la.tolist(), i
+            dec = self._window(int(win[starts[j]]), int(kind[j]), mean[j],
+                               fl[i - base], la[i - base])
             if dec is not None:
                 out.append(dec)
         return out
 
     # -- per window ------------------------------------------------------------------
-    def _window(self, w: int, kind: int, g: np.ndarray) -> SlipDecision | None:
+    def _window(self, w: int, kind: int, g: np.ndarray, flex: float, lat: float
+                ) -> SlipDecision | None:
         self._hist.append((w, kind, g))
-        flex, lat = angles_in(self._frame, g)
         h = self._hold
         if h is None or w != h.last + 1 or kind != h.kind or (kind == 0 and float(
                 g @ h.g_last) < math.cos(math.radians(HOLD_SAME_DEG))):
@@ -249,10 +271,9 @@ class SlipWatch:
             return refined
         if h.n < 2 and kind == 0:
             return None  # a hold counts once held for 20 s
-        hflex, hlat = angles_in(self._frame, h.g)
-        if abs(hflex) >= MAX_FLEX_DEG:
+        if abs(h.flex) >= MAX_FLEX_DEG:
             return None
-        off = hlat - self.lat0
+        off = h.lat - self.lat0
         if abs(off) < STRAIGHT_DEG:
             self._chain = []
             return None
@@ -270,10 +291,10 @@ class SlipWatch:
         return self._maybe_confirm(w)
 
     def _flex(self, h: Hold) -> float:
-        return angles_in(self._frame, h.g)[0]
+        return h.flex
 
     def _offset(self, h: Hold) -> float:
-        return angles_in(self._frame, h.g)[1] - self.lat0
+        return h.lat - self.lat0
 
     def _maybe_confirm(self, w: int) -> SlipDecision | None:
         chain = self._chain
@@ -321,7 +342,6 @@ class SlipWatch:
         rot = rotation_between(self.up, up)
         self._set_up(up)
         self._slip, self._anchor_before = None, None
-        self._chain, self._chain_before = [], None
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
             "shift_deg": round(_angle_of(rot), 1), "count": n,
             "method": f"every posture over {n} holds is straight again on the upright "
