@@ -1,9 +1,11 @@
 """Calibration-free features: gravity direction, movement, steps and sit/stand pushes.
 
 Everything here is computed from ticks alone (no upright reference needed), so it can run
-while the pipeline is still learning its calibration. Vertical movement is read from the
-*magnitude* of the specific force, which to first order is 1 g plus the vertical
-acceleration whatever the sensor's tilt or mounting.
+while the pipeline is still learning its calibration. For steps, vertical movement is read
+from the *magnitude* of the specific force, which to first order is 1 g plus the vertical
+acceleration whatever the sensor's tilt or mounting; sit/stand pushes
+(`edge.transitions`) use the acceleration along a fast gravity direction instead, which
+fast trunk rotations do not inflate.
 """
 
 from __future__ import annotations

@@ -12,14 +12,20 @@ That removes any constant bias, and the rise is the mean height over the tail ed
 that over the head edge. The estimate is a fixed linear combination of the window's
 accelerations (`zero_velocity_weights`).
 
-* A movement shorter than ``SHORT_S``: one window around all of it.
+* A movement shorter than ``SHORT_S``: one window around all of it; two movements less
+  than ``MERGE_S`` apart are also judged as one first (a slow push pauses mid-way).
 * A longer one (a walk that starts with standing up or ends with sitting down): windows
-  anchored at its start and at its end, ``ANCHOR_S`` into it, each median of the lengths.
+  anchored at its start and at its end, ``ANCHOR_S`` into it (at the end with a
+  ``GAIT_EDGE_S`` head edge in the gait); their median counts only if they agree within
+  ``AGREE`` (a drop that grows with the window is a drift through the walk) and the same
+  length of movement before did not climb or descend too (stairs).
 
-A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M``, the trunk leaned
-forward by ``features.TRANSITION_LEAN_DEG`` or more on the way (moving the weight over
-the feet), and the trunk's tilt after the move is within ``MAX_TURN_DEG`` of before (a
-slouch or a recline changes it for good; a sit/stand ends roughly upright as it began).
+A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M`` beyond what the
+change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stairs), the
+trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
+over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
+stand-up ends as upright as it began; slouches, reaches and reclines do not), or
+``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch).
 No fixed duration or velocity profile is assumed. Decisions are made on the window's
 last tick, so they never depend on how the ticks were cut into blocks.
 """
