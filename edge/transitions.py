@@ -68,7 +68,7 @@ class Transition:
     while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)
 def zero_velocity_weights(n: int, edge: int, head_edge: int | None = None) -> np.ndarray:
     """Weights ``h`` (n,) with rise = h @ a (a in m/s² at TICK_HZ over n ticks): velocity
     with zero mean over the first and last ``edge`` ticks (a constant acceleration bias
