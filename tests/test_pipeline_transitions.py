@@ -176,3 +176,31 @@ def test_a_bout_after_lapsed_standing_is_dated_from_the_last_sign_of_standing() 
     events, _, _ = detect_sedentary(sec, active, p)
     assert [e["bout_start"] for e in events if e["type"] == "sitting_alert"] == [
         200.0 + STAND_HOLD_S]
+
+
+def _walk_then(t: np.ndarray, *, stairs: bool) -> SampleChunk:
+    """Walking 10–30 s (hips bobbing 2 cm at 1.8 steps/s), then sitting straight down,
+    or the same walk down a flight of stairs (0.17 m per second) and standing still."""
+    hip_z = np.where((t >= 10) & (t < 30), 0.02 * np.sin(2 * np.pi * 1.8 * (t - 10)), 0.0)
+    flex = np.zeros_like(t)
+    if stairs:
+        hip_z = hip_z - 0.17 * np.clip(t - 10, 0, 20)
+    else:
+        flex += _pulse(t, 30.0, 2.0, 25.0)
+        hip_z = hip_z + _step(t, 30.6, 1.4, -0.4)
+    th = np.radians(flex)
+    x, z = 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
+    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
+    az = az + 1.0
+    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
+                    ax * np.sin(th) + az * np.cos(th)], axis=1)
+    acc += np.random.default_rng(0).normal(0.0, 0.003, acc.shape)
+    return SampleChunk(t + 1000.0, acc)
+
+
+def test_a_sit_down_straight_out_of_a_walk_is_found_and_stairs_are_not_one() -> None:
+    t = np.arange(0.0, 60.0, 1.0 / RATE)
+    got = pushes(_walk_then(t, stairs=False))
+    assert [tr.kind for tr in got] == ["stand_to_sit"]
+    assert 30.0 < got[0].t - 1000.0 < 36.0 and got[0].lift_m < -0.25
+    assert pushes(_walk_then(t, stairs=True)) == []
