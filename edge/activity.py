@@ -30,7 +30,10 @@ LYING_DEG = 50.0
 
 WALK_CLUE_S = 2  # even a few steps put the wearer on their feet ...
 LANDING_S = 6  # ... unless right after a sit-down (its landing bounce can look rhythmic)
-STAND_HOLD_S = 120  # standing with no walking or stand-up this long: no longer known
+STAND_HOLD_S = 75  # standing this long after a sustained walk: no longer known ...
+STRONG_WALK_S = 5  # (a walk this long)
+WEAK_STAND_HOLD_S = 55  # ... after a faint stand-up or a few steps (under a break's 60 s)
+CLEAR_PUSH_M = 0.3  # a stand-up this large is clear
 RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
 RECLINE_CLUE_S = 8
 
@@ -41,6 +44,7 @@ class PostureState:
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
     support_sec: int | None = None  # the last second that showed the wearer on their feet
+    support_hold: int = STAND_HOLD_S  # how long that second keeps standing known
     sat_sec: int | None = None      # the last sit-down's second
     recline_run: int = 0   # consecutive reclined seconds up to last_sec
 
@@ -80,22 +84,31 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
         rrun = run_lengths(reclined & ~walking, sec - prev == 1, st.recline_run)
         st.recline_run = int(rrun[-1])
         clue[rrun >= RECLINE_CLUE_S] = SITTING
+    clear_push = np.zeros(m, bool)
     for tr in transitions:
         i = int(np.searchsorted(sec, int(np.floor(tr.t)), side="right")) - 1
         if i >= 0:
             clue[i] = STANDING if tr.kind == "sit_to_stand" else SITTING
+            clear_push[i] = tr.kind == "sit_to_stand" and abs(tr.lift_m) >= CLEAR_PUSH_M
     last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
     seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
     # standing is only known while something keeps showing it: a walking second or a
     # stand-up; a sit-down missed after it must not leave "standing" for half an hour
+    # (only a sustained walk or a clear stand-up holds it past a break's length: a faint
+    # push or a few steps, which a reach or a seated fidget can fake, lapse before they
+    # make a break)
     support = walking | (clue == STANDING)
+    strong = (walking & (run >= STRONG_WALK_S)) | (clear_push & (clue == STANDING))
+    hold_of = np.where(strong, STAND_HOLD_S, WEAK_STAND_HOLD_S)
     sup_i = np.maximum.accumulate(np.where(support, np.arange(m), -1))
     prior = -(10**12) if st.support_sec is None else st.support_sec
     sup_sec = np.where(sup_i >= 0, sec[np.maximum(sup_i, 0)], prior)
-    lapsed = (seated == STANDING) & (sec - sup_sec > STAND_HOLD_S)
+    hold = np.where(sup_i >= 0, hold_of[np.maximum(sup_i, 0)], st.support_hold)
+    lapsed = (seated == STANDING) & (sec - sup_sec > hold)
     seated = np.where(lapsed, UNKNOWN, seated).astype(np.int8)
     idle_since = np.where(lapsed, sup_sec + 1.0, np.nan)
     st.support_sec = int(sup_sec[-1])
+    st.support_hold = int(hold[-1])
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.seated = int(seated[-1])
     st.last_sec = int(sec[-1])

@@ -1,9 +1,11 @@
 """Calibration-free features: gravity direction, movement, steps and sit/stand pushes.
 
 Everything here is computed from ticks alone (no upright reference needed), so it can run
-while the pipeline is still learning its calibration. Vertical movement is read from the
-*magnitude* of the specific force, which to first order is 1 g plus the vertical
-acceleration whatever the sensor's tilt or mounting.
+while the pipeline is still learning its calibration. For steps, vertical movement is read
+from the *magnitude* of the specific force, which to first order is 1 g plus the vertical
+acceleration whatever the sensor's tilt or mounting; sit/stand pushes
+(`edge.transitions`) use the acceleration along a fast gravity direction instead, which
+fast trunk rotations do not inflate.
 """
 
 from __future__ import annotations
@@ -96,11 +98,6 @@ def _norm_rows(v: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", v, v))
 
 
-def _unit_rows(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.where(n > 0, n, 1.0)
-
-
 class FrontEnd:
     """Streaming filters over ticks, with all state carried across blocks."""
 
@@ -130,12 +127,13 @@ class FrontEnd:
         mag = _norm_rows(acc)[:, None]
         a_vert = mag - self.f_mag.run(mag, starts)             # g, vertical to 1st order
         vert_bp = self.f_step.run(a_vert, starts)[:, 0]
-        up = _unit_rows(self.f_vert.run(acc, starts))
-        vert = (np.einsum("ij,ij->i", acc, up) - 1.0) * G
+        n_fast = _norm_rows(fast)
+        up = self.f_vert.run(acc, starts)   # a gravity direction that keeps up with a push
+        vert = (np.einsum("ij,ij->i", acc, up) / _norm_rows(up) - 1.0) * G
         dyn_mg = _norm_rows(acc - grav) * 1000.0
         with np.errstate(invalid="ignore"):
             moving = self.f_moving.run(dyn_mg[:, None], starts)[:, 0] > MOVING_MG
-        cos = np.einsum("ij,ij->i", fast, slow) / (_norm_rows(fast) * _norm_rows(slow))
+        cos = np.einsum("ij,ij->i", fast, slow) / (n_fast * _norm_rows(slow))
         lean = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         step = self._steps(tk.k, vert_bp, starts)
         return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, vert,

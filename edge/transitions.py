@@ -12,14 +12,20 @@ That removes any constant bias, and the rise is the mean height over the tail ed
 that over the head edge. The estimate is a fixed linear combination of the window's
 accelerations (`zero_velocity_weights`).
 
-* A movement shorter than ``SHORT_S``: one window around all of it.
+* A movement shorter than ``SHORT_S``: one window around all of it; two movements less
+  than ``MERGE_S`` apart are also judged as one first (a slow push pauses mid-way).
 * A longer one (a walk that starts with standing up or ends with sitting down): windows
-  anchored at its start and at its end, ``ANCHOR_S`` into it, each median of the lengths.
+  anchored at its start and at its end, ``ANCHOR_S`` into it (at the end with a
+  ``GAIT_EDGE_S`` head edge in the gait); their median counts only if they agree within
+  ``AGREE`` (a drop that grows with the window is a drift through the walk) and the same
+  length of movement before did not climb or descend too (stairs).
 
-A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M``, the trunk leaned
-forward by ``features.TRANSITION_LEAN_DEG`` or more on the way (moving the weight over
-the feet), and the trunk's tilt after the move is within ``MAX_TURN_DEG`` of before (a
-slouch or a recline changes it for good; a sit/stand ends roughly upright as it began).
+A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M`` beyond what the
+change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stairs), the
+trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
+over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
+stand-up ends as upright as it began; slouches, reaches and reclines do not), or
+``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch).
 No fixed duration or velocity profile is assumed. Decisions are made on the window's
 last tick, so they never depend on how the ticks were cut into blocks.
 """
@@ -36,6 +42,8 @@ from spinesense.edge.filters import TICK_HZ
 RISE_M = 0.2
 DROP_M = 0.2
 EDGE_S = 1.0            # still (or walking) edges around a movement: zero mean velocity
+GAIT_EDGE_S = 2.0       # the head edge at the end of a long movement (a walk): more steps
+AGREE = 2.0             # a long movement's anchored windows must agree within this factor
 MERGE_S = 2.0           # two movements this close are also judged as one
 BRIDGE_S = 0.6          # a pause this short inside a movement does not end it
 SHORT_S = 8.0           # longer movements are judged at their start and end
@@ -60,16 +68,16 @@ class Transition:
     while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
-@lru_cache(maxsize=64)
-def zero_velocity_weights(n: int, edge: int) -> np.ndarray:
+@lru_cache(maxsize=512)
+def zero_velocity_weights(n: int, edge: int, head_edge: int | None = None) -> np.ndarray:
     """Weights ``h`` (n,) with rise = h @ a (a in m/s² at TICK_HZ over n ticks): velocity
     with zero mean over the first and last ``edge`` ticks (a constant acceleration bias
     and the initial velocity are fitted away), rise = mean position over the last
-    ``edge`` ticks minus that over the first."""
+    ``edge`` ticks minus that over the first (``head_edge`` ticks, if given)."""
     dt = 1.0 / TICK_HZ
     v = np.tril(np.ones((n, n))) * dt               # v[i] for a unit impulse at j
     t = np.arange(n) * dt
-    head, tail = slice(0, edge), slice(n - edge, n)
+    head, tail = slice(0, edge if head_edge is None else head_edge), slice(n - edge, n)
     vh, vt = v[head].mean(0), v[tail].mean(0)
     th, tt = t[head].mean(), t[tail].mean()
     slope = (vt - vh) / (tt - th)
@@ -101,6 +109,7 @@ class PushDetector:
         self._long_done = False            # its start-anchored judgement is queued
         self._pending: list[_Job] = []
         self.merge = round(MERGE_S * TICK_HZ)
+        self.gait_edge = round(GAIT_EDGE_S * TICK_HZ)
         self._prev: tuple[int, int] | None = None  # the last movement ended
 
     def feed(self, k: np.ndarray, valid: np.ndarray, vert: np.ndarray, moving: np.ndarray,
@@ -170,7 +179,8 @@ class PushDetector:
         else:
             far = max(self.anchors)
             self._pending.append(_Job([(e - n, e + self.edge) for n in self.anchors],
-                                      e - far, e, at, (e - 2 * far, e - far + self.edge)))
+                                      e - far, e, at, (e - 2 * far, e - far + self.edge),
+                                      head=self.gait_edge))
 
     def _judge(self, ctx: dict[str, np.ndarray], job: _Job) -> list[Transition]:
         kk = ctx["k"]
@@ -179,12 +189,16 @@ class PushDetector:
             i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
             if j - i != hi - lo or not ctx["valid"][i:j].all():
                 continue  # a gap in the window: no judgement
-            rises.append(float(zero_velocity_weights(hi - lo, self.edge) @ ctx["vert"][i:j]))
+            rises.append(float(zero_velocity_weights(hi - lo, self.edge, job.head)
+                               @ ctx["vert"][i:j]))
         if not rises:
             return []
         rise = float(np.median(rises))
         if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
             return []
+        mags = np.abs(rises)
+        if len(rises) > 1 and (min(rises) * max(rises) <= 0 or mags.max() > AGREE * mags.min()):
+            return []  # grows with the window: a drift through the walk, not one push
         if job.before is not None:  # the movement before it climbed or descended too:
             lo, hi = job.before     # stairs, not a sit/stand
             i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
@@ -222,3 +236,4 @@ class _Job:
     at: int                         # the tick on which it is judged (all ticks here)
     before: tuple[int, int] | None = None  # the same length of movement before it
     whole: bool = False             # two movements judged as one
+    head: int | None = None         # a longer head edge (it lies in a walk)
