@@ -9,7 +9,12 @@ What an upper-back sensor can and cannot tell:
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
   standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
-  clue, or after a long gap, the answer is ``unknown``, not a guess.
+  clue, or after a long gap, the answer is ``unknown``, not a guess. Standing must keep
+  being shown: without walking or a stand-up it lapses into ``unknown`` (sedentary)
+  after ``STAND_HOLD_S`` (a sustained walk or a clear push) or ``WEAK_STAND_HOLD_S`` (a
+  faint push or a few steps, which a reach or a fidget can fake: under a 60-s break), so
+  a missed sit-down is not "standing" for half an hour; the bout is then dated from the
+  last second that showed the wearer on their feet.
 
 Vectorised: the clues are written into a per-second array and forward-filled.
 """
