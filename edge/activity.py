@@ -9,7 +9,12 @@ What an upper-back sensor can and cannot tell:
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
   standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
-  clue, or after a long gap, the answer is ``unknown``, not a guess.
+  clue, or after a long gap, the answer is ``unknown``, not a guess. Standing must keep
+  being shown: without walking or a stand-up it lapses into ``unknown`` (sedentary)
+  after ``STAND_HOLD_S`` (a sustained walk or a clear push) or ``WEAK_STAND_HOLD_S`` (a
+  faint push or a few steps, which a reach or a fidget can fake: under a 60-s break), so
+  a missed sit-down is not "standing" for half an hour; the bout is then dated from the
+  last second that showed the wearer on their feet.
 
 Vectorised: the clues are written into a per-second array and forward-filled.
 """
@@ -30,7 +35,7 @@ LYING_DEG = 50.0
 
 WALK_CLUE_S = 2  # even a few steps put the wearer on their feet ...
 LANDING_S = 6  # ... unless right after a sit-down (its landing bounce can look rhythmic)
-STAND_HOLD_S = 75  # standing this long after a sustained walk: no longer known ...
+STAND_HOLD_S = 65  # standing this long after a sustained walk: no longer known (over break_s) ...
 STRONG_WALK_S = 5  # (a walk this long)
 WEAK_STAND_HOLD_S = 55  # ... after a faint stand-up or a few steps (under a break's 60 s)
 CLEAR_PUSH_M = 0.3  # a stand-up this large is clear
