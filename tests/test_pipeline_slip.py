@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_feed import feed_in_chunks
 from test_pipeline_calibration import _config, _mount_of, _on_the_wire
 
 from spinesense.edge.calibration import Calibration, angle_deg
@@ -77,3 +78,14 @@ def test_flexion_correction_keeps_only_what_a_slip_of_that_size_can_do() -> None
     assert flexion_correction(None, 20.0, 10.0) == 0.0               # implausible
     r = rotation_between(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
     np.testing.assert_allclose(r @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [[100], [997, 13, 4000, 250]])
+def test_a_slip_is_decided_the_same_whatever_the_chunking(sizes: list[int]) -> None:
+    sim = simulate("walking", 5, duration_s=1200)
+    chunk = _slipped(sim, 500.0, -22.0, [-0.1, 0.2, 1.0])
+    cal = sim.truth["calibration"]
+    window = (cal["start"], cal["end"])
+    ref = feed_in_chunks(chunk, [len(chunk)], window)
+    assert any(r["type"] == "clip_moved" for r in ref)
+    assert feed_in_chunks(chunk, sizes, window) == ref
