@@ -154,7 +154,7 @@ class MountTracker:
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
     _walked: bool = False          # the first walk (the stale check) was seen
-    slip: SlipWatch = field(init=False)
+    slip: SlipWatch | None = field(init=False)  # None: the board is not on the back
     _slips: list[SlipDecision] = field(default_factory=list)  # decided, not yet applied
     _run: int = 0                 # consecutive walking seconds
     _last_sec: int = -(10**12)
@@ -162,7 +162,10 @@ class MountTracker:
     def __post_init__(self) -> None:
         assert self.cal.forward is not None
         self.ref = self.cal.forward.copy()  # auto: the back-out guess, +z projected
-        self.slip = SlipWatch(up=self.cal.up.copy())
+        # a slip is a turn about the board normal: without a board lying on the back
+        # (a sensor on a desk, z up) there is no such axis and nothing to watch
+        on_back = normal_to_upright_deg(self.cal.up) >= 90.0 - MAX_NORMAL_TILT_DEG
+        self.slip = SlipWatch(up=self.cal.up.copy()) if on_back else None
 
     @property
     def agreement(self) -> float:
@@ -185,7 +188,8 @@ class MountTracker:
         run = run_lengths(sf.walking.astype(bool), sec - prev == 1, self._run)
         norms = np.linalg.norm(sf.grav, axis=1)
         gu = sf.grav / np.where(norms > 0, norms, 1.0)[:, None]
-        self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool))
+        if self.slip is not None:
+            self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool))
         marks = np.zeros(m, bool)
         marks[run >= WALK_RUN_S] = True
         for dec in self._slips:  # applied before the first second after its window
