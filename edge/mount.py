@@ -42,6 +42,7 @@ import numpy as np
 from spinesense.edge.calibration import (
     MAX_NORMAL_TILT_DEG,
     Calibration,
+    angle_deg,
     board_axis,
     forward_from_mount,
     normal_to_upright_deg,
@@ -73,10 +74,6 @@ UNSURE_AGREEMENT = 0.4
 def unit_or_none(v: np.ndarray) -> np.ndarray | None:
     n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
     return v / n if n > 1e-9 and math.isfinite(n) else None
-
-
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
 
 
 def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
@@ -298,13 +295,13 @@ class MountTracker:
         self._walk_sum, self._walk_n = np.zeros(3), 0
         if mean is None:
             return None
+        off = angle_deg(mean, self.cal.up)
         if not self._walked:
             self._walked = True
-            off = _angle(mean, self.cal.up)
             if off > self.stale_deg and not self._walking_lean(mean):
                 # the calibration is wrong, or the clip moved early
                 return self._stale(s, rotation_between(self.cal.up, mean), off)
-        if self.walk_weight < WALK_MAX_WEIGHT and _angle(mean, self.cal.up) >= WALK_LEAN_DEG:
+        if self.walk_weight < WALK_MAX_WEIGHT and off >= WALK_LEAN_DEG:
             self.walk_weight += WALK_WEIGHT
             self._evidence(mean - self.cal.up, WALK_WEIGHT)
         return None
