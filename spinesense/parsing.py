@@ -78,12 +78,17 @@ def parse_positive(text: str) -> float:
     return value
 
 
+def _whole(text: str, name: str) -> int:
+    """``text`` as an int; ``name`` is how the error calls it."""
+    try:
+        return int(text)
+    except ValueError:
+        raise BadValue(f"{name} is not a whole number") from None
+
+
 def parse_seed(text: str) -> int:
     """A random seed: a whole number >= 0 (what numpy's generators accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadValue(f"seed {text!r} is not a whole number") from None
+    value = _whole(text, f"seed {text!r}")
     if value < 0:
         raise BadValue(f"seed {text!r} must be >= 0")
     return value
@@ -91,10 +96,7 @@ def parse_seed(text: str) -> int:
 
 def parse_count(text: str) -> int:
     """A count of things: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadValue(f"{text!r} is not a whole number") from None
+    value = _whole(text, repr(text))
     if value < 1:
         raise BadValue(f"{text!r} must be at least 1")
     return value
