@@ -41,6 +41,22 @@ def chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
          *args], capture_output=True, text=True, timeout=120, check=True)
 
 
+def render_in_chromium(page: str, out: Path, tmp: Path, shot_name: str,
+                       size: tuple[int, int]) -> Path:
+    """The page in a real browser: every <img> decodes (naturalWidth > 0), and a
+    screenshot of ``size`` is not blank. Returns the screenshot."""
+    check = tmp / "check.html"
+    check.write_text(page.replace("</body>", CHECK_SCRIPT))
+    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", check.as_uri()], tmp).stdout
+    assert "<title>images 3/3 loaded</title>" in dom
+    shot = tmp / shot_name
+    chromium([f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}", out.as_uri()],
+             tmp)
+    assert png_size(shot.read_bytes()) == size
+    assert shot.stat().st_size > 60_000, "a blank page compresses to almost nothing"
+    return shot
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     return struct.unpack(">II", data[16:24])
@@ -76,16 +92,7 @@ def test_report_from_recording_renders_in_chromium(recording, tmp_path: Path) ->
         w, h = png_size(base64.b64decode(b64))
         assert w >= 800 and h >= 200
     assert "http://" not in page and "https://" not in page, "self-contained: no fetches"
-    # the page in a real browser: every <img> decoded (naturalWidth > 0)
-    check = tmp_path / "check.html"
-    check.write_text(page.replace("</body>", CHECK_SCRIPT))
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", check.as_uri()],
-                   tmp_path).stdout
-    assert "<title>images 3/3 loaded</title>" in dom
-    shot = tmp_path / "shot.png"
-    chromium([f"--screenshot={shot}", "--window-size=1280,1600", out.as_uri()], tmp_path)
-    assert png_size(shot.read_bytes()) == (1280, 1600)
-    assert shot.stat().st_size > 60_000, "a blank page compresses to almost nothing"
+    render_in_chromium(page, out, tmp_path, "shot.png", (1280, 1600))
 
 
 def test_report_numbers_agree_between_recording_and_influxdb(
@@ -201,15 +208,7 @@ def test_three_day_recording_has_dates_and_a_day_table(three_days, tmp_path: Pat
     assert sum(int(r[2]) for r in rows) == total > 0
     assert "Unknown (grey)" in page and "Each bar fills its hour" in page
     # in a real browser: every plot decodes; and the screenshot docs/report-3day.png is
-    check = tmp_path / "check.html"
-    check.write_text(page.replace("</body>", CHECK_SCRIPT))
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", check.as_uri()],
-                   tmp_path).stdout
-    assert "<title>images 3/3 loaded</title>" in dom
-    shot = tmp_path / "report-3day.png"
-    chromium([f"--screenshot={shot}", "--window-size=1280,1900", out.as_uri()], tmp_path)
-    assert png_size(shot.read_bytes()) == (1280, 1900)
-    assert shot.stat().st_size > 60_000, "a blank page compresses to almost nothing"
+    shot = render_in_chromium(page, out, tmp_path, "report-3day.png", (1280, 1900))
     if os.environ.get("SPINESENSE_UPDATE_DOCS"):  # how docs/report-3day.png is made
         shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "docs/report-3day.png")
 
