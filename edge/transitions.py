@@ -152,8 +152,7 @@ class PushDetector:
                         found_at.add(job.at)
         kk = ctx["k"]
         keep = max(0, len(kk) - self.keep)
-        need = [j.windows[0][0] for j in self._pending] + [
-            min(lo for lo, _ in j.windows) for j in self._pending]
+        need = [min(lo for lo, _ in j.windows) for j in self._pending]
         if self._start is not None and not self._long_done:
             need.append(self._start - self.edge)
         if need:
