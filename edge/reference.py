@@ -80,6 +80,8 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
 
     def slouch_tick(k: int, flex: float, blocked: bool) -> None:
         nonlocal phase, onset_k, alert_k
+        if phase == 3 and not flex >= params.release_deg:  # back upright (or a gap)
+            phase = 0
         above = (not blocked) and flex > params.threshold_deg
         if phase == 1 and not above:
             phase = 0
@@ -93,7 +95,7 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
         if phase == 2 and (blocked or not flex >= params.release_deg):
             events.append({"type": "slouch_end", "t": k / TICK_HZ,
                            "onset": onset_k / TICK_HZ, "alert_t": alert_k / TICK_HZ})
-            phase = 0
+            phase = 3 if blocked and flex >= params.release_deg else 0  # walking: re-arm upright
 
     def periodic(end_k: int) -> bool:
         """Peak normalised autocorrelation at a step lag over the window ending there."""

@@ -9,6 +9,13 @@ the onset, so a reach shorter than the delay never alerts. Ticks that are *block
 is cancelled and a running episode ends there (``reason`` says why). Reclining is
 negative flexion and can never pass a positive threshold.
 
+One buzz per slouch: an episode that walking or lying ended (rather than a return below
+the release) re-arms only once flexion has come back below the release. Someone who
+really stood up and walked away came back to upright on the way; a "walk" or "lie"
+read while the trunk stays bent (a knock or a rhythmic shuffle in the chair, a deep
+slouch crossing the lying angle) is the same slouch going on, not a new one. A gap
+re-arms too: nothing is known about what happened inside it.
+
 Only threshold crossings are looped over in Python; the ticks between them are handled
 with numpy, so the cost is per event, not per sample.
 """
@@ -23,8 +30,9 @@ import numpy as np
 
 from spinesense.edge.filters import TICK_HZ
 
-IDLE, PENDING, ALERTED = 0, 1, 2
+IDLE, PENDING, ALERTED, LATCHED = 0, 1, 2, 3  # LATCHED: ended by activity, not re-armed
 BLOCK_REASONS = ("released", "gap", "walking", "lying", "uncalibrated")
+LATCHING = (2, 3)  # block codes (walking, lying) after which a return to upright re-arms
 Q = 10_000  # flexion sums are kept in 1e-4 degree integers: exact whatever the chunking
 
 
@@ -85,6 +93,8 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
     idx_above = np.flatnonzero(above)
     idx_not_above = np.flatnonzero(~above)
     idx_release = np.flatnonzero(below_release)
+    with np.errstate(invalid="ignore"):  # NaN (a gap marker) re-arms too
+        idx_rearm = np.flatnonzero(~(flex >= params.release_deg) | (block == 1))
     d = params.delay_ticks
     i = 0
 
@@ -95,6 +105,12 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
             st.peak = max(st.peak, float(np.max(flex[lo:hi])))
 
     while i < n:
+        if st.phase == LATCHED:
+            j = _next(idx_rearm, i, n)
+            if j >= n:
+                break
+            st.phase = IDLE
+            i = j
         if st.phase == IDLE:
             j = _next(idx_above, i, n)
             if j >= n:
@@ -127,7 +143,7 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
             if e >= n:
                 break
             res.events.append(_end_event(st, int(k[e]), BLOCK_REASONS[int(block[e])]))
-            st.phase = IDLE
+            st.phase = LATCHED if int(block[e]) in LATCHING else IDLE
             i = e
     return res, st
 
