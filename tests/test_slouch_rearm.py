@@ -1,0 +1,79 @@
+"""One buzz per slouch: after walking or lying ended an episode, the slouch state machine
+re-arms only once flexion came back below the release (or a gap intervened)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinesense.edge.filters import TICK_HZ
+from spinesense.edge.slouch import BLOCK_REASONS, SlouchParams, detect_slouch
+
+
+def hold(*parts: tuple[float, float]) -> np.ndarray:
+    """Piecewise-constant flexion: (degrees, seconds) pairs at the tick rate."""
+    return np.concatenate([np.full(round(s * TICK_HZ), d, float) for d, s in parts])
+
+
+def blocked(n: int, reason: str, *spans: tuple[float, float]) -> np.ndarray:
+    block = np.zeros(n, np.int8)
+    for a, b in spans:
+        block[round(a * TICK_HZ):round(b * TICK_HZ)] = BLOCK_REASONS.index(reason)
+    return block
+
+
+def run(flex: np.ndarray, block: np.ndarray) -> list[tuple[str, float, str]]:
+    k = np.arange(len(flex), dtype=np.int64)
+    res, _ = detect_slouch(k, flex, block, SlouchParams())
+    return [(e["type"], e["t"], e.get("reason", "")) for e in res.events]
+
+
+@pytest.mark.parametrize("reason", ["walking", "lying"])
+def test_a_blip_of_activity_in_a_held_slouch_does_not_buzz_again(reason: str) -> None:
+    flex = hold((0, 5), (25, 60), (5, 5))  # slouched from 5 s to 65 s
+    ev = run(flex, blocked(len(flex), reason, (30, 32)))
+    assert ev == [("slouch_start", 10.0, ""), ("slouch_end", 30.0, reason)]
+
+
+def test_a_return_to_upright_after_a_walk_re_arms() -> None:
+    # walked upright (flexion 5°) and came back to slouch: that is a new slouch
+    flex = hold((0, 5), (25, 25), (5, 10), (25, 20), (0, 5))
+    ev = run(flex, blocked(len(flex), "walking", (28, 40)))
+    assert [(t, r) for _, t, r in ev] == [(10.0, ""), (28.0, "walking"), (45.0, ""),
+                                          (60.0, "released")]
+
+
+def test_walking_bent_then_upright_for_a_moment_re_arms() -> None:
+    # the re-arming return to upright may happen while still walking
+    flex = hold((0, 5), (25, 25), (25, 3), (8, 1), (25, 20), (0, 1))
+    ev = run(flex, blocked(len(flex), "walking", (30, 34)))
+    assert [t for _, t, _ in ev] == [10.0, 30.0, 39.0, 54.0]
+
+
+def test_a_gap_re_arms_after_an_activity_end() -> None:
+    flex = hold((0, 5), (25, 60), (5, 5))
+    block = blocked(len(flex), "walking", (30, 32))
+    block[round(40 * TICK_HZ)] = BLOCK_REASONS.index("gap")
+    flex[round(40 * TICK_HZ)] = np.nan
+    ev = run(flex, block)
+    assert [t for _, t, _ in ev] == [10.0, 30.0, 45.04, 65.0]
+
+
+@pytest.mark.parametrize("cuts", [[1], [7, 130, 131], list(range(29, 6000, 29))])
+def test_the_re_arm_state_carries_across_blocks(cuts: list[int]) -> None:
+    rng = np.random.default_rng(3)
+    tt = np.arange(6000) / TICK_HZ
+    flex = 10 + 16 * np.sin(2 * np.pi * tt / 60) + rng.normal(0, 2, len(tt))
+    block = np.zeros(len(tt), np.int8)
+    for start in rng.integers(0, len(tt) - 100, 12):
+        block[start:start + rng.integers(20, 100)] = rng.choice([2, 3])
+    k = np.arange(len(flex), dtype=np.int64)
+    whole, _ = detect_slouch(k, flex, block, SlouchParams())
+    latched = [e for e in whole.events if e.get("reason") in ("walking", "lying")
+               and flex[round(e["t"] * TICK_HZ)] > 15]
+    assert len(latched) >= 2
+    st, parts = None, []
+    for a, b in zip([0, *cuts], [*cuts, len(flex)], strict=True):
+        res, st = detect_slouch(k[a:b], flex[a:b], block[a:b], SlouchParams(), st)
+        parts += res.events
+    assert parts == whole.events
