@@ -308,12 +308,12 @@ class MountTracker:
 
     def _walking_lean(self, mean: np.ndarray) -> bool:
         """Walking that leans forward, not sideways, by no more than stairs do: a
-        person's gait on a right calibration, not a stale one."""
-        if not self.cal.signed:
-            return False
+        person's gait on a right calibration, not a stale one. With the sign not known
+        yet (``mount = "auto"``) a sagittal lean of that size either way counts: stairs
+        up must not re-anchor a right upright onto a 20° lean."""
         flex, lat = self.cal.angles(mean[None])
-        return 0.0 <= float(flex[0]) <= WALK_MAX_LEAN_DEG and abs(float(lat[0])) <= \
-            WALK_MAX_SIDE_DEG
+        f = float(flex[0]) if self.cal.signed else abs(float(flex[0]))
+        return 0.0 <= f <= WALK_MAX_LEAN_DEG and abs(float(lat[0])) <= WALK_MAX_SIDE_DEG
 
     def _slipped(self, dec: SlipDecision) -> Change:
         """Re-anchor on a clip slip (`edge.slip`): upright turns by the slip's rotation;
