@@ -21,7 +21,7 @@ from spinesense.edge.calibration import Calibration
 from spinesense.edge.detectors import GYRO_HIGHPASS_HZ
 from spinesense.edge.features import STEP_BAND_HZ, STEP_MIN_G, STEP_MIN_INTERVAL_S
 from spinesense.edge.filters import TICK_HZ, TICK_S, bandpass, lowpass
-from spinesense.edge.slouch import SlouchParams
+from spinesense.edge.slouch import RETURN_MARGIN_DEG, SlouchParams
 from spinesense.samples import SampleChunk
 
 
@@ -74,14 +74,51 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
     sec_steps, sec_sq, sec_n = 0, 0.0, 0
     prev = (-(10**12), 0.0, 0)  # (second, mean square band value, rhythmic run)
     bp_hist: dict[int, float] = {}  # band-passed vertical acceleration, last seconds
-    # slouch state
+    # slouch state (phases as in edge/slouch.py: 0 idle, 1 pending, 2 alerted,
+    # 3 latched after walking, 4 releasing)
     phase, onset_k, alert_k = 0, 0, 0
+    low_k: int | None = None
     delay = params.delay_ticks
+    hold = params.hold_ticks
+    deep = params.release_deg - RETURN_MARGIN_DEG
+
+    def end_episode(k: int, flex: float, walking: bool) -> None:
+        nonlocal phase, low_k
+        events.append({"type": "slouch_end", "t": k / TICK_HZ,
+                       "onset": onset_k / TICK_HZ, "alert_t": alert_k / TICK_HZ})
+        phase = 3 if walking else 0
+        if phase == 0 or flex >= params.release_deg:
+            low_k = None
+        elif low_k is None:
+            low_k = k
 
     def slouch_tick(k: int, flex: float, blocked: bool) -> None:
-        nonlocal phase, onset_k, alert_k
-        if phase == 3 and not flex >= params.release_deg:  # back upright (or a gap)
-            phase = 0
+        nonlocal phase, onset_k, alert_k, low_k
+        gap = math.isnan(flex)
+        low = not flex >= params.release_deg
+        if phase == 2 and (blocked or low):
+            if blocked:
+                end_episode(k, flex, not gap)
+            else:
+                phase, low_k = 4, k
+        if phase == 4:
+            if flex >= params.release_deg:
+                phase, low_k = 2, None
+                if blocked:
+                    end_episode(k, flex, not gap)
+            elif blocked:
+                end_episode(k, flex, not gap)
+            elif flex < deep or k >= low_k + hold:  # type: ignore[operator]
+                end_episode(k, flex, False)
+        if phase == 3:
+            if gap:
+                phase, low_k = 0, None
+            elif not low:
+                low_k = None
+            else:
+                low_k = k if low_k is None else low_k
+                if flex < deep or k >= low_k + hold:
+                    phase, low_k = 0, None
         above = (not blocked) and flex > params.threshold_deg
         if phase == 1 and not above:
             phase = 0
@@ -91,11 +128,6 @@ def run_reference(chunk: SampleChunk, cal: Calibration, *, gap_s: float = 0.5,
             phase, alert_k = 2, k
             events.append({"type": "slouch_start", "t": k / TICK_HZ,
                            "onset": onset_k / TICK_HZ})
-            return
-        if phase == 2 and (blocked or not flex >= params.release_deg):
-            events.append({"type": "slouch_end", "t": k / TICK_HZ,
-                           "onset": onset_k / TICK_HZ, "alert_t": alert_k / TICK_HZ})
-            phase = 3 if blocked and flex >= params.release_deg else 0  # walking: re-arm upright
 
     def periodic(end_k: int) -> bool:
         """Peak normalised autocorrelation at a step lag over the window ending there."""

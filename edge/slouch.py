@@ -9,12 +9,16 @@ the onset, so a reach shorter than the delay never alerts. Ticks that are *block
 is cancelled and a running episode ends there (``reason`` says why). Reclining is
 negative flexion and can never pass a positive threshold.
 
-One buzz per slouch: an episode that walking or lying ended (rather than a return below
-the release) re-arms only once flexion has come back below the release. Someone who
-really stood up and walked away came back to upright on the way; a "walk" or "lie"
-read while the trunk stays bent (a knock or a rhythmic shuffle in the chair, a deep
-slouch crossing the lying angle) is the same slouch going on, not a new one. A gap
-re-arms too: nothing is known about what happened inside it.
+One buzz per slouch, a new one only after a *real return* to upright: flexion below
+the release by ``RETURN_MARGIN_DEG`` (more than the estimation noise), or below the
+release for ``RETURN_HOLD_S``. A shallow blip under the release (a 0.2 s dip to 11.5°)
+does not end an episode: the end waits, at most ``RETURN_HOLD_S``, for the return to be
+real, and the episode goes on if flexion comes back first. An episode that walking or
+lying ended re-arms only after a real return too: someone who stood up and walked away
+came back to upright on the way; a "walk" or "lie" read while the trunk stays bent (a
+knock or a rhythmic shuffle in the chair, a deep slouch crossing the lying angle) is
+the same slouch going on. A gap ends an episode at once and re-arms: nothing is known
+about what happened inside it.
 
 Only threshold crossings are looped over in Python; the ticks between them are handled
 with numpy, so the cost is per event, not per sample.
@@ -30,9 +34,13 @@ import numpy as np
 
 from spinesense.edge.filters import TICK_HZ
 
-IDLE, PENDING, ALERTED, LATCHED = 0, 1, 2, 3  # LATCHED: ended by activity, not re-armed
+# RELEASING: alerted and under the release, the return not yet real; LATCHED: ended by
+# walking or lying, waiting for a real return before a new episode may start
+IDLE, PENDING, ALERTED, LATCHED, RELEASING = 0, 1, 2, 3, 4
 BLOCK_REASONS = ("released", "gap", "walking", "lying", "uncalibrated")
-LATCHING = (2, 3)  # block codes (walking, lying) after which a return to upright re-arms
+LATCHING = (2, 3)  # block codes (walking, lying) after which a real return re-arms
+RETURN_MARGIN_DEG = 3.0  # below the release by this much: a real return at once
+RETURN_HOLD_S = 1.0      # ... or below the release for this long
 Q = 10_000  # flexion sums are kept in 1e-4 degree integers: exact whatever the chunking
 
 
@@ -46,6 +54,10 @@ class SlouchParams:
     def delay_ticks(self) -> int:
         return max(0, math.ceil(self.delay_s * TICK_HZ - 1e-6))
 
+    @property
+    def hold_ticks(self) -> int:
+        return max(0, math.ceil(RETURN_HOLD_S * TICK_HZ - 1e-6))
+
 
 @dataclass
 class SlouchState:
@@ -56,6 +68,7 @@ class SlouchState:
     sum_q: int = 0
     count: int = 0
     episodes: int = 0
+    low_k: int | None = None  # first tick of the current run under the release
 
 
 @dataclass
@@ -93,10 +106,25 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
     idx_above = np.flatnonzero(above)
     idx_not_above = np.flatnonzero(~above)
     idx_release = np.flatnonzero(below_release)
-    with np.errstate(invalid="ignore"):  # NaN (a gap marker) re-arms too
-        idx_rearm = np.flatnonzero(~(flex >= params.release_deg) | (block == 1))
+    with np.errstate(invalid="ignore"):
+        idx_back = np.flatnonzero(flex >= params.release_deg)
+        idx_low = np.flatnonzero(~(flex >= params.release_deg))  # NaN (gap) included
+        idx_deep = np.flatnonzero(flex < params.release_deg - RETURN_MARGIN_DEG)
+    idx_gap = np.flatnonzero(block == 1)
+    idx_blocked = np.flatnonzero(blocked)
     d = params.delay_ticks
     i = 0
+
+    def returned(lo: int, *, ends_on: np.ndarray) -> tuple[int, str]:
+        """From ``lo`` on, under the release since tick ``st.low_k``: the first index
+        where flexion came back (``back``), a tick of ``ends_on`` came (``blocked``), or
+        the return became real (``real``); (n, "") if none within this block."""
+        low_k = st.low_k if st.low_k is not None else int(k[lo])
+        hold = int(np.searchsorted(k, low_k + params.hold_ticks))
+        cands = ((_next(idx_back, lo, n), 0, "back"), (_next(ends_on, lo, n), 1, "blocked"),
+                 (min(_next(idx_deep, lo, n), hold), 2, "real"))
+        j, _, what = min(cands)  # on the same tick: back, then blocked, then real
+        return (j, what) if j < n else (n, "")
 
     def accumulate(lo: int, hi: int) -> None:
         if hi > lo:
@@ -106,11 +134,18 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
 
     while i < n:
         if st.phase == LATCHED:
-            j = _next(idx_rearm, i, n)
-            if j >= n:
+            if st.low_k is None:
+                j = _next(idx_low, i, n)
+                if j >= n:
+                    break
+                st.low_k, i = int(k[j]), j
+            j, what = returned(i, ends_on=idx_gap)
+            if what == "":
                 break
-            st.phase = IDLE
-            i = j
+            st.low_k, i = None, j
+            if what == "back":
+                continue
+            st.phase = IDLE  # a real return (or a gap): re-armed
         if st.phase == IDLE:
             j = _next(idx_above, i, n)
             if j >= n:
@@ -142,10 +177,37 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
             alerted[i:e] = True
             if e >= n:
                 break
-            res.events.append(_end_event(st, int(k[e]), BLOCK_REASONS[int(block[e])]))
-            st.phase = LATCHED if int(block[e]) in LATCHING else IDLE
             i = e
+            if blocked[e]:
+                _end(st, res, int(k[e]), int(block[e]), flex[e], params)
+                continue
+            st.phase, st.low_k = RELEASING, int(k[e])
+        if st.phase == RELEASING:
+            j, what = returned(i, ends_on=idx_blocked)
+            accumulate(i, j)
+            alerted[i:j] = True
+            if what == "":
+                break
+            i = j
+            if what == "back":
+                st.phase, st.low_k = ALERTED, None
+            elif what == "blocked":
+                _end(st, res, int(k[j]), int(block[j]), flex[j], params)
+            else:
+                _end(st, res, int(k[j]), 0, flex[j], params)
     return res, st
+
+
+def _end(st: SlouchState, res: SlouchResult, end_k: int, code: int, flex: float,
+         params: SlouchParams) -> None:
+    """End the running episode at ``end_k`` for block ``code`` (0: a real return)."""
+    res.events.append(_end_event(st, end_k, BLOCK_REASONS[code]))
+    st.phase = LATCHED if code in LATCHING else IDLE
+    below = not flex >= params.release_deg  # a run under the release goes on
+    if st.phase != LATCHED or not below:
+        st.low_k = None
+    elif st.low_k is None:
+        st.low_k = end_k
 
 
 def _end_event(st: SlouchState, end_k: int, reason: str) -> dict[str, Any]:
@@ -158,7 +220,8 @@ def _end_event(st: SlouchState, end_k: int, reason: str) -> dict[str, Any]:
 
 def close_open(st: SlouchState, end_k: int) -> list[dict[str, Any]]:
     """At the end of the data: end a running episode (reason ``end_of_data``)."""
-    if st.phase == ALERTED:
+    st.low_k = None
+    if st.phase in (ALERTED, RELEASING):
         st.phase = IDLE
         return [_end_event(st, end_k, "end_of_data")]
     st.phase = IDLE

@@ -143,7 +143,9 @@ def test_slouch_alerts_after_the_delay_and_ends_below_release() -> None:
     ev, _ = run_slouch(hold((0, 10), (20, 12), (13, 5), (11, 5)))
     assert [e["type"] for e in ev] == ["slouch_start", "slouch_end"]
     assert ev[0]["onset"] == 10.0 and ev[0]["t"] == 15.0
-    assert ev[1]["t"] == 27.0 and ev[1]["reason"] == "released"  # 13° is above release
+    # 13° is above release; 11° is under it but within the noise margin: the end comes
+    # once it has held for RETURN_HOLD_S (1 s)
+    assert ev[1]["t"] == 28.0 and ev[1]["reason"] == "released"
     assert ev[1]["peak_deg"] == 20.0 and 13.0 < ev[1]["mean_deg"] < 20.0
 
 

@@ -77,3 +77,27 @@ def test_the_re_arm_state_carries_across_blocks(cuts: list[int]) -> None:
         res, st = detect_slouch(k[a:b], flex[a:b], block[a:b], SlouchParams(), st)
         parts += res.events
     assert parts == whole.events
+
+
+def test_a_shallow_blip_under_the_release_does_not_end_the_slouch() -> None:
+    # 0.2 s at 11° (within the noise margin of the 12° release): the same slouch
+    flex = hold((0, 5), (25, 20), (11, 0.2), (25, 20), (0, 5))
+    ev = run(flex, np.zeros(len(flex), np.int8))
+    assert ev == [("slouch_start", 10.0, ""), ("slouch_end", 45.2, "released")]
+
+
+def test_a_real_return_ends_at_once_when_deep_or_after_the_hold() -> None:
+    deep = hold((0, 5), (25, 20), (8, 0.2), (25, 20), (0, 5))  # 8°: 4° under the release
+    ev = run(deep, np.zeros(len(deep), np.int8))
+    assert [t for _, t, _ in ev] == [10.0, 25.0, 30.2, 45.2]
+    held = hold((0, 5), (25, 20), (11, 1.6), (25, 20), (0, 5))  # 11° held for 1.6 s
+    ev = run(held, np.zeros(len(held), np.int8))
+    assert [t for _, t, _ in ev] == [10.0, 26.0, 31.6, 46.6]
+
+
+def test_walking_during_the_wait_for_a_real_return_ends_the_episode() -> None:
+    flex = hold((0, 5), (25, 20), (11, 3), (25, 20), (0, 5))
+    ev = run(flex, blocked(len(flex), "walking", (25.4, 28)))
+    # ends with the walk, then 11° held 1 s (from 25 s) is a real return: re-armed
+    assert [(t, r) for _, t, r in ev] == [(10.0, ""), (25.4, "walking"), (33.0, ""),
+                                          (48.0, "released")]
