@@ -124,12 +124,14 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
                              clear_push & (clue == STANDING))
     hold = np.where(sup_i >= 0, hold_at[np.maximum(sup_i, 0)], prior_hold)
     lapsed = (seated == STANDING) & (sec - sup_sec > hold)
+    st.seated = int(seated[-1])  # before the lapse: the next block lapses (and dates) alike
     seated = np.where(lapsed, UNKNOWN, seated).astype(np.int8)
     idle_since = np.where(lapsed, sup_sec + 1.0, np.nan)
     st.support_sec = int(sup_sec[-1])
     st.support_hold = int(hold[-1])
+    # nobody lies down straight from standing: a standing deep bend is not lying
+    lying &= (lrun >= LYING_CLUE_S) | (seated != STANDING)
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
-    st.seated = int(seated[-1])
     st.last_sec = int(sec[-1])
     return posture, idle_since, st
 
