@@ -3,20 +3,24 @@
 What an upper-back sensor can and cannot tell:
 
 * walking: rhythmic vertical acceleration with steps (measured directly);
-* lying: the trunk far from upright (more than ``LYING_DEG``; measured directly);
+* lying: the trunk far from upright (more than ``LYING_DEG``; measured directly), unless
+  the wearer is standing and it is brief (a deep bend: nobody lies down from standing);
 * reclining: held ``RECLINE_CLUE_DEG`` or more back of upright for ``RECLINE_CLUE_S``
   means sitting (against a backrest; nobody stands leaning back like that);
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
-  standing, a stand-to-sit drop (or getting up from lying) means sitting. Before any such
-  clue, or after a long gap, the answer is ``unknown``, not a guess. Standing must keep
-  being shown: without walking or a stand-up it lapses into ``unknown`` (sedentary)
-  after ``STAND_HOLD_S`` (a sustained walk or a clear push) or ``WEAK_STAND_HOLD_S`` (a
-  faint push or a few steps, which a reach or a fidget can fake: under a 60-s break), so
-  a missed sit-down is not "standing" for half an hour; the bout is then dated from the
-  last second that showed the wearer on their feet.
+  standing, a stand-to-sit drop (or getting up from ``LYING_CLUE_S`` of lying) means
+  sitting. Before any such clue, or after a long gap, the answer is ``unknown``, not a
+  guess. Standing must keep being shown, per standing episode (`_episode_holds`): a young
+  one holds to ``STAND_HOLD_S`` after its start (clear evidence: over a break's length)
+  or ``WEAK_STAND_HOLD_S`` (faint evidence, which a reach or a fidget can fake: under a
+  60-s break); an older one lapses ``IDLE_STAND_HOLD_S`` after its last sign. A lapse
+  gives ``unknown`` (sedentary), so a missed sit-down is not "standing" for half an
+  hour; the bout is then dated from the last second that showed the wearer on their
+  feet.
 
-Vectorised: the clues are written into a per-second array and forward-filled.
+Vectorised: the clues are written into a per-second array and forward-filled (the
+standing episodes loop once per run of support seconds, a small share of a day).
 """
 
 from __future__ import annotations
