@@ -175,9 +175,11 @@ def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue:
         st.episode_strong |= bool(clear_push[a:b].any() or sustained[a:b].any()) or (
             st.episode_push and st.episode_steps)
         last = int(sec[b - 1])
-        base = STAND_HOLD_S if st.episode_strong else WEAK_STAND_HOLD_S
         st.support_sec = last
-        st.support_hold = max(IDLE_STAND_HOLD_S, base - (last - st.episode_sec))
+        if st.episode_strong:
+            st.support_hold = max(IDLE_STAND_HOLD_S, STAND_HOLD_S - (last - st.episode_sec))
+        else:  # more faint signs do not stretch it into a break
+            st.support_hold = max(0, WEAK_STAND_HOLD_S - (last - st.episode_sec))
         hold_at[b - 1] = st.support_hold
     if m and resets[-1] >= 0:
         st.reset_sec = int(sec[resets[-1]])

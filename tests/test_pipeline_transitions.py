@@ -179,6 +179,10 @@ def test_a_faint_stand_up_with_a_few_steps_makes_a_break_and_alone_does_not() ->
     assert brk == [160.0] and (post[100:100 + STAND_HOLD_S + 1] != UNKNOWN).all()
     assert _breaks(sec, np.zeros(len(sec), bool), [faint])[1] == []
     assert _breaks(sec, steps, [])[1] == []
+    # nor do more faint signs stretch them into one: a seated fidget every 20 s
+    fidgets = np.isin(sec % 20, (0, 1)) & (sec >= 100) & (sec < 300)
+    post, brk = _breaks(sec, fidgets, [])
+    assert brk == [] and (post[100 + WEAK_STAND_HOLD_S + 1:120] == UNKNOWN).all()
 
 
 def test_a_brief_deep_bend_while_standing_is_neither_lying_nor_a_sit_down() -> None:
