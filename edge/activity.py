@@ -14,7 +14,8 @@ What an upper-back sensor can and cannot tell:
   guess. Standing must keep being shown, per standing episode (`_episode_holds`): a young
   one holds to ``STAND_HOLD_S`` after its start (clear evidence: over a break's length)
   or ``WEAK_STAND_HOLD_S`` (faint evidence, which a reach or a fidget can fake: under a
-  60-s break); an older one lapses ``IDLE_STAND_HOLD_S`` after its last sign. A lapse
+  60-s break, whatever more faint signs follow); an older clear one lapses
+  ``IDLE_STAND_HOLD_S`` after its last sign. A lapse
   gives ``unknown`` (sedentary), so a missed sit-down is not "standing" for half an
   hour; the bout is then dated from the last second that showed the wearer on their
   feet.
@@ -149,9 +150,10 @@ def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue:
     is held until ``STAND_HOLD_S`` after its start when the evidence is clear (a clear
     stand-up, a sustained walk, or a faint stand-up with steps), ``WEAK_STAND_HOLD_S``
     when it is faint (a faint push or a few steps, which a reach or a seated fidget can
-    fake: no break from that alone); after that, ``IDLE_STAND_HOLD_S`` after its last
-    sign, so that a sit-down missed after a long walk does not leave a minute of
-    "standing". Updates ``st``; one loop step per run of support."""
+    fake: no break from that alone, however many follow); a clear one, once older,
+    ``IDLE_STAND_HOLD_S`` after its last sign, so that a sit-down missed after a long
+    walk does not leave a minute of "standing". Updates ``st``; one loop step per run
+    of support."""
     m = len(sec)
     hold_at = np.zeros(m, np.int64)
     idx = np.arange(m)
