@@ -158,6 +158,7 @@ def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue:
     hold_at = np.zeros(m, np.int64)
     idx = np.arange(m)
     resets = np.maximum.accumulate(np.where((clue == SITTING) | (clue == UNKNOWN), idx, -1))
+    standing = clue == STANDING
     linked = np.diff(sec) == 1
     prev_on = np.concatenate(([False], support[:-1] & linked))
     next_on = np.concatenate((support[1:] & linked, [False]))
@@ -167,16 +168,21 @@ def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue:
         r = int(resets[a])
         reset_sec = int(sec[r]) if r >= 0 else st.reset_sec
         first = int(sec[a])
+        last = int(sec[b - 1])
         if (st.episode_sec is None or st.support_sec is None
                 or first - st.support_sec > st.support_hold
                 or (reset_sec is not None and reset_sec >= st.support_sec)):
-            st.episode_sec = first
             st.episode_strong = st.episode_push = st.episode_steps = False
+            if not standing[a:b].any():  # a lone rhythmic second starts nothing
+                st.episode_sec, st.support_sec, st.support_hold = None, last, 0
+                continue
+            st.episode_sec = first
+        if not st.episode_strong and clear_push[a:b].any():  # a clear stand-up: standing
+            st.episode_sec = int(sec[a + int(np.argmax(clear_push[a:b]))])  # begins here
         st.episode_push |= bool(push[a:b].any())
         st.episode_steps |= bool(steps[a:b].any())
         st.episode_strong |= bool(clear_push[a:b].any() or sustained[a:b].any()) or (
             st.episode_push and st.episode_steps)
-        last = int(sec[b - 1])
         st.support_sec = last
         if st.episode_strong:
             st.support_hold = max(IDLE_STAND_HOLD_S, STAND_HOLD_S - (last - st.episode_sec))

@@ -185,6 +185,19 @@ def test_a_faint_stand_up_with_a_few_steps_makes_a_break_and_alone_does_not() ->
     assert brk == [] and (post[100 + WEAK_STAND_HOLD_S + 1:120] == UNKNOWN).all()
 
 
+def test_a_clear_stand_up_after_a_seated_fidget_still_makes_its_break() -> None:
+    """A lone rhythmic second in the chair 30 s before a clear stand-up starts no
+    standing episode, and a few steps start only a faint one, which the stand-up
+    re-dates: standing holds STAND_HOLD_S after the stand-up either way, so its break
+    is recognised (60 s after the stand-up, or after the steps that began the run)."""
+    sec = np.arange(400)
+    stand_up = [_transition(100.5, "sit_to_stand")]
+    post, brk = _breaks(sec, sec == 70, stand_up)
+    assert brk == [160.0] and (post[100:100 + STAND_HOLD_S + 1] == STANDING).all()
+    post, brk = _breaks(sec, (sec >= 70) & (sec < 73), stand_up)
+    assert brk == [130.0] and (post[100:100 + STAND_HOLD_S + 1] == STANDING).all()
+
+
 def test_a_brief_deep_bend_while_standing_is_neither_lying_nor_a_sit_down() -> None:
     """A bend over a standing desk (past LYING_DEG for 2 s) keeps the standing episode
     and its break; lying held from sitting is lying, and means sitting after it."""
