@@ -117,6 +117,8 @@ class SlipDecision:
     rotation: np.ndarray      # sensor-frame rotation to apply to upright
     record: dict[str, Any]    # fields of the clip_moved record (refined: None)
     refined: bool = False
+    since: int | None = None  # a new move: the first second of its evidence ...
+    up: np.ndarray | None = None  # ... and the watch's upright after it
 
 
 @dataclass
@@ -247,13 +249,15 @@ class SlipWatch:
         rot, info = self._estimate(w)
         self._chain = []
         self._apply(rot)
-        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
+        record = {
             "shift_deg": round(angle_of(rot), 1), "count": len(chain),
             "method": f"lateral offset of {info['lateral_deg']:+.0f}° held over "
                       f"{len(chain)} postures since {first * WINDOW_S} s",
             "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
                           f"a flexion tilt of {info['flex_deg']:+.1f}° (flexion distribution "
-                          f"shifted {info['shift']})"})
+                          f"shifted {info['shift']})"}
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, record, since=first * WINDOW_S,
+                            up=self.up.copy())
 
     def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
         """Every posture reads straight again on the upright from before the last move:
