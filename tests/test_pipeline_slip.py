@@ -111,3 +111,27 @@ def test_a_board_off_the_back_runs_without_a_slip_watch() -> None:
     cal = [r for r in recs if r["type"] == "calibrated"]
     assert cal and cal[0]["confidence"] == "none" and cal[0]["facing"] == "unknown"
     assert not [r for r in recs if r["type"] == "clip_moved"]
+
+
+def test_a_slip_during_the_first_walk_is_re_anchored_once() -> None:
+    """The first walk after the calibration comes right after a slip: the stale check
+    re-anchors on that walk (it reads far from upright because of the slip), then the
+    slip watch confirms the slip. The watch's upright replaces the stale one; turning the
+    stale one by the slip again left flexion off by ~11° for the rest of the day."""
+    from spinesense.edge.robustness import labels_of
+    from spinesense.firmware.worldsim import simulate_world
+
+    sim = simulate_world("long_sit", 20216, labels=labels_of(_config("back-out")))
+    tr = sim.truth
+    assert tr["slips"] and tr["slips"][0]["during"] == "walking"
+    cal = tr["calibration"]
+    recs = replay(sim.chunk(), _config(tr["facing"]), calibrate=(cal["start"], cal["end"]),
+                  states=True)
+    kinds = [r["type"] for r in recs if r["type"] in ("calibration_stale", "clip_moved")]
+    assert kinds == ["calibration_stale", "clip_moved"]
+    moved = next(r["t"] for r in recs if r["type"] == "clip_moved")
+    st = [r for r in recs if r["type"] == "state" and r["t"] > moved
+          and r["posture"] in ("sitting", "standing") and r["flexion_deg"] is not None]
+    true = np.interp([r["t"] + 0.5 for r in st], sim.labelling["t"], sim.flexion_true)
+    err = np.array([r["flexion_deg"] for r in st]) - true
+    assert len(st) > 600 and abs(float(np.median(err))) < 3.0
