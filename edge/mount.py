@@ -324,11 +324,9 @@ class MountTracker:
         assert old.forward is not None
         if dec.up is not None and self._stale_sec is not None and \
                 self._stale_sec >= (dec.since or 0):
-            # the stale check re-anchored on a walk after this very slip (that walk was
-            # far because of it): the watch's upright replaces that re-anchoring, which
-            # would otherwise be turned by the slip a second time
-            rot = rotation_between(old.up, dec.up)
-            self._stale_sec = None
+            # the stale check fired on a walk after this very slip: the watch's upright
+            # replaces it (turning it by the slip would count the slip twice)
+            rot, self._stale_sec = rotation_between(old.up, dec.up), None
         up = rot @ old.up
         if "board normal" in old.forward_method:
             sign = 1.0 if float(old.forward @ board_axis(old.up)) >= 0 else -1.0
