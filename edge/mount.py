@@ -151,6 +151,7 @@ class MountTracker:
     _walk_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _walk_n: int = 0
     _walked: bool = False          # the first walk (the stale check) was seen
+    _stale_sec: int | None = None  # ... and re-anchored upright in this second
     slip: SlipWatch | None = field(init=False)  # None: the board is not on the back
     _slips: list[SlipDecision] = field(default_factory=list)  # decided, not yet applied
     _run: int = 0                 # consecutive walking seconds
@@ -321,6 +322,11 @@ class MountTracker:
         with it)."""
         old, rot = self.cal, dec.rotation
         assert old.forward is not None
+        if dec.up is not None and self._stale_sec is not None and \
+                self._stale_sec >= (dec.since or 0):
+            # the stale check fired on a walk after this very slip: the watch's upright
+            # replaces it (turning it by the slip would count the slip twice)
+            rot, self._stale_sec = rotation_between(old.up, dec.up), None
         up = rot @ old.up
         if "board normal" in old.forward_method:
             sign = 1.0 if float(old.forward @ board_axis(old.up)) >= 0 else -1.0
@@ -341,6 +347,7 @@ class MountTracker:
         """The first walk is far from the calibrated upright: rotate upright (and the
         forward axis) onto walking's."""
         old = self.cal
+        self._stale_sec = s
         up = rot @ old.up
         fwd = orthogonal_forward(up, rot @ old.forward)  # type: ignore[operator]
         cal = Calibration(up=up, forward=fwd, method=f"re-anchored on walking at {s + 1} s",

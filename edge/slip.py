@@ -11,17 +11,10 @@ postures. It only ever looks at the data itself, never at the calibration in use
 decisions are the same whatever the chunking, and a calibration that was off from the
 start is not mistaken for a slip (the baseline is learned after the calibration).
 
-When a slip is confirmed, its rotation is estimated from three pieces of evidence, none
-reliable alone:
-
-* the turn about the board normal that brings the lateral offset back to the baseline
-  (this is most of a slip, but not the tilt of its axis, which shifts flexion);
-* the gravity jump at the slip itself, between the hold before and the first one after
-  (exact when the posture did not change across it, wrong by the posture change if it did);
-* the shift of the densest 16° band of flexion before and after (wrong when the wearer
-  slouched or reclined much more on one side of the slip).
-
-The flexion correction is the median of the last two and zero. The estimate is refined
+When a slip is confirmed, its rotation is estimated (`edge.slip_estimate`): the turn
+about the board normal that brings the lateral offset back to the baseline, and a
+flexion tilt from the shift of the whole flexion distribution after the slip against the
+one before, shrunk toward zero as the size of the turn warrants. The estimate is refined
 every ``REFINE_EVERY`` windows for ``REFINE_FOR`` windows after the slip, as the data
 after it grows.
 """
@@ -36,6 +29,20 @@ from typing import Any
 import numpy as np
 
 from spinesense.edge.calibration import board_axis
+from spinesense.edge.slip_estimate import (
+    angle_of,
+    angles_in,
+    flexion_shift,
+    flexion_tilt,
+    frame_of,
+    plausible_tilt_deg,
+    rot_z,
+    rotation_between,
+    sagittal_angles,
+    unit,
+)
+
+__all__ = ["SlipDecision", "SlipWatch", "rotation_between"]
 
 WINDOW_S = 10
 MIN_SECONDS = 8           # seconds of data a window needs
@@ -53,10 +60,6 @@ FAR_DEG = 24.0            # further sideways than people lean on an armrest ...
 FAR_HOLD_S = 60           # ... needs a shorter hold
 POSTURE_RANGE_DEG = 3.0   # the holds must differ in posture (or include a walk)
 MAX_FLEX_DEG = 30.0       # deep slouches, reclines and lying say nothing about lateral
-DENSE_BAND_DEG = 16.0
-PLAUSIBLE_PER_DEG = 0.5
-PLAUSIBLE_MIN_DEG = 3.0
-AGREE_FLEX_DEG = 4.0
 MAX_LATERAL_DEG = 45.0    # a clip does not turn further: more is lying on one side
 WALK_HOLD_S = 60          # a walk this long, this far sideways, is a slip by itself
 WALK_OFFSET_DEG = 12.0    # (a bag pulls the trunk sideways by up to ~9°)
@@ -68,85 +71,11 @@ REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
 HISTORY = 720             # windows of history kept (2 h)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(math.sqrt(float(v @ v)), 1e-12)
-
-
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector a to unit vector b (Rodrigues)."""
-    v = np.cross(a, b)
-    s, c = float(np.linalg.norm(v)), float(a @ b)
-    if s < 1e-12:
-        return np.eye(3)
-    k = v / s
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
-
-
-def _angle_of(rot: np.ndarray) -> float:
-    """The angle (degrees) of a rotation matrix."""
-    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rot)) - 1) / 2))))
-
-
-def _rot_z(phi: float) -> np.ndarray:
-    c, s = math.cos(phi), math.sin(phi)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def sagittal_angles(up: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flexion toward the board normal and lateral lean (degrees) of unit vectors g (n, 3)
-    against ``up``; signs follow the board, not the facing (they only need to agree with
-    themselves)."""
-    b = board_axis(up)
-    lat = np.cross(b, up)
-    gu = g @ up
-    return np.degrees(np.arctan2(g @ b, gu)), np.degrees(np.arctan2(g @ lat, gu))
-
-
-def frame_of(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upright, the board-normal flexion axis and the lateral axis (see `sagittal_angles`)."""
-    b = board_axis(up)
-    return up, b, np.cross(b, up)
-
-
-def angles_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], g: np.ndarray
-              ) -> tuple[float, float]:
-    """`sagittal_angles` of one unit vector in a precomputed frame (the per-window path)."""
-    gu = float(g @ frame[0])
-    return (math.degrees(math.atan2(float(g @ frame[1]), gu)),
-            math.degrees(math.atan2(float(g @ frame[2]), gu)))
-
-
-def dense_centre(x: np.ndarray, band: float = DENSE_BAND_DEG) -> float:
-    """Median of the values in the ``band``-wide interval that holds the most of them."""
-    if not len(x):
-        return 0.0
-    xs = np.sort(x)
-    hi = np.searchsorted(xs, xs + band, side="right")
-    i = int(np.argmax(hi - np.arange(len(xs))))
-    return float(np.median(xs[i:hi[i]]))
-
-
-def flexion_correction(jump: float | None, dense: float, spin_deg: float) -> float:
-    """Combine the two flexion estimates: a slip's axis is tilted from the board normal by
-    ~0.2 rad per axis, so a turn of ``spin_deg`` shifts flexion by up to about
-    ``PLAUSIBLE_PER_DEG * spin_deg``; estimates beyond that are a posture change, not the
-    slip. Two plausible ones that agree are averaged; otherwise the median with zero."""
-    limit = max(PLAUSIBLE_MIN_DEG, PLAUSIBLE_PER_DEG * abs(spin_deg))
-    cands = [c for c in (jump, dense) if c is not None and abs(c) <= limit]
-    if len(cands) == 2:
-        if abs(cands[0] - cands[1]) <= AGREE_FLEX_DEG:
-            return float(np.mean(cands))
-        return float(np.median([0.0, *cands]))
-    return cands[0] if cands else 0.0
-
-
 @dataclass
 class Hold:
     first: int                # window index of its first window
     last: int
     kind: int                 # 0 held still, 1 walking
-    g0: np.ndarray            # first window's direction
     gsum: np.ndarray
     n: int = 1
     g_last: np.ndarray | None = None
@@ -171,7 +100,7 @@ class Hold:
 
     @property
     def g(self) -> np.ndarray:
-        return _unit(self.gsum)
+        return unit(self.gsum)
 
     @property
     def flex(self) -> float:
@@ -188,6 +117,8 @@ class SlipDecision:
     rotation: np.ndarray      # sensor-frame rotation to apply to upright
     record: dict[str, Any]    # fields of the clip_moved record (refined: None)
     refined: bool = False
+    since: int | None = None  # a new move: the first second of its evidence ...
+    up: np.ndarray | None = None  # ... and the watch's upright after it
 
 
 @dataclass
@@ -199,9 +130,7 @@ class SlipWatch:
     _buf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     _hist: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     _hold: Hold | None = None
-    _prev_hold: Hold | None = None                   # the last hold before the current
     _chain: list[Hold] = field(default_factory=list)
-    _chain_before: Hold | None = None                # the straight hold just before it
     _slip: dict[str, Any] | None = None              # the last confirmed slip (refining)
     _anchor_before: tuple[int, np.ndarray] | None = None  # (window, upright) before it
     _frame: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False)
@@ -211,10 +140,10 @@ class SlipWatch:
 
     def _set_up(self, up: np.ndarray) -> None:
         """A new reference: holds measured in the old one start afresh."""
-        self.up = _unit(np.asarray(up, float))
+        self.up = unit(np.asarray(up, float))
         self._frame = frame_of(self.up)
-        self._hold = self._prev_hold = None
-        self._chain, self._chain_before = [], None
+        self._hold = None
+        self._chain = []
 
     def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
              ) -> list[SlipDecision]:
@@ -262,9 +191,7 @@ class SlipWatch:
         h = self._hold
         if h is None or w != h.last + 1 or kind != h.kind or (kind == 0 and float(
                 g @ h.g_last) < math.cos(math.radians(HOLD_SAME_DEG))):
-            if h is not None:
-                self._prev_hold = h
-            h = self._hold = Hold(w, w, kind, g, np.zeros(3), 0)
+            h = self._hold = Hold(w, w, kind, np.zeros(3), 0)
         h.add(w, g, flex, lat)
         refined = self._refine(w)
         if refined is not None:
@@ -283,10 +210,6 @@ class SlipWatch:
         if chain and (np.sign(off) != np.sign(self._offset(chain[0])) or abs(
                 off - float(np.median([self._offset(c) for c in chain]))) > AGREE_DEG):
             chain = []  # another offset than the chain's: a new chain from here
-        if not chain:
-            p = self._prev_hold
-            self._chain_before = p if p is not None and abs(self._offset(p)) < \
-                STRAIGHT_DEG and abs(self._flex(p)) < MAX_FLEX_DEG else None
         self._chain = [*chain, h]
         return self._maybe_confirm(w)
 
@@ -320,21 +243,21 @@ class SlipWatch:
             lat = [angles_in(frame, c.g)[1] - self.lat0 for c in chain]
             if abs(float(np.median(lat))) < STRAIGHT_DEG:
                 return self._revert(w, back[1], len(chain))
-        before = self._chain_before
         self._anchor_before = (w, self.up.copy())
-        self._slip = {"w": first, "confirmed": w, "g_before": None if before is None
-                      else before.g, "g_after": chain[0].g0, "up_before": self.up.copy(),
+        self._slip = {"w": first, "confirmed": w, "up_before": self.up.copy(),
                       "rot": np.eye(3), "next": w + REFINE_EVERY}
         rot, info = self._estimate(w)
-        self._chain, self._chain_before = [], None
+        self._chain = []
         self._apply(rot)
-        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
-            "shift_deg": round(_angle_of(rot), 1), "count": len(chain),
+        record = {
+            "shift_deg": round(angle_of(rot), 1), "count": len(chain),
             "method": f"lateral offset of {info['lateral_deg']:+.0f}° held over "
                       f"{len(chain)} postures since {first * WINDOW_S} s",
             "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
-                          f"a flexion tilt of {info['flex_deg']:+.1f}° (jump {info['jump']}, "
-                          f"density {info['dense_deg']:+.1f}°)"})
+                          f"a flexion tilt of {info['flex_deg']:+.1f}° (flexion distribution "
+                          f"shifted {info['shift']})"}
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, record, since=first * WINDOW_S,
+                            up=self.up.copy())
 
     def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
         """Every posture reads straight again on the upright from before the last move:
@@ -343,7 +266,7 @@ class SlipWatch:
         self._set_up(up)
         self._slip, self._anchor_before = None, None
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
-            "shift_deg": round(_angle_of(rot), 1), "count": n,
+            "shift_deg": round(angle_of(rot), 1), "count": n,
             "method": f"every posture over {n} holds is straight again on the upright "
                       "from before the last move",
             "reanchored": "the upright from before the last move"})
@@ -358,10 +281,10 @@ class SlipWatch:
             return None
         rot, info = self._estimate(w)  # total, from the reference before the slip
         last, s["last"] = s.get("last"), rot
-        if last is None or _angle_of(rot @ last.T) > REFINE_STABLE_DEG:
+        if last is None or angle_of(rot @ last.T) > REFINE_STABLE_DEG:
             return None  # not settled yet: the next estimate must agree with this one
         delta = rot @ s["rot"].T
-        ang = _angle_of(delta)
+        ang = angle_of(delta)
         if ang < REFINE_MIN_DEG:
             return None
         self._apply(delta)
@@ -386,25 +309,22 @@ class SlipWatch:
         # 1. the turn about the board normal that brings the median lateral back
         phi = 0.0
         for _ in range(4):
-            lat = np.median(sagittal_angles(_rot_z(phi) @ up0, post)[1]) - self.lat0
-            lat2 = np.median(sagittal_angles(_rot_z(phi + 0.01) @ up0, post)[1]) - self.lat0
+            lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - self.lat0
+            lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, post)[1]) - self.lat0
             slope = (lat2 - lat) / 0.01
             if abs(slope) < 1e-6:
                 break
             phi -= float(np.clip(lat / slope, -0.5, 0.5))
-        up1 = _unit(_rot_z(phi) @ up0)
-        # 2. flexion: the jump, and the densest band, before and after
-        jump = None
-        if s["g_before"] is not None:
-            jump = float(sagittal_angles(up1, s["g_after"][None])[0][0]
-                         - sagittal_angles(up0, s["g_before"][None])[0][0])
-        dense = dense_centre(sagittal_angles(up1, post)[0]) - \
-            dense_centre(sagittal_angles(up0, pre)[0])
-        flex = flexion_correction(jump, dense, math.degrees(phi))
+        up1 = unit(rot_z(phi) @ up0)
+        # 2. flexion: the shift of the whole distribution, shrunk by the turn's size
+        spin = math.degrees(phi)
+        shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
+                              plausible_tilt_deg(spin))
+        flex = flexion_tilt(shift, spin)
         b = board_axis(up1)
         d = math.radians(flex)
-        up2 = _unit(math.cos(d) * up1 + math.sin(d) * b)
+        up2 = unit(math.cos(d) * up1 + math.sin(d) * b)
         lat_off = float(np.median(sagittal_angles(up0, post)[1]) - self.lat0)
         return rotation_between(up0, up2), {
-            "spin_deg": math.degrees(phi), "flex_deg": flex, "dense_deg": dense,
-            "jump": "n/a" if jump is None else f"{jump:+.1f}°", "lateral_deg": lat_off}
+            "spin_deg": spin, "flex_deg": flex, "shift": "n/a" if shift is None
+            else f"{shift:+.1f}°", "lateral_deg": lat_off}

@@ -15,7 +15,9 @@ accelerations (`zero_velocity_weights`).
 * A movement shorter than ``SHORT_S``: one window around all of it; two movements less
   than ``MERGE_S`` apart are also judged as one first (a slow push pauses mid-way).
 * A longer one (a walk that starts with standing up or ends with sitting down): windows
-  anchored at its start and at its end, ``ANCHOR_S`` into it (at the end with a
+  anchored at its start (judged for a rise only: nobody sits down and then keeps moving
+  like that, while the first steps of a walk, whose tail edge lies in the gait, can
+  read as a drop) and at its end, ``ANCHOR_S`` into it (at the end with a
   ``GAIT_EDGE_S`` head edge in the gait); their median counts only if they agree within
   ``AGREE`` (a drop that grows with the window is a drift through the walk) and the same
   length of movement before did not climb or descend too (stairs).
@@ -137,7 +139,7 @@ class PushDetector:
                     s0 = self._start
                     self._pending.append(_Job(
                         [(s0 - self.edge, s0 + n) for n in self.anchors], s0,
-                        s0 + max(self.anchors), max(a, s0 + self.short)))
+                        s0 + max(self.anchors), max(a, s0 + self.short), rise_only=True))
             last_k = int(k[-1])
             if self._start is not None and last_k >= self._end + self.bridge - 1:
                 self._close()
@@ -193,7 +195,7 @@ class PushDetector:
         if not rises:
             return []
         rise = float(np.median(rises))
-        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
+        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M or (job.rise_only and rise < 0):
             return []
         mags = np.abs(rises)
         if len(rises) > 1 and (min(rises) * max(rises) <= 0 or mags.max() > AGREE * mags.min()):
@@ -236,3 +238,4 @@ class _Job:
     before: tuple[int, int] | None = None  # the same length of movement before it
     whole: bool = False             # two movements judged as one
     head: int | None = None         # a longer head edge (it lies in a walk)
+    rise_only: bool = False         # the start of a long movement: a stand-up into a walk

@@ -10,7 +10,8 @@ from test_pipeline_calibration import _config, _mount_of, _on_the_wire
 
 from spinesense.edge.calibration import Calibration, angle_deg
 from spinesense.edge.replay import replay, summary
-from spinesense.edge.slip import flexion_correction, rotation_between
+from spinesense.edge.slip import rotation_between
+from spinesense.edge.slip_estimate import flexion_shift, flexion_tilt
 from spinesense.firmware.simulator import simulate
 from spinesense.samples import SampleChunk
 
@@ -70,12 +71,22 @@ def test_a_clip_that_turns_on_the_back_is_found_and_re_anchored(
         assert late and all(any(abs(s - e["onset"]) < 3 for s in starts) for e in late)
 
 
-def test_flexion_correction_keeps_only_what_a_slip_of_that_size_can_do() -> None:
-    # a 10° turn cannot tilt flexion by 12°: that is the wearer moving, not the slip
-    assert flexion_correction(12.0, 1.0, 10.0) == 1.0
-    assert flexion_correction(3.0, 4.0, 30.0) == pytest.approx(3.5)  # agree: averaged
-    assert flexion_correction(-9.0, 6.0, 30.0) == 0.0                # disagree: median
-    assert flexion_correction(None, 20.0, 10.0) == 0.0               # implausible
+def test_flexion_tilt_overlays_every_posture_and_keeps_only_what_a_slip_can_do() -> None:
+    rng = np.random.default_rng(4)
+    sitting, typing, reclined = rng.normal(1.0, 1.0, 300), rng.normal(7.0, 1.5, 200), \
+        rng.normal(-20.0, 3.0, 200)
+    before = np.concatenate((sitting, typing[:60], reclined[:40]))
+    # after the slip: the same postures, 4° further forward, from other moments (a third
+    # of them, in the same mix): every mode moved by the slip, none by the wearer
+    after = np.concatenate((sitting[::3], typing[1:60:3], reclined[1:40:3])) + 4.0
+    assert flexion_shift(before, after, 15.0) == pytest.approx(4.0, abs=0.5)
+    assert flexion_shift(before, after, 2.5) is None                # beyond what a slip does
+    assert flexion_shift(before[:2], after, 15.0) is None           # too little to say
+    # a large turn keeps most of the measured shift; a small one (it can only tilt
+    # flexion a little) keeps little; nothing measured: no tilt
+    assert 0.7 * 4.0 < flexion_tilt(4.0, 35.0) < 4.0
+    assert 0.0 < flexion_tilt(4.0, 6.0) < 0.2 * 4.0
+    assert flexion_tilt(None, 30.0) == 0.0
     r = rotation_between(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
     np.testing.assert_allclose(r @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
 
@@ -100,3 +111,27 @@ def test_a_board_off_the_back_runs_without_a_slip_watch() -> None:
     cal = [r for r in recs if r["type"] == "calibrated"]
     assert cal and cal[0]["confidence"] == "none" and cal[0]["facing"] == "unknown"
     assert not [r for r in recs if r["type"] == "clip_moved"]
+
+
+def test_a_slip_during_the_first_walk_is_re_anchored_once() -> None:
+    """The first walk after the calibration comes right after a slip: the stale check
+    re-anchors on that walk (it reads far from upright because of the slip), then the
+    slip watch confirms the slip. The watch's upright replaces the stale one; turning the
+    stale one by the slip again left flexion off by ~11° for the rest of the day."""
+    from spinesense.edge.robustness import labels_of
+    from spinesense.firmware.worldsim import simulate_world
+
+    sim = simulate_world("long_sit", 20216, labels=labels_of(_config("back-out")))
+    tr = sim.truth
+    assert tr["slips"] and tr["slips"][0]["during"] == "walking"
+    cal = tr["calibration"]
+    recs = replay(sim.chunk(), _config(tr["facing"]), calibrate=(cal["start"], cal["end"]),
+                  states=True)
+    kinds = [r["type"] for r in recs if r["type"] in ("calibration_stale", "clip_moved")]
+    assert kinds == ["calibration_stale", "clip_moved"]
+    moved = next(r["t"] for r in recs if r["type"] == "clip_moved")
+    st = [r for r in recs if r["type"] == "state" and r["t"] > moved
+          and r["posture"] in ("sitting", "standing") and r["flexion_deg"] is not None]
+    true = np.interp([r["t"] + 0.5 for r in st], sim.labelling["t"], sim.flexion_true)
+    err = np.array([r["flexion_deg"] for r in st]) - true
+    assert len(st) > 600 and abs(float(np.median(err))) < 3.0

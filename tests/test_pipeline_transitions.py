@@ -11,7 +11,10 @@ import pytest
 
 from spinesense.edge.activity import (
     CLEAR_PUSH_M,
+    IDLE_STAND_HOLD_S,
     LANDING_S,
+    LYING,
+    LYING_CLUE_S,
     SITTING,
     STAND_HOLD_S,
     STANDING,
@@ -121,25 +124,122 @@ def test_standing_without_support_becomes_unknown_not_standing_for_ever() -> Non
     sec = np.arange(1000)
     walking = (sec >= 10) & (sec < 40)          # a sustained walk
     post, _, _ = classify(sec, walking, np.zeros(len(sec)), [], 60.0)
-    assert (post[40:40 + STAND_HOLD_S] == STANDING).all()
-    assert (post[40 + STAND_HOLD_S + 1:] == UNKNOWN).all()
+    lapse = max(10 + STAND_HOLD_S, 39 + IDLE_STAND_HOLD_S)
+    assert (post[40:lapse + 1] == STANDING).all()
+    assert (post[lapse + 1:] == UNKNOWN).all()
     # a few steps (a seated fidget can fake them) lapse before they could make a break
     few = (sec >= 10) & (sec < 13)
     post, _, _ = classify(sec, few, np.zeros(len(sec)), [], 60.0)
     assert WEAK_STAND_HOLD_S < 60
-    assert (post[13:13 + WEAK_STAND_HOLD_S] == STANDING).all()
-    assert (post[13 + WEAK_STAND_HOLD_S + 1:] == UNKNOWN).all()
+    assert (post[13:10 + WEAK_STAND_HOLD_S + 1] == STANDING).all()
+    assert (post[10 + WEAK_STAND_HOLD_S + 1:] == UNKNOWN).all()
     # a clear stand-up holds standing like a walk, a faint one like a few steps; a
     # sit-down holds sitting for good
     faint = Transition(600.5, "sit_to_stand", CLEAR_PUSH_M - 0.05, 20.0, np.zeros(3))
     post, _, _ = classify(sec, np.zeros(len(sec), bool), np.zeros(len(sec)),
                           [_transition(100.5, "sit_to_stand"), _transition(400.2, "stand_to_sit"),
                            faint], 60.0)
-    assert (post[100:100 + STAND_HOLD_S] == STANDING).all()
+    assert (post[100:100 + STAND_HOLD_S + 1] == STANDING).all()
     assert (post[100 + STAND_HOLD_S + 1:400] == UNKNOWN).all()
     assert (post[400:600] == SITTING).all()
-    assert (post[600:600 + WEAK_STAND_HOLD_S] == STANDING).all()
+    assert (post[600:600 + WEAK_STAND_HOLD_S + 1] == STANDING).all()
     assert (post[600 + WEAK_STAND_HOLD_S + 1:] == UNKNOWN).all()
+
+
+def _breaks(sec: np.ndarray, walking: np.ndarray, transitions: list[Transition],
+            tilt: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
+    """Postures and the times of the breaks that the sedentary logic finds in them."""
+    tilt = np.zeros(len(sec)) if tilt is None else tilt
+    post, idle_since, _ = classify(sec, walking, tilt, transitions, 60.0)
+    active = (post == STANDING) | (post == WALKING)
+    events, _, _ = detect_sedentary(sec, active, SedentaryParams(), None, idle_since)
+    return post, [e["t"] for e in events if e["type"] == "sitting_break"]
+
+
+def test_a_long_walk_ending_in_a_missed_sit_down_leaves_standing_soon() -> None:
+    """Once a standing episode is older than a break, standing lapses
+    IDLE_STAND_HOLD_S after its last sign (not a full STAND_HOLD_S)."""
+    sec = np.arange(1200)
+    walking = (sec >= 100) & (sec < 400)
+    post, brk = _breaks(sec, walking, [_transition(99.5, "sit_to_stand")])
+    assert IDLE_STAND_HOLD_S < STAND_HOLD_S
+    assert (post[400:400 + IDLE_STAND_HOLD_S] == STANDING).all()
+    assert (post[400 + IDLE_STAND_HOLD_S:] == UNKNOWN).all()
+    assert brk == [159.0]
+
+
+def test_a_faint_stand_up_with_a_few_steps_makes_a_break_and_alone_does_not() -> None:
+    """At a standing desk: a faint stand-up, three steps, then standing still. Together
+    they are clear evidence (a break 60 s after the stand-up); the faint push alone, or
+    the steps alone (a reach, a seated fidget), lapse before a break."""
+    sec = np.arange(400)
+    faint = Transition(100.5, "sit_to_stand", CLEAR_PUSH_M - 0.08, 20.0, np.zeros(3))
+    steps = (sec >= 104) & (sec < 107)
+    post, brk = _breaks(sec, steps, [faint])
+    assert brk == [160.0] and (post[100:100 + STAND_HOLD_S + 1] != UNKNOWN).all()
+    assert _breaks(sec, np.zeros(len(sec), bool), [faint])[1] == []
+    assert _breaks(sec, steps, [])[1] == []
+    # nor do more faint signs stretch them into one: a seated fidget every 20 s
+    fidgets = np.isin(sec % 20, (0, 1)) & (sec >= 100) & (sec < 300)
+    post, brk = _breaks(sec, fidgets, [])
+    assert brk == [] and (post[100 + WEAK_STAND_HOLD_S + 1:120] == UNKNOWN).all()
+
+
+def test_a_clear_stand_up_after_a_seated_fidget_still_makes_its_break() -> None:
+    """A lone rhythmic second in the chair 30 s before a clear stand-up starts no
+    standing episode, and a few steps start only a faint one, which the stand-up
+    re-dates: standing holds STAND_HOLD_S after the stand-up either way, so its break
+    is recognised (60 s after the stand-up, or after the steps that began the run)."""
+    sec = np.arange(400)
+    stand_up = [_transition(100.5, "sit_to_stand")]
+    post, brk = _breaks(sec, sec == 70, stand_up)
+    assert brk == [160.0] and (post[100:100 + STAND_HOLD_S + 1] == STANDING).all()
+    post, brk = _breaks(sec, (sec >= 70) & (sec < 73), stand_up)
+    assert brk == [130.0] and (post[100:100 + STAND_HOLD_S + 1] == STANDING).all()
+
+
+def test_a_brief_deep_bend_while_standing_is_neither_lying_nor_a_sit_down() -> None:
+    """A bend over a standing desk (past LYING_DEG for 2 s) keeps the standing episode
+    and its break; lying held from sitting is lying, and means sitting after it."""
+    sec = np.arange(400)
+    tilt = np.zeros(len(sec))
+    tilt[130:132] = 70.0
+    post, brk = _breaks(sec, np.zeros(len(sec), bool), [_transition(100.5, "sit_to_stand")],
+                        tilt)
+    assert (post[100:166] == STANDING).all() and brk == [160.0]
+    tilt[200:200 + LYING_CLUE_S + 20] = 80.0
+    post, _ = _breaks(sec, np.zeros(len(sec), bool), [_transition(180.2, "stand_to_sit")],
+                      tilt)
+    assert (post[200:200 + LYING_CLUE_S + 20] == LYING).all()
+    assert (post[200 + LYING_CLUE_S + 20:] == SITTING).all()
+
+
+def test_standing_episodes_do_not_depend_on_the_chunking() -> None:
+    rng = np.random.default_rng(11)
+    sec = np.arange(3000)
+    walking = np.zeros(len(sec), bool)
+    for start in rng.choice(np.arange(0, 2950), 40, replace=False):
+        walking[start:start + int(rng.integers(1, 40))] = True
+    tilt = np.where(rng.random(len(sec)) < 0.01, 70.0, 0.0)
+    trs = sorted((Transition(float(t) + 0.5, kind, float(lift), 20.0, np.zeros(3))
+                  for t, kind, lift in zip(rng.choice(sec, 30, replace=False),
+                                           rng.choice(["sit_to_stand", "stand_to_sit"], 30),
+                                           rng.uniform(0.2, 0.5, 30), strict=True)),
+                 key=lambda tr: tr.t)
+    for tr in trs:
+        tr.lift_m = tr.lift_m if tr.kind == "sit_to_stand" else -tr.lift_m
+    whole, idle_whole, _ = classify(sec, walking, tilt, trs, 60.0)
+    for _ in range(3):
+        cuts = [0, *sorted(rng.choice(np.arange(1, len(sec)), 25, replace=False).tolist()),
+                len(sec)]
+        state, parts, idles = None, [], []
+        for a, b in itertools.pairwise(cuts):
+            part = [tr for tr in trs if a <= tr.t < b]
+            p, idle, state = classify(sec[a:b], walking[a:b], tilt[a:b], part, 60.0, state)
+            parts.append(p)
+            idles.append(idle)
+        assert np.array_equal(np.concatenate(parts), whole)
+        assert np.array_equal(np.concatenate(idles), idle_whole, equal_nan=True)
 
 
 def test_a_landing_bounce_after_sitting_down_does_not_mean_standing() -> None:
@@ -151,7 +251,7 @@ def test_a_landing_bounce_after_sitting_down_does_not_mean_standing() -> None:
                        [_transition(100.3, "stand_to_sit")], 60.0)
     assert LANDING_S >= 101 - 100
     assert (post[103:200] == SITTING).all() and (post[101:103] == WALKING).all()
-    assert (post[203:203 + WEAK_STAND_HOLD_S] == STANDING).all()
+    assert (post[203:200 + WEAK_STAND_HOLD_S] == STANDING).all()
     # the same across blocks
     post2a, _, st2 = classify(sec[:150], walking[:150], np.zeros(150),
                            [_transition(100.3, "stand_to_sit")], 60.0)
@@ -160,7 +260,7 @@ def test_a_landing_bounce_after_sitting_down_does_not_mean_standing() -> None:
 
 
 def test_a_bout_after_lapsed_standing_is_dated_from_the_last_sign_of_standing() -> None:
-    """A sit-down missed after a walk: standing lapses into unknown STAND_HOLD_S later,
+    """A sit-down missed after a walk: standing lapses into unknown IDLE_STAND_HOLD_S later,
     and the sitting alert still falls due 30 min after the walk ended, not after that."""
     sec = np.arange(2400)
     walking = (sec >= 100) & (sec < 200)
@@ -175,7 +275,7 @@ def test_a_bout_after_lapsed_standing_is_dated_from_the_last_sign_of_standing() 
     # without the dating, the bout would only start when standing lapsed
     events, _, _ = detect_sedentary(sec, active, p)
     assert [e["bout_start"] for e in events if e["type"] == "sitting_alert"] == [
-        200.0 + STAND_HOLD_S]
+        200.0 + IDLE_STAND_HOLD_S]
 
 
 def _walk_then(t: np.ndarray, *, stairs: bool) -> SampleChunk:
@@ -204,3 +304,26 @@ def test_a_sit_down_straight_out_of_a_walk_is_found_and_stairs_are_not_one() -> 
     assert [tr.kind for tr in got] == ["stand_to_sit"]
     assert 30.0 < got[0].t - 1000.0 < 36.0 and got[0].lift_m < -0.25
     assert pushes(_walk_then(t, stairs=True)) == []
+
+
+def _walk_after_step_down(t: np.ndarray) -> SampleChunk:
+    """Standing, then a walk of 20 s (hips bobbing 1 cm at 1.8 steps/s) whose first
+    steps go down 0.6 m with a 20° forward lean, level after that."""
+    hip_z = np.where((t >= 10) & (t < 30), 0.01 * np.sin(2 * np.pi * 1.8 * (t - 10)), 0.0)
+    hip_z = hip_z + _step(t, 10.3, 1.2, -0.6)
+    th = np.radians(_pulse(t, 10.0, 1.6, 20.0))
+    x, z = 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
+    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
+    az = az + 1.0
+    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
+                    ax * np.sin(th) + az * np.cos(th)], axis=1)
+    acc += np.random.default_rng(1).normal(0.0, 0.003, acc.shape)
+    return SampleChunk(t + 1000.0, acc)
+
+
+def test_a_walk_that_begins_with_a_drop_is_not_a_sit_down() -> None:
+    """Nobody sits down and then keeps moving like a walk: the start of a long movement
+    is judged for a stand-up only (its tail edge lies in the gait, whose drift can read
+    as a drop)."""
+    t = np.arange(0.0, 50.0, 1.0 / RATE)
+    assert [tr.kind for tr in pushes(_walk_after_step_down(t))] == []
