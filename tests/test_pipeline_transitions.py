@@ -60,7 +60,14 @@ def body_day(moves: list[tuple[str, float, float, float]], seconds: float = 60.0
         else:
             flex += _pulse(t, start, dur, 25.0)
             hip_z += _step(t, start + 0.3 * dur, 0.7 * dur, size if kind == "rise" else -size)
-    th = np.radians(flex)
+    return _sensor_chunk(t, hip_z, flex, lever_m=lever_m, seed=seed)
+
+
+def _sensor_chunk(t: np.ndarray, hip_z: np.ndarray, flex_deg: np.ndarray, *,
+                  lever_m: float = 0.45, seed: int = 0) -> SampleChunk:
+    """What a sensor ``lever_m`` above the hips reads (g, 3 mg noise) while the hips move
+    by ``hip_z`` m and the trunk flexes by ``flex_deg``."""
+    th = np.radians(flex_deg)
     x, z = lever_m * np.sin(th), hip_z + lever_m * np.cos(th)
     ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
     az = az + 1.0
@@ -288,14 +295,7 @@ def _walk_then(t: np.ndarray, *, stairs: bool) -> SampleChunk:
     else:
         flex += _pulse(t, 30.0, 2.0, 25.0)
         hip_z = hip_z + _step(t, 30.6, 1.4, -0.4)
-    th = np.radians(flex)
-    x, z = 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
-    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
-    az = az + 1.0
-    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
-                    ax * np.sin(th) + az * np.cos(th)], axis=1)
-    acc += np.random.default_rng(0).normal(0.0, 0.003, acc.shape)
-    return SampleChunk(t + 1000.0, acc)
+    return _sensor_chunk(t, hip_z, flex, seed=0)
 
 
 def test_a_sit_down_straight_out_of_a_walk_is_found_and_stairs_are_not_one() -> None:
@@ -311,14 +311,7 @@ def _walk_after_step_down(t: np.ndarray) -> SampleChunk:
     steps go down 0.6 m with a 20° forward lean, level after that."""
     hip_z = np.where((t >= 10) & (t < 30), 0.01 * np.sin(2 * np.pi * 1.8 * (t - 10)), 0.0)
     hip_z = hip_z + _step(t, 10.3, 1.2, -0.6)
-    th = np.radians(_pulse(t, 10.0, 1.6, 20.0))
-    x, z = 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
-    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
-    az = az + 1.0
-    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
-                    ax * np.sin(th) + az * np.cos(th)], axis=1)
-    acc += np.random.default_rng(1).normal(0.0, 0.003, acc.shape)
-    return SampleChunk(t + 1000.0, acc)
+    return _sensor_chunk(t, hip_z, _pulse(t, 10.0, 1.6, 20.0), seed=1)
 
 
 def test_a_walk_that_begins_with_a_drop_is_not_a_sit_down() -> None:
