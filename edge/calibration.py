@@ -40,6 +40,14 @@ class CalibrationError(ValueError):
     """Calibration data that cannot give a trustworthy reference (one line, with the fix)."""
 
 
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1; a zero vector stays zero. For running means in the hot
+    paths (a push's gravity, a slip window's direction); a direction that must be valid
+    goes through `_unit`, which refuses it."""
+    n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
+    return v / n if n > 0 else v
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=float).reshape(3)
     n = float(np.linalg.norm(v))

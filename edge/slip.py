@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from spinesense.edge.calibration import board_axis
+from spinesense.edge.calibration import board_axis, unit
 from spinesense.edge.slip_estimate import (
     angle_of,
     angles_in,
@@ -39,7 +39,6 @@ from spinesense.edge.slip_estimate import (
     rot_z,
     rotation_between,
     sagittal_angles,
-    unit,
 )
 
 __all__ = ["SlipDecision", "SlipWatch", "rotation_between"]

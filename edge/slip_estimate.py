@@ -37,10 +37,6 @@ BANDWIDTH_DEG = 2.0       # smoothing of each window's flexion (its own sway and
 FLEX_RANGE_DEG = 60.0     # lying and deep bends say nothing about upright postures
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / max(math.sqrt(float(v @ v)), 1e-12)
-
-
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotation taking unit vector a to unit vector b (Rodrigues)."""
     v = np.cross(a, b)

@@ -39,6 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from spinesense.edge.calibration import unit
 from spinesense.edge.filters import TICK_HZ
 
 RISE_M = 0.2
@@ -88,11 +89,6 @@ def zero_velocity_weights(n: int, edge: int, head_edge: int | None = None) -> np
     out = p[tail].mean(0) - p[head].mean(0)
     out.flags.writeable = False
     return out
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
 
 
 class PushDetector:
@@ -216,15 +212,15 @@ class PushDetector:
             return []
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
-        before = _unit(ctx["fast"][i:i + self.edge].mean(0))
-        after = _unit(ctx["fast"][j - self.edge:j].mean(0))
+        before = unit(ctx["fast"][i:i + self.edge].mean(0))
+        after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
             return []
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
         if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
             return []
-        direction = _unit(ctx["fast"][p]) - _unit(ctx["grav"][i])
+        direction = unit(ctx["fast"][p]) - unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
 
