@@ -101,15 +101,15 @@ def detect_slouch(k: np.ndarray, flex: np.ndarray, block: np.ndarray,
         return res, st
     with np.errstate(invalid="ignore"):
         above = (flex > params.threshold_deg) & ~blocked
-        below_release = ~(flex >= params.release_deg) | blocked
+        back = flex >= params.release_deg  # NaN (a gap) is not back
+        deep = flex < params.release_deg - RETURN_MARGIN_DEG
     fq = np.where(np.isnan(flex), 0, np.round(np.nan_to_num(flex) * Q)).astype(np.int64)
     idx_above = np.flatnonzero(above)
     idx_not_above = np.flatnonzero(~above)
-    idx_release = np.flatnonzero(below_release)
-    with np.errstate(invalid="ignore"):
-        idx_back = np.flatnonzero(flex >= params.release_deg)
-        idx_low = np.flatnonzero(~(flex >= params.release_deg))  # NaN (gap) included
-        idx_deep = np.flatnonzero(flex < params.release_deg - RETURN_MARGIN_DEG)
+    idx_release = np.flatnonzero(~back | blocked)
+    idx_back = np.flatnonzero(back)
+    idx_low = np.flatnonzero(~back)  # NaN (gap) included
+    idx_deep = np.flatnonzero(deep)
     idx_gap = np.flatnonzero(block == 1)
     idx_blocked = np.flatnonzero(blocked)
     d = params.delay_ticks
