@@ -119,14 +119,15 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     # standing is only known while something keeps showing it: a walking second or a
     # stand-up; a sit-down missed after it must not leave "standing" for half an hour
     # (see `_episode_holds`)
-    support = walking | (clue == STANDING)
+    standing = clue == STANDING
+    support = walking | standing
     sup_i = np.maximum.accumulate(np.where(support, np.arange(m), -1))
     prior = -(10**12) if st.support_sec is None else st.support_sec
     sup_sec = np.where(sup_i >= 0, sec[np.maximum(sup_i, 0)], prior)
     prior_hold = st.support_hold
     hold_at = _episode_holds(st, sec, support, clue, walking & (run >= WALK_CLUE_S),
-                             walking & (run >= STRONG_WALK_S), pushed & (clue == STANDING),
-                             clear_push & (clue == STANDING))
+                             walking & (run >= STRONG_WALK_S), pushed & standing,
+                             clear_push & standing)
     hold = np.where(sup_i >= 0, hold_at[np.maximum(sup_i, 0)], prior_hold)
     lapsed = (seated == STANDING) & (sec - sup_sec > hold)
     st.seated = int(seated[-1])  # before the lapse: the next block lapses (and dates) alike
