@@ -158,16 +158,30 @@ def _slow_block(path: Path, text: str, first_line: int, cols: list[int]) -> np.n
     return np.array(rows, float).reshape(-1, len(cols))
 
 
+def _loadtxt(block: bytes, cols: list[int]) -> np.ndarray:
+    # raw bytes through the C parser: faster than str lines or a StringIO
+    return np.loadtxt(io.BytesIO(block), delimiter=",", usecols=cols, ndmin=2,
+                      dtype=float, encoding="latin-1")
+
+
 def _fast_block(block: bytes, nlines: int, cols: list[int]) -> np.ndarray | None:
-    if b",," in block or b",\n" in block or b",\r" in block:
+    """The C parser on the whole block; None sends the block to the slow, naming pass.
+
+    Empty cells (accelerometer-only rows) make the C parser fail; only then are they
+    turned into ``nan`` and the block parsed again, so that a file with a gyro does not
+    pay for three searches of every block.
+    """
+    try:
+        arr = _loadtxt(block, cols)
+    except ValueError:
+        if b",," not in block and b",\n" not in block and b",\r" not in block:
+            return None
         block = block.replace(b",,", b",nan,").replace(b",,", b",nan,")
         block = block.replace(b",\r\n", b",nan\n").replace(b",\n", b",nan\n")
-    try:
-        # raw bytes through the C parser: faster than str lines or a StringIO
-        arr = np.loadtxt(io.BytesIO(block), delimiter=",", usecols=cols, ndmin=2,
-                         dtype=float, encoding="latin-1")
-    except ValueError:
-        return None
+        try:
+            arr = _loadtxt(block, cols)
+        except ValueError:
+            return None
     if arr.shape[0] != nlines or np.isnan(arr[:, :4]).any():
         return None  # blank lines or missing required cells: let the slow path say which
     return arr
