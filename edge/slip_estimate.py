@@ -83,6 +83,14 @@ def angles_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], g: np.ndarray
             math.degrees(math.atan2(float(g @ frame[2]), gu)))
 
 
+def direction_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], flex: float,
+                 lat: float) -> np.ndarray:
+    """The unit vector whose `angles_in` ``frame`` are (``flex``, ``lat``) degrees."""
+    v = frame[0] + math.tan(math.radians(flex)) * frame[1] + \
+        math.tan(math.radians(lat)) * frame[2]
+    return v / float(np.linalg.norm(v))
+
+
 def plausible_tilt_deg(spin_deg: float) -> float:
     """The largest flexion tilt a turn of ``spin_deg`` can bring (more is the wearer)."""
     return max(PLAUSIBLE_MIN_DEG, PLAUSIBLE_PER_DEG * abs(spin_deg))
