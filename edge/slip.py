@@ -75,7 +75,6 @@ JUMP_RATIO = 1.0          # ... with flexion moving at most as much ...
 JUMP_FROM_DEG = 8.0       # ... from a posture this close to straight: a provisional slip
 JUMP_TILT_SD = 2.0        # a slip's flexion tilt is within this many sd of its prior
 JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
-DEBUG = False
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -334,9 +333,6 @@ class SlipWatch:
             full, jump_flex = self._jump_full
             d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
             raw = info["shift_raw"]
-            if DEBUG:
-                print("CONFIRM", w * 10, "jump_flex", jump_flex, "overlay", raw,
-                      "est_flex", info["flex_deg"], "d_lat", d_lat)
             if abs(d_lat) <= JUMP_AGREE_DEG and raw is not None and \
                     abs(raw - jump_flex) <= JUMP_AGREE_DEG:
                 rot = full
