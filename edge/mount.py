@@ -23,7 +23,8 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
 * **Clip slips** are found by `edge.slip.SlipWatch` (a lateral offset that every posture
   keeps); the tracker applies its re-anchoring: upright turns by the slip's rotation and
   forward follows from the board normal (a ``clip_moved`` and a ``calibrated`` record;
-  a later refinement only a ``calibrated`` one). A first walk far (``stale_deg``) from
+  a later refinement, or a provisional re-anchoring on a sharp jump, only a
+  ``calibrated`` one). A first walk far (``stale_deg``) from
   the calibrated upright means the calibration was wrong: ``calibration_stale``, and
   upright is re-anchored on walking.
 

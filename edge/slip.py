@@ -17,6 +17,13 @@ flexion tilt from the shift of the whole flexion distribution after the slip aga
 one before, shrunk toward zero as the size of the turn warrants. The estimate is refined
 every ``REFINE_EVERY`` windows for ``REFINE_FOR`` windows after the slip, as the data
 after it grows.
+
+The holds take minutes; a slip's flexion tilt raises a slouch alert in 5 s. So a *sharp
+jump* of the gravity direction between two steady stretches (`edge.slip_jump`) that is
+mostly sideways is taken as a slip at once, provisionally (``SlipDecision.provisional``):
+its rotation is applied (a flexion rise only up to what a slip of that size can do),
+undone when a posture reads straight on the reference again (it was a lean), and
+replaced (or, when the overlay agrees, kept) when the holds confirm the slip.
 """
 
 from __future__ import annotations
@@ -28,17 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from spinesense.edge.calibration import board_axis, unit
+from spinesense.edge.calibration import unit
 from spinesense.edge.slip_estimate import (
     AXIS_TILT_RAD,
     angle_of,
     angles_in,
     direction_in,
-    flexion_shift,
-    flexion_tilt,
+    estimate_rotation,
     frame_of,
-    plausible_tilt_deg,
-    rot_z,
     rotation_between,
     sagittal_angles,
 )
@@ -395,29 +399,7 @@ class SlipWatch:
         """Rotation from the reference before the slip to the one after it."""
         s = self._slip
         assert s is not None
-        up0 = s["up_before"]
         hist = list(self._hist)
-        pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [up0])
+        pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [s["up_before"]])
         post = np.array([g for wi, _k, g in hist if wi >= s["w"]])
-        # 1. the turn about the board normal that brings the median lateral back
-        phi = 0.0
-        for _ in range(4):
-            lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - self.lat0
-            lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, post)[1]) - self.lat0
-            slope = (lat2 - lat) / 0.01
-            if abs(slope) < 1e-6:
-                break
-            phi -= float(np.clip(lat / slope, -0.5, 0.5))
-        up1 = unit(rot_z(phi) @ up0)
-        # 2. flexion: the shift of the whole distribution, shrunk by the turn's size
-        spin = math.degrees(phi)
-        shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
-                              plausible_tilt_deg(spin))
-        flex = flexion_tilt(shift, spin)
-        b = board_axis(up1)
-        d = math.radians(flex)
-        up2 = unit(math.cos(d) * up1 + math.sin(d) * b)
-        lat_off = float(np.median(sagittal_angles(up0, post)[1]) - self.lat0)
-        return rotation_between(up0, up2), {
-            "spin_deg": spin, "flex_deg": flex, "shift_raw": shift, "shift": "n/a" if shift is None
-            else f"{shift:+.1f}°", "lateral_deg": lat_off}
+        return estimate_rotation(s["up_before"], pre, post, self.lat0)
