@@ -78,6 +78,7 @@ JUMP_LAT_DEG = 12.0       # a sharp jump this far sideways ...
 JUMP_RATIO = 1.0          # ... with flexion moving at most as much ...
 JUMP_FROM_DEG = 8.0       # ... from a posture this close to straight: a provisional slip
 JUMP_TILT_SD = 2.0        # a slip's flexion tilt is within this many sd of its prior
+JUMP_NEAR_S = 60          # ... and it came at most this long before their first hold
 JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
 HISTORY = 720             # windows of history kept (2 h)
 
@@ -149,7 +150,8 @@ class SlipWatch:
     _frame: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False)
     _jumps: JumpFinder = field(default_factory=JumpFinder)
     _prov: np.ndarray | None = None  # rotation of a provisional slip (a sharp jump) in use
-    _jump_full: tuple[np.ndarray, float] | None = None  # ... the jump's whole rotation
+    # ... the jump's whole rotation, its flexion, the offset after it and its second
+    _jump_full: tuple[np.ndarray, float, float, int] | None = None
 
     def __post_init__(self) -> None:
         self._set_up(self.up)
@@ -225,6 +227,9 @@ class SlipWatch:
             if abs(off1) < STRAIGHT_DEG and abs(fl1) < MAX_FLEX_DEG:
                 return self._drop_prov(j.sec, "a posture straight again on the upright "
                                        "from before the sharp turn")
+            if abs(off1 - self._jump_full[2]) > 2 * AGREE_DEG:  # type: ignore[index]
+                return self._drop_prov(j.sec, "a posture sideways the other way than the "
+                                       "sharp turn: a slip keeps every posture's offset")
             return None
         d_lat, d_flex = off1 - off0, fl1 - fl0
         if abs(off0) > JUMP_FROM_DEG or abs(d_lat) < JUMP_LAT_DEG or \
@@ -240,7 +245,7 @@ class SlipWatch:
             min(abs(d_lat), 90.0))))
         keep = min(max(rise, 0.0), most) / rise if rise > 0 else 0.0
         rot = rotation_between(direction_in(self._frame, fl1 - keep * d_flex, la0), j.after)
-        self._prov, self._jump_full, self._slip = rot, (full, d_flex), None
+        self._prov, self._jump_full, self._slip = rot, (full, d_flex, off1, j.sec), None
         return SlipDecision(j.sec, rot, {
             "shift_deg": round(angle_of(rot), 1), "count": 1,
             "method": f"a sharp turn of {d_lat:+.0f}° sideways ({d_flex:+.1f}° flexion) "
@@ -334,10 +339,11 @@ class SlipWatch:
             # the sharp jump measured the whole rotation, its flexion tilt included, when
             # the wearer held the same posture on both sides: kept when the holds find
             # the same sideways turn and the flexion distribution the same shift
-            full, jump_flex = self._jump_full
+            full, jump_flex, _off, sec = self._jump_full
             d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
             raw = info["shift_raw"]
             if abs(d_lat) <= JUMP_AGREE_DEG and raw is not None and \
+                    sec >= first * WINDOW_S - JUMP_NEAR_S and \
                     abs(raw - jump_flex) <= JUMP_AGREE_DEG:
                 rot = full
                 info["flex_deg"] -= d_flex
