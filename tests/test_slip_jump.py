@@ -102,3 +102,17 @@ def test_the_jump_finder_needs_steady_stretches_on_both_sides() -> None:
     noisy[100:118] += np.random.default_rng(3).normal(0.0, 0.3, (18, 3))
     noisy /= np.linalg.norm(noisy, axis=1)[:, None]
     assert [j.sec for j in JumpFinder().feed(sec, noisy)] == [183]
+
+
+def test_a_sharp_turn_is_dropped_when_the_next_posture_leans_the_other_way() -> None:
+    """A slip moves every posture's lateral lean by the same turn; a lean to one side
+    followed by a lean to the other is the wearer, not the clip."""
+    sec, g, up = _lean_day(18.0)
+    other = rot_z(np.radians(-15.0)) @ up
+    g[181:] = other + np.random.default_rng(5).normal(0.0, 0.002, (len(g) - 181, 3))
+    g /= np.linalg.norm(g, axis=1)[:, None]
+    decisions = SlipWatch(up=up.copy(), forward_sign=1.0).feed(sec, g,
+                                                               np.zeros(len(sec), bool))
+    assert len(decisions) == 2 and all(d.provisional for d in decisions)
+    assert 181 <= decisions[1].sec <= 186 and "other way" in decisions[1].record["method"]
+    assert angle_of(decisions[1].rotation @ decisions[0].rotation) < 0.1
