@@ -23,7 +23,8 @@ which way it points. Forward needs no learning, only its sign with ``mount = "au
 * **Clip slips** are found by `edge.slip.SlipWatch` (a lateral offset that every posture
   keeps); the tracker applies its re-anchoring: upright turns by the slip's rotation and
   forward follows from the board normal (a ``clip_moved`` and a ``calibrated`` record;
-  a later refinement only a ``calibrated`` one). A first walk far (``stale_deg``) from
+  a later refinement, or a provisional re-anchoring on a sharp jump, only a
+  ``calibrated`` one). A first walk far (``stale_deg``) from
   the calibrated upright means the calibration was wrong: ``calibration_stale``, and
   upright is re-anchored on walking.
 
@@ -163,7 +164,9 @@ class MountTracker:
         # a slip is a turn about the board normal: without a board lying on the back
         # (a sensor on a desk, z up) there is no such axis and nothing to watch
         on_back = normal_to_upright_deg(self.cal.up) >= 90.0 - MAX_NORMAL_TILT_DEG
-        self.slip = SlipWatch(up=self.cal.up.copy()) if on_back else None
+        sign = (1.0 if float(self.cal.forward @ board_axis(self.cal.up)) >= 0 else -1.0) \
+            if self.cal.signed else None
+        self.slip = SlipWatch(up=self.cal.up.copy(), forward_sign=sign) if on_back else None
 
     @property
     def agreement(self) -> float:
@@ -335,12 +338,14 @@ class MountTracker:
             fwd = orthogonal_forward(up, rot @ old.forward)
         sign_ref = 1.0 if float(self.ref @ board_axis(old.up)) >= 0 else -1.0
         t = float(dec.sec + 1)
-        how = "refined" if dec.refined else "re-anchored"
+        how = "refined" if dec.refined else "provisionally re-anchored (a sharp turn)" \
+            if dec.provisional else "re-anchored"
         cal = Calibration(up=up, forward=fwd, method=f"{how} after a clip slip at {t:g} s",
                           forward_method=old.forward_method, window=old.window,
                           facing=old.facing, signed=old.signed, info=dict(old.info))
         self.cal, self.ref = cal, sign_ref * board_axis(cal.up)
-        recs = [] if dec.refined else [{"type": "clip_moved", "t": t, **dec.record}]
+        recs = [] if dec.refined or dec.provisional else \
+            [{"type": "clip_moved", "t": t, **dec.record}]
         return Change(dec.sec + 1, cal, [*recs, calibrated_record(cal, t)])
 
     def _stale(self, s: int, rot: np.ndarray, shift: float) -> Change:

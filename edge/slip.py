@@ -17,6 +17,13 @@ flexion tilt from the shift of the whole flexion distribution after the slip aga
 one before, shrunk toward zero as the size of the turn warrants. The estimate is refined
 every ``REFINE_EVERY`` windows for ``REFINE_FOR`` windows after the slip, as the data
 after it grows.
+
+The holds take minutes; a slip's flexion tilt raises a slouch alert in 5 s. So a *sharp
+jump* of the gravity direction between two steady stretches (`edge.slip_jump`) that is
+mostly sideways is taken as a slip at once, provisionally (``SlipDecision.provisional``):
+its rotation is applied (a flexion rise only up to what a slip of that size can do),
+undone when a posture reads straight on the reference again (it was a lean), and
+replaced (or, when the overlay agrees, kept) when the holds confirm the slip.
 """
 
 from __future__ import annotations
@@ -28,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from spinesense.edge.calibration import board_axis, unit
+from spinesense.edge.calibration import unit
 from spinesense.edge.slip_estimate import (
+    AXIS_TILT_RAD,
     angle_of,
     angles_in,
-    flexion_shift,
-    flexion_tilt,
+    direction_in,
+    estimate_rotation,
     frame_of,
-    plausible_tilt_deg,
-    rot_z,
     rotation_between,
     sagittal_angles,
 )
+from spinesense.edge.slip_jump import Jump, JumpFinder
 
 __all__ = ["SlipDecision", "SlipWatch", "rotation_between"]
 
@@ -67,6 +74,12 @@ REFINE_FOR = 180          # windows (30 min)
 REFINE_MIN_DEG = 2.5
 REFINE_STABLE_DEG = 1.5   # ... and only once two estimates in a row agree
 REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
+JUMP_LAT_DEG = 12.0       # a sharp jump this far sideways ...
+JUMP_RATIO = 1.0          # ... with flexion moving at most as much ...
+JUMP_FROM_DEG = 8.0       # ... from a posture this close to straight: a provisional slip
+JUMP_TILT_SD = 2.0        # a slip's flexion tilt is within this many sd of its prior
+JUMP_NEAR_S = 60          # ... and it came at most this long before their first hold
+JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -118,6 +131,7 @@ class SlipDecision:
     refined: bool = False
     since: int | None = None  # a new move: the first second of its evidence ...
     up: np.ndarray | None = None  # ... and the watch's upright after it
+    provisional: bool = False  # a sharp jump, not yet confirmed by the holds (or undone)
 
 
 @dataclass
@@ -125,6 +139,7 @@ class SlipWatch:
     """Window features and the slip rule; see the module doc."""
 
     up: np.ndarray                                   # its own reference (sensor frame)
+    forward_sign: float | None = None  # forward flexion's sign in its frame (None: unknown)
     lat0: float = 0.0                                # lateral of upright, by definition
     _buf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     _hist: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
@@ -133,6 +148,10 @@ class SlipWatch:
     _slip: dict[str, Any] | None = None              # the last confirmed slip (refining)
     _anchor_before: tuple[int, np.ndarray] | None = None  # (window, upright) before it
     _frame: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False)
+    _jumps: JumpFinder = field(default_factory=JumpFinder)
+    _prov: np.ndarray | None = None  # rotation of a provisional slip (a sharp jump) in use
+    # ... the jump's whole rotation, its flexion, the offset after it and its second
+    _jump_full: tuple[np.ndarray, float, float, int] | None = None
 
     def __post_init__(self) -> None:
         self._set_up(self.up)
@@ -147,7 +166,9 @@ class SlipWatch:
     def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
              ) -> list[SlipDecision]:
         """Seconds (int), unit gravity directions (n, 3), walking flags; returns the
-        decisions made by the windows these seconds complete."""
+        decisions made by the windows and sharp jumps these seconds complete, in time
+        order (a jump before a window that ends in the same second)."""
+        jumps = self._jumps.feed(sec, g) if len(sec) else []
         if self._buf is not None:
             sec = np.concatenate((self._buf[0], sec))
             g = np.concatenate((self._buf[1], g))
@@ -157,8 +178,9 @@ class SlipWatch:
         win = sec // WINDOW_S
         done = win < win[-1]  # the last window may still grow
         self._buf = (sec[~done], g[~done], walking[~done])
+        out: list[SlipDecision] = []
         if not done.any():
-            return []
+            return self._jumps_until(jumps, None, out)
         win, g, walking = win[done], g[done], walking[done]
         starts = np.flatnonzero(np.concatenate(([True], win[1:] != win[:-1])))
         n = np.diff(np.append(starts, len(win)))
@@ -169,24 +191,91 @@ class SlipWatch:
         nwalk = np.add.reduceat(walking.astype(np.int64), starts)
         kind = np.where(nwalk == n, 1, np.where((nwalk == 0) & (spread <= STILL_SPREAD_DEG),
                                                 0, -1))
-        out: list[SlipDecision] = []
         sel = np.flatnonzero((n >= MIN_SECONDS) & (kind >= 0))
         frame = None
         for i, j in enumerate(sel.tolist()):
+            w = int(win[starts[j]])
+            self._jumps_until(jumps, w * WINDOW_S + WINDOW_S - 1, out)
             if frame is not self._frame:  # angles of the windows left, in the frame
                 frame = self._frame
                 fl, la = sagittal_angles(frame[0], mean[sel[i:]])
                 fl, la, base = fl.tolist(), la.tolist(), i
-            dec = self._window(int(win[starts[j]]), int(kind[j]), mean[j],
-                               fl[i - base], la[i - base])
+            dec = self._window(w, int(kind[j]), mean[j], fl[i - base], la[i - base])
+            if dec is not None:
+                out.append(dec)
+        return self._jumps_until(jumps, None, out)
+
+    def _jumps_until(self, jumps: list[Jump], last: int | None,
+                     out: list[SlipDecision]) -> list[SlipDecision]:
+        """Handle the pending jumps up to second ``last`` (None: all), in order."""
+        while jumps and (last is None or jumps[0].sec <= last):
+            dec = self._jump(jumps.pop(0))
             if dec is not None:
                 out.append(dec)
         return out
+
+    # -- sharp jumps -------------------------------------------------------------------
+    def _jump(self, j: Jump) -> SlipDecision | None:
+        """A sharp jump (`edge.slip_jump`) that is mostly sideways, from a straight
+        posture, is taken as a slip at once, provisionally: the rotation across it is
+        applied until the holds confirm the slip (then their estimate replaces it) or
+        a posture reads straight on the reference again (undone: it was a lean)."""
+        fl0, la0 = angles_in(self._frame, j.before)
+        fl1, la1 = angles_in(self._frame, j.after)
+        off0, off1 = la0 - self.lat0, la1 - self.lat0
+        if self._prov is not None:
+            if abs(off1) < STRAIGHT_DEG and abs(fl1) < MAX_FLEX_DEG:
+                return self._drop_prov(j.sec, "a posture straight again on the upright "
+                                       "from before the sharp turn")
+            if abs(off1 - self._jump_full[2]) > 2 * AGREE_DEG:  # type: ignore[index]
+                return self._drop_prov(j.sec, "a posture sideways the other way than the "
+                                       "sharp turn: a slip keeps every posture's offset")
+            return None
+        d_lat, d_flex = off1 - off0, fl1 - fl0
+        if abs(off0) > JUMP_FROM_DEG or abs(d_lat) < JUMP_LAT_DEG or \
+                abs(d_flex) > JUMP_RATIO * abs(d_lat) or max(abs(fl0), abs(fl1)) >= \
+                MAX_FLEX_DEG or abs(off1) > MAX_LATERAL_DEG:
+            return None
+        full = rotation_between(j.before, j.after)
+        # a rise of flexion across it is taken as the slip's, up to what a slip of that
+        # size can plausibly do (an alert storm is worse than a slouch caught late); a
+        # drop may be the wearer sitting up: then only the turn
+        rise = d_flex * self.forward_sign if self.forward_sign else abs(fl1) - abs(fl0)
+        most = JUMP_TILT_SD * math.degrees(AXIS_TILT_RAD * math.sin(math.radians(
+            min(abs(d_lat), 90.0))))
+        keep = min(max(rise, 0.0), most) / rise if rise > 0 else 0.0
+        rot = rotation_between(direction_in(self._frame, fl1 - keep * d_flex, la0), j.after)
+        self._prov, self._jump_full, self._slip = rot, (full, d_flex, off1, j.sec), None
+        return SlipDecision(j.sec, rot, {
+            "shift_deg": round(angle_of(rot), 1), "count": 1,
+            "method": f"a sharp turn of {d_lat:+.0f}° sideways ({d_flex:+.1f}° flexion) "
+                      "between two steady postures, provisional",
+            "reanchored": "the rotation across the turn"}, since=j.sec,
+            up=unit(rot @ self.up), provisional=True)
+
+    def _drop_prov(self, sec: int, why: str) -> SlipDecision:
+        assert self._prov is not None
+        rot, self._prov = self._prov.T, None
+        return SlipDecision(sec, rot, {"shift_deg": round(angle_of(rot), 1), "count": 1,
+                                       "method": why, "reanchored": "the upright from "
+                                       "before the sharp turn"}, provisional=True)
+
+    def _after_prov(self, rot: np.ndarray) -> np.ndarray:
+        """A rotation from the watch's reference, as applied on top of a provisional
+        slip in use (which it replaces)."""
+        if self._prov is None:
+            return rot
+        rot, self._prov = rot @ self._prov.T, None
+        return rot
 
     # -- per window ------------------------------------------------------------------
     def _window(self, w: int, kind: int, g: np.ndarray, flex: float, lat: float
                 ) -> SlipDecision | None:
         self._hist.append((w, kind, g))
+        if self._prov is not None and abs(lat - self.lat0) < STRAIGHT_DEG and \
+                abs(flex) < MAX_FLEX_DEG:
+            return self._drop_prov(w * WINDOW_S + WINDOW_S - 1, "a held posture straight "
+                                   "again on the upright from before the sharp turn")
         h = self._hold
         if h is None or w != h.last + 1 or kind != h.kind or (kind == 0 and float(
                 g @ h.g_last) < math.cos(math.radians(HOLD_SAME_DEG))):
@@ -246,6 +335,20 @@ class SlipWatch:
         self._slip = {"w": first, "confirmed": w, "up_before": self.up.copy(),
                       "rot": np.eye(3), "next": w + REFINE_EVERY}
         rot, info = self._estimate(w)
+        if self._prov is not None and self._jump_full is not None:
+            # the sharp jump measured the whole rotation, its flexion tilt included, when
+            # the wearer held the same posture on both sides: kept when the holds find
+            # the same sideways turn and the flexion distribution the same shift
+            full, jump_flex, _off, sec = self._jump_full
+            d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
+            raw = info["shift_raw"]
+            if abs(d_lat) <= JUMP_AGREE_DEG and raw is not None and \
+                    sec >= first * WINDOW_S - JUMP_NEAR_S and \
+                    abs(raw - jump_flex) <= JUMP_AGREE_DEG:
+                rot = full
+                info["flex_deg"] -= d_flex
+                info["shift"] = f"{raw:+.1f}°, the sharp turn's own {jump_flex:+.1f}°"
+                self._slip["next"] = math.inf  # nothing left to refine
         self._chain = []
         self._apply(rot)
         record = {
@@ -255,7 +358,8 @@ class SlipWatch:
             "reanchored": f"a turn of {info['spin_deg']:+.1f}° about the board normal and "
                           f"a flexion tilt of {info['flex_deg']:+.1f}° (flexion distribution "
                           f"shifted {info['shift']})"}
-        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, record, since=first * WINDOW_S,
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, self._after_prov(rot), record,
+                            since=first * WINDOW_S,
                             up=self.up.copy())
 
     def _revert(self, w: int, up: np.ndarray, n: int) -> SlipDecision:
@@ -264,7 +368,7 @@ class SlipWatch:
         rot = rotation_between(self.up, up)
         self._set_up(up)
         self._slip, self._anchor_before = None, None
-        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, rot, {
+        return SlipDecision(w * WINDOW_S + WINDOW_S - 1, self._after_prov(rot), {
             "shift_deg": round(angle_of(rot), 1), "count": n,
             "method": f"every posture over {n} holds is straight again on the upright "
                       "from before the last move",
@@ -301,29 +405,7 @@ class SlipWatch:
         """Rotation from the reference before the slip to the one after it."""
         s = self._slip
         assert s is not None
-        up0 = s["up_before"]
         hist = list(self._hist)
-        pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [up0])
+        pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [s["up_before"]])
         post = np.array([g for wi, _k, g in hist if wi >= s["w"]])
-        # 1. the turn about the board normal that brings the median lateral back
-        phi = 0.0
-        for _ in range(4):
-            lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - self.lat0
-            lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, post)[1]) - self.lat0
-            slope = (lat2 - lat) / 0.01
-            if abs(slope) < 1e-6:
-                break
-            phi -= float(np.clip(lat / slope, -0.5, 0.5))
-        up1 = unit(rot_z(phi) @ up0)
-        # 2. flexion: the shift of the whole distribution, shrunk by the turn's size
-        spin = math.degrees(phi)
-        shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
-                              plausible_tilt_deg(spin))
-        flex = flexion_tilt(shift, spin)
-        b = board_axis(up1)
-        d = math.radians(flex)
-        up2 = unit(math.cos(d) * up1 + math.sin(d) * b)
-        lat_off = float(np.median(sagittal_angles(up0, post)[1]) - self.lat0)
-        return rotation_between(up0, up2), {
-            "spin_deg": spin, "flex_deg": flex, "shift": "n/a" if shift is None
-            else f"{shift:+.1f}°", "lateral_deg": lat_off}
+        return estimate_rotation(s["up_before"], pre, post, self.lat0)

@@ -22,10 +22,11 @@ rotation matter to the detectors:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from spinesense.edge.calibration import board_axis
+from spinesense.edge.calibration import board_axis, unit
 
 PLAUSIBLE_PER_DEG = 0.5   # a turn of θ tilts flexion by at most ~θ/2 ...
 PLAUSIBLE_MIN_DEG = 3.0   # ... or this, whichever is larger
@@ -83,6 +84,14 @@ def angles_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], g: np.ndarray
             math.degrees(math.atan2(float(g @ frame[2]), gu)))
 
 
+def direction_in(frame: tuple[np.ndarray, np.ndarray, np.ndarray], flex: float,
+                 lat: float) -> np.ndarray:
+    """The unit vector whose `angles_in` ``frame`` are (``flex``, ``lat``) degrees."""
+    v = frame[0] + math.tan(math.radians(flex)) * frame[1] + \
+        math.tan(math.radians(lat)) * frame[2]
+    return v / float(np.linalg.norm(v))
+
+
 def plausible_tilt_deg(spin_deg: float) -> float:
     """The largest flexion tilt a turn of ``spin_deg`` can bring (more is the wearer)."""
     return max(PLAUSIBLE_MIN_DEG, PLAUSIBLE_PER_DEG * abs(spin_deg))
@@ -133,3 +142,30 @@ def flexion_tilt(shift: float | None, spin_deg: float) -> float:
     p_slip = (1 - CHANGED_SHARE) * slip_like / ((1 - CHANGED_SHARE) * slip_like +
                                                 CHANGED_SHARE * habit_like)
     return p_slip * shift * prior * prior / var
+
+
+def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: float
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """A slip's rotation from the reference ``up0``, given the windows' unit gravity
+    before (``pre``) and after it (``post``): the turn about the board normal that brings
+    the median lateral back to ``lat0``, then the flexion tilt of the distribution's shift
+    (`flexion_shift`), shrunk as the turn's size warrants (`flexion_tilt`)."""
+    phi = 0.0
+    for _ in range(4):
+        lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - lat0
+        lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, post)[1]) - lat0
+        slope = (lat2 - lat) / 0.01
+        if abs(slope) < 1e-6:
+            break
+        phi -= float(np.clip(lat / slope, -0.5, 0.5))
+    up1 = unit(rot_z(phi) @ up0)
+    spin = math.degrees(phi)
+    shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
+                          plausible_tilt_deg(spin))
+    flex = flexion_tilt(shift, spin)
+    d = math.radians(flex)
+    up2 = unit(math.cos(d) * up1 + math.sin(d) * board_axis(up1))
+    lat_off = float(np.median(sagittal_angles(up0, post)[1]) - lat0)
+    return rotation_between(up0, up2), {
+        "spin_deg": spin, "flex_deg": flex, "shift_raw": shift,
+        "shift": "n/a" if shift is None else f"{shift:+.1f}°", "lateral_deg": lat_off}

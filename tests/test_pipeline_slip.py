@@ -117,7 +117,9 @@ def test_a_slip_during_the_first_walk_is_re_anchored_once() -> None:
     """The first walk after the calibration comes right after a slip: the stale check
     re-anchors on that walk (it reads far from upright because of the slip), then the
     slip watch confirms the slip. The watch's upright replaces the stale one; turning the
-    stale one by the slip again left flexion off by ~11° for the rest of the day."""
+    stale one by the slip again left flexion off by ~11° for the rest of the day. (Now the
+    slip's sharp turn inside that walk is re-anchored provisionally at once, so the walk
+    no longer reads stale; either way the slip must be counted once.)"""
     from spinesense.edge.robustness import labels_of
     from spinesense.firmware.worldsim import simulate_world
 
@@ -128,7 +130,7 @@ def test_a_slip_during_the_first_walk_is_re_anchored_once() -> None:
     recs = replay(sim.chunk(), _config(tr["facing"]), calibrate=(cal["start"], cal["end"]),
                   states=True)
     kinds = [r["type"] for r in recs if r["type"] in ("calibration_stale", "clip_moved")]
-    assert kinds == ["calibration_stale", "clip_moved"]
+    assert kinds in (["calibration_stale", "clip_moved"], ["clip_moved"])
     moved = next(r["t"] for r in recs if r["type"] == "clip_moved")
     st = [r for r in recs if r["type"] == "state" and r["t"] > moved
           and r["posture"] in ("sitting", "standing") and r["flexion_deg"] is not None]

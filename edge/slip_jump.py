@@ -1,0 +1,78 @@
+"""Sharp jumps of the gravity direction between two steady stretches (used by `edge.slip`).
+
+A slipping clip turns the board in 0.3–2 s. When the wearer is steady on both sides of
+it (sitting, standing, one walking bout, or back in the same posture after a reach), the
+gravity direction *jumps*: steady, a few seconds of movement, steady again at another
+direction. The rotation across that jump is the slip's own rotation (its flexion part
+included, which nothing else measures directly), and it is known within seconds, before
+a slouch alert raised by the slip's flexion tilt (5 s) could fire. Whether a jump looks
+like a slip (mostly a turn about the board normal, i.e. sideways) is `SlipWatch`'s
+decision; this module only finds the jumps, vectorised, with a carried tail so that the
+result does not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STEADY_S = 3              # a second is steady when it and the 2 before lie within ...
+STEADY_DEG = 2.5          # ... this angle of their mean
+MAX_GAP_S = 15            # steady again within this many seconds of the last steady one
+TAIL_S = STEADY_S + MAX_GAP_S + STEADY_S  # seconds carried over between calls
+
+
+@dataclass
+class Jump:
+    sec: int                  # the second that completed the steady stretch after it
+    before: np.ndarray        # mean unit gravity of the steady stretch before (3 s)
+    after: np.ndarray         # ... and after
+
+
+@dataclass
+class JumpFinder:
+    """Finds `Jump`s in per-second unit gravity directions; see the module doc."""
+
+    _sec: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _g: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+
+    def feed(self, sec: np.ndarray, g: np.ndarray) -> list[Jump]:
+        """Seconds (int, increasing) and unit gravity (n, 3); returns the jumps these
+        seconds complete, in time order."""
+        n_old = len(self._sec)
+        s = np.concatenate((self._sec, sec.astype(np.int64)))
+        gg = np.concatenate((self._g, g))
+        keep = max(0, len(s) - TAIL_S)
+        self._sec, self._g = s[keep:], gg[keep:]
+        n = len(s)
+        if n < STEADY_S or len(sec) == 0:
+            return []
+        k = STEADY_S - 1
+        # mean direction of each second with the k before it, and its spread
+        csum = np.cumsum(np.vstack((np.zeros((1, 3)), gg)), axis=0)
+        mean = csum[k + 1:] - csum[:-k - 1]  # rows i - k .. i, for i = k .. n-1
+        mean /= np.maximum(np.linalg.norm(mean, axis=1), 1e-12)[:, None]
+        low = np.full(len(mean), 1.0)
+        for j in range(STEADY_S):
+            low = np.minimum(low, np.einsum("ij,ij->i", gg[j:n - k + j], mean))
+        consecutive = s[k:] - s[:n - k] == k
+        steady = np.zeros(n, bool)
+        steady[k:] = consecutive & (low >= math.cos(math.radians(STEADY_DEG)))
+        means = np.zeros((n, 3))
+        means[k:] = mean
+        prev_steady = np.concatenate(([False], steady[:-1])) & \
+            np.concatenate(([False], s[1:] - s[:-1] == 1))
+        starts = np.flatnonzero(steady & ~prev_steady)
+        out: list[Jump] = []
+        idx_steady = np.flatnonzero(steady)
+        for i in starts[starts >= max(n_old, k)].tolist():
+            p = np.searchsorted(idx_steady, i) - 1  # the last steady second before i
+            if p < 0:
+                continue
+            j = int(idx_steady[p])
+            # the stretch after must not overlap the one before
+            if s[i] - s[j] <= MAX_GAP_S and s[i] - s[j] >= STEADY_S:
+                out.append(Jump(int(s[i]), means[j].copy(), means[i].copy()))
+        return out
