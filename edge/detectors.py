@@ -48,6 +48,15 @@ def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
     return flex, lat, prev
 
 
+def same_axes(old: Calibration, new: Calibration) -> int:
+    """+1 if ``new`` has the same upright and flexion axis as ``old``, -1 if the same
+    with flexion's sign turned, 0 otherwise."""
+    if old.forward is None or new.forward is None or not np.array_equal(old.up, new.up):
+        return 0
+    c = float(old.lateral @ new.lateral)
+    return 1 if c > 1.0 - 1e-9 else (-1 if c < -1.0 + 1e-9 else 0)
+
+
 class Detectors:
     def __init__(self, cfg: Config, cal: Calibration, *, states: bool = False):
         self.cal = cal
@@ -74,8 +83,20 @@ class Detectors:
         self.tau_s = cfg.pipeline.gyro_time_constant_s
 
     def set_calibration(self, cal: Calibration) -> None:
-        """Use ``cal`` from the next block on; the gyro fusion restarts from it."""
+        """Use ``cal`` from the next block on; the gyro fusion restarts from it, unless
+        only the flexion sign changed (a facing learned or given up, a mount warning):
+        then the axes are the same and the fusion carries on, negated if the sign turned.
+        A restart takes the rotation rate of the moment for the gyro's bias, and the sign
+        is often learned during a sit-down: flexion then read ~14° low for half a minute
+        (dev seed 20735, a slouch right after it missed)."""
+        turn = same_axes(self.cal, cal)
         self.cal = cal
+        if turn:
+            if turn < 0:
+                self.cf_prev = None if self.cf_prev is None else -self.cf_prev
+                if self.rate_filter.z is not None:
+                    self.rate_filter.z = -self.rate_filter.z
+            return
         self.cf_prev = None
         self.rate_filter.reset()
 
