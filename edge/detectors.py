@@ -40,9 +40,8 @@ def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
     """Signed flexion and lateral lean per tick (degrees); NaN on gap markers."""
     flex, lat = cal.angles(tf.fast)
     if tf.gyro is not None and rate_filter is not None:
-        # the bias is the sensor's: removed from all three axes, then projected, so a new
-        # calibration needs no new bias estimate
-        rate = rate_filter.run(tf.gyro, starts) @ cal.lateral
+        rate = (tf.gyro @ cal.lateral)[:, None]
+        rate = rate_filter.run(rate, starts)[:, 0]
         flex, prev = gyro_flexion(flex, rate, starts, tau_s, prev)
     if not cal.signed:  # sign unknown: judged either way, never inverted
         flex, lat = np.abs(flex), np.abs(lat)
@@ -64,7 +63,7 @@ class Detectors:
         self.states = states
         self.configure(cfg)
         self.rate_filter = StreamSOS(signal.butter(1, GYRO_HIGHPASS_HZ, "high", fs=TICK_HZ,
-                                                   output="sos"), 3)
+                                                   output="sos"), 1)
         self.cf_prev: float | None = None
         self.fresh = True
         self.slouch_state = SlouchState()
@@ -84,15 +83,21 @@ class Detectors:
         self.tau_s = cfg.pipeline.gyro_time_constant_s
 
     def set_calibration(self, cal: Calibration) -> None:
-        """Use ``cal`` from the next block on. The gyro's bias estimate carries on (it is
-        the sensor's, on all three axes): restarting it took the rotation rate of the
-        moment for the bias, and a calibration often changes during a sit-down (the sign
-        learned from it) or a slip; flexion then read ~14° low for half a minute (dev seed
-        20735, a slouch right after it missed). The complementary filter restarts from
-        the accelerometer angle, unless only flexion's sign changed (a facing learned or
-        given up, a mount warning): then it carries on, negated if the sign turned."""
-        turn = same_axes(self.cal, cal)
+        """Use ``cal`` from the next block on. The gyro's bias estimate carries on,
+        projected on the new flexion axis (the bias is the sensor's): restarting it took
+        the rotation rate of the moment for the bias, and a calibration often changes
+        during a sit-down (the sign learned from it) or a slip; flexion then read ~14° low
+        for half a minute (dev seed 20735, a slouch right after it missed). The
+        complementary filter restarts from the accelerometer angle, unless only flexion's
+        sign changed (a facing learned or given up, a mount warning): then it carries on,
+        negated if the sign turned."""
+        old = self.cal
+        turn = same_axes(old, cal)
         self.cal = cal
+        if self.rate_filter.z is not None:
+            both = old.forward is not None and cal.forward is not None
+            self.rate_filter.z = self.rate_filter.z * (
+                float(old.lateral @ cal.lateral) if both else 0.0)
         if turn == 0 or self.cf_prev is None:
             self.cf_prev = None
         else:
