@@ -48,6 +48,15 @@ def tick_flexion(cal: Calibration, tf: TickFeatures, starts: np.ndarray,
     return flex, lat, prev
 
 
+def same_axes(old: Calibration, new: Calibration) -> int:
+    """+1 if ``new`` has the same upright and flexion axis as ``old``, -1 if the same
+    with flexion's sign turned, 0 otherwise."""
+    if old.forward is None or new.forward is None or not np.array_equal(old.up, new.up):
+        return 0
+    c = float(old.lateral @ new.lateral)
+    return 1 if c > 1.0 - 1e-9 else (-1 if c < -1.0 + 1e-9 else 0)
+
+
 class Detectors:
     def __init__(self, cfg: Config, cal: Calibration, *, states: bool = False):
         self.cal = cal
@@ -74,10 +83,25 @@ class Detectors:
         self.tau_s = cfg.pipeline.gyro_time_constant_s
 
     def set_calibration(self, cal: Calibration) -> None:
-        """Use ``cal`` from the next block on; the gyro fusion restarts from it."""
+        """Use ``cal`` from the next block on. The gyro's bias estimate carries on,
+        projected on the new flexion axis (the bias is the sensor's): restarting it took
+        the rotation rate of the moment for the bias, and a calibration often changes
+        during a sit-down (the sign learned from it) or a slip; flexion then read ~14° low
+        for half a minute (dev seed 20735, a slouch right after it missed). The
+        complementary filter restarts from the accelerometer angle, unless only flexion's
+        sign changed (a facing learned or given up, a mount warning): then it carries on,
+        negated if the sign turned."""
+        old = self.cal
+        turn = same_axes(old, cal)
         self.cal = cal
-        self.cf_prev = None
-        self.rate_filter.reset()
+        if self.rate_filter.z is not None:
+            both = old.forward is not None and cal.forward is not None
+            self.rate_filter.z = self.rate_filter.z * (
+                float(old.lateral @ cal.lateral) if both else 0.0)
+        if turn == 0 or self.cf_prev is None:
+            self.cf_prev = None
+        else:
+            self.cf_prev *= turn
 
     def snooze(self, until: float) -> None:
         self.sed_state.snooze_until = until

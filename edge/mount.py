@@ -64,6 +64,9 @@ WALK_MAX_WEIGHT = 1.0
 WALK_MAX_LEAN_DEG = 28.0    # stairs up lean the trunk forward by up to ~24°
 WALK_MAX_SIDE_DEG = 10.0    # ... and a bag sideways by up to ~9°
 SIDEWAYS_COS = 0.5          # evidence less than 60° from the sagittal axis counts
+TRANSITION_BEFORE_S = 6     # a transition's lean is looked for this long before its time
+TRANSITION_AFTER_S = 4      # ... and this long after (so its evidence waits that long)
+HISTORY_S = 60              # per-second gravity kept for that look-back
 WARN_WEIGHT = 4.0
 WARN_AGREEMENT = -0.6
 RECOVER_AGREEMENT = 0.3
@@ -157,6 +160,8 @@ class MountTracker:
     _slips: list[SlipDecision] = field(default_factory=list)  # decided, not yet applied
     _run: int = 0                 # consecutive walking seconds
     _last_sec: int = -(10**12)
+    _hist_sec: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _hist_g: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
     def __post_init__(self) -> None:
         assert self.cal.forward is not None
@@ -191,14 +196,16 @@ class MountTracker:
         gu = sf.grav / np.where(norms > 0, norms, 1.0)[:, None]
         if self.slip is not None:
             self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool))
+        self._hist_sec = np.concatenate((self._hist_sec, sec))
+        self._hist_g = np.concatenate((self._hist_g, gu))
         marks = np.zeros(m, bool)
         marks[run >= WALK_RUN_S] = True
         for dec in self._slips:  # applied before the first second after its window
             j = int(np.searchsorted(sec, dec.sec, side="right"))
             if j < m:
                 marks[j] = True
-        for tr in self._pending:
-            j = int(np.searchsorted(sec, int(np.floor(tr.t))))
+        for tr in self._pending:  # counted once the seconds after it are in
+            j = int(np.searchsorted(sec, int(np.floor(tr.t)) + TRANSITION_AFTER_S))
             if j < m:
                 marks[j] = True
         start, force_first = 0, False
@@ -221,10 +228,11 @@ class MountTracker:
                     nxt, force_first = i, True  # this second again, on the new upright
                     break
                 done = int(j) + 1
-                while self._pending and self._pending[0].t < s + 1:
+                while self._pending and \
+                        int(np.floor(self._pending[0].t)) + TRANSITION_AFTER_S <= s:
                     tr = self._pending.pop(0)
                     if not tr.while_walking:  # stairs lift the hips too, at any lean
-                        self._evidence(tr.direction, 1.0)
+                        self._transition(tr)
                 self._excursion(sf.grav[i], s)
                 self._run = int(run[i])
                 stale = self._walking(sf, i, s) if self._run >= WALK_RUN_S else None
@@ -238,6 +246,8 @@ class MountTracker:
                 self._skip(tilt[done:], sf.grav[start + done:])
             start = nxt
         self._run, self._last_sec = int(run[-1]), int(sec[-1])
+        keep = int(np.searchsorted(self._hist_sec, self._last_sec - HISTORY_S))
+        self._hist_sec, self._hist_g = self._hist_sec[keep:], self._hist_g[keep:]
         return changes
 
     # -- evidence --------------------------------------------------------------------
@@ -255,6 +265,32 @@ class MountTracker:
         self.score += w * c
         self.weight += w
         self.n += 1
+
+    def _transition(self, tr: Any) -> None:
+        """A sit-to-stand or stand-to-sit leans the trunk forward and back. The push
+        detector's swing direction is taken where the push was; when its time is off by a
+        second or two it catches the trunk coming *back* from the lean (a backward swing:
+        a seventh of all transitions on the development days). So the lean is also looked
+        for in the seconds around it, as the second farthest from the line between the
+        window's two ends (upright sitting and standing; a sofa's recline at one end only
+        moves the line), and the transition counts only when both say the same."""
+        t0 = int(np.floor(tr.t))
+        a, b = np.searchsorted(self._hist_sec, [t0 - TRANSITION_BEFORE_S,
+                                                 t0 + TRANSITION_AFTER_S + 1])
+        if b - a < 3:
+            return
+        win = self._hist_g[a:b]
+        base = unit_or_none(win[0] + win[-1])
+        p_push, p_lean = self._perp(tr.direction), None
+        if base is not None:
+            j = int(np.argmin(win @ base))
+            p_lean = self._perp(win[j] - base)
+        if p_push is None or p_lean is None:
+            return
+        c_lean = float(p_lean @ self.ref)
+        if abs(c_lean) < SIDEWAYS_COS or float(p_push @ self.ref) * c_lean <= 0.0:
+            return
+        self._evidence(tr.direction, 1.0)
 
     def _tilt(self, g: np.ndarray) -> float:
         gu = unit_or_none(g)

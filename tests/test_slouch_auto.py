@@ -46,3 +46,12 @@ def test_auto_day_whose_first_walk_is_stairs_finds_every_slouch() -> None:
     run = run_seed(20210, Config(), mount="auto", via="memory")
     assert run.metrics["slouch_recall"] == 1.0
     assert run.metrics["slouch_as_recline"] == 0.0
+
+
+def test_auto_day_whose_sign_is_learned_during_a_sit_down_finds_every_slouch() -> None:
+    """Dev seed 20735 (a walker day): the sign is learned in the second the wearer sits
+    down into a 25° slouch. Restarting the gyro fusion then took the sit-down's rotation
+    rate for the gyro's bias and read the slouch as 10-13°: missed. Only the sign
+    changed, so the fusion now carries on."""
+    run = run_seed(20735, Config(), mount="auto", via="memory")
+    assert run.metrics["slouch_recall"] == 1.0

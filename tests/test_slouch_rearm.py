@@ -1,13 +1,19 @@
 """One buzz per slouch: after walking or lying ended an episode, the slouch state machine
-re-arms only once flexion came back below the release (or a gap intervened)."""
+re-arms only once flexion came back below the release (or a gap intervened); a sensor
+dropout too short to be a gap is the same slouch."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
+from spinesense.config import Config
+from spinesense.edge.calibration import Calibration, forward_from_lean, upright_from_still
 from spinesense.edge.filters import TICK_HZ
+from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.slouch import BLOCK_REASONS, SlouchParams, detect_slouch
+from spinesense.samples import SampleChunk
 
 
 def hold(*parts: tuple[float, float]) -> np.ndarray:
@@ -101,3 +107,30 @@ def test_walking_during_the_wait_for_a_real_return_ends_the_episode() -> None:
     # ends with the walk, then 11° held 1 s (from 25 s) is a real return: re-armed
     assert [(t, r) for _, t, r in ev] == [(10.0, ""), (25.4, "walking"), (33.0, ""),
                                           (48.0, "released")]
+
+
+@pytest.mark.parametrize(("hole_s", "starts"), [(0.38, 1), (1.5, 2)])
+def test_a_dropout_the_pipeline_bridges_keeps_one_buzz_a_gap_re_arms(
+        hole_s: float, starts: int) -> None:
+    """A wearer held 25° throughout; the logger lost ``hole_s`` of samples at 60 s. A
+    hole shorter than ``pipeline.gap_s`` cannot hide a return to upright (that needs a
+    second under the release), so it is the same slouch: one buzz. A longer hole is a
+    gap, which ends the episode; a new one needs the full delay again."""
+    mount = Rotation.from_euler("xyz", [10, -20, 35], degrees=True).as_matrix()
+    t = 100.0 + np.arange(0, 120, 0.01)
+    flex = np.radians(np.where((t >= 130) & (t < 190), 25.0, 0.0))
+    body = np.stack([-np.sin(flex), np.zeros_like(flex), np.cos(flex)], axis=1)
+    acc = body @ mount + np.random.default_rng(2).normal(0, 0.003, (len(t), 3))
+    keep = (t < 160.0) | (t >= 160.0 + hole_s)
+    up = upright_from_still(acc[:500])
+    pipe = Pipeline(Config(), Calibration(up, forward_from_lean(up, acc[4000:4500])))
+    recs = pipe.process(SampleChunk(t[keep], acc[keep])) + pipe.flush()
+    ev = [(r["type"], r["t"], r.get("reason", "")) for r in recs
+          if r["type"] in ("slouch_start", "slouch_end", "gap")]
+    assert [e[0] for e in ev].count("slouch_start") == starts
+    assert (Config().pipeline.gap_s > hole_s) == (starts == 1)
+    if starts == 2:  # the gap ended the first; the second waited the full delay
+        ends = [e for e in ev if e[0] == "slouch_end"]
+        assert ends[0][2] == "gap"
+        second = [e for e in ev if e[0] == "slouch_start"][1]
+        assert second[1] == pytest.approx(160.0 + hole_s + 5.0, abs=0.1)
