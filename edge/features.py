@@ -33,6 +33,8 @@ STEP_MIN_INTERVAL_S = 0.28   # faster than ~215 steps/min is not walking
 VERTICAL_CUTOFF_HZ = 3.0     # gravity direction that follows a sit/stand's trunk rotation
 MOVING_CUTOFF_HZ = 2.0       # smoothing of the movement level that bounds a push
 MOVING_MG = 80.0             # moving: smoothed |acc - gravity| above this
+VERTICAL_TAU_S = 1.0         # gyro-tracked vertical: pulled toward the accelerometer's
+VERTICAL_PASSES = 2          # ... with this time constant; fixed-point passes
 
 @dataclass
 class TickFeatures:
@@ -49,6 +51,7 @@ class TickFeatures:
     moving: np.ndarray        # bool: the trunk is moving (bounds sit/stand pushes)
     lean_deg: np.ndarray      # angle between the fast and a slow gravity direction
     step: np.ndarray          # bool: a step peak at this tick
+    trunk_lean_deg: np.ndarray  # the same from the gyro-tracked vertical (no thrust in it)
 
     @property
     def t(self) -> np.ndarray:
@@ -60,12 +63,12 @@ class TickFeatures:
     def take(self, sl: slice | np.ndarray) -> TickFeatures:
         return TickFeatures(*(None if v is None else v[sl] for v in (
             self.k, self.valid, self.grav, self.fast, self.gyro, self.dyn_mg, self.vert_bp,
-            self.vert_ms2, self.moving, self.lean_deg, self.step)))
+            self.vert_ms2, self.moving, self.lean_deg, self.step, self.trunk_lean_deg)))
 
     @staticmethod
     def concat(parts: list[TickFeatures]) -> TickFeatures:
         names = ("k", "valid", "grav", "fast", "gyro", "dyn_mg", "vert_bp", "vert_ms2",
-                 "moving", "lean_deg", "step")
+                 "moving", "lean_deg", "step", "trunk_lean_deg")
         return TickFeatures(*(None if getattr(parts[0], n) is None else
                               np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
@@ -98,6 +101,11 @@ def _norm_rows(v: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", v, v))
 
 
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cos = np.einsum("ij,ij->i", a, b) / (_norm_rows(a) * _norm_rows(b))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
 class FrontEnd:
     """Streaming filters over ticks, with all state carried across blocks."""
 
@@ -115,6 +123,7 @@ class FrontEnd:
         self.gait = GaitDetector()
         self._walk_last: int | None = None       # the last walking second seen
         self.pushes = PushDetector()
+        self._vert_prev: list[list[float | None]] = [[None] * 3 for _ in range(VERTICAL_PASSES)]
 
     def ticks(self, tk: Ticks) -> TickFeatures:
         starts = segment_starts(tk.valid, self.fresh)
@@ -127,17 +136,41 @@ class FrontEnd:
         mag = _norm_rows(acc)[:, None]
         a_vert = mag - self.f_mag.run(mag, starts)             # g, vertical to 1st order
         vert_bp = self.f_step.run(a_vert, starts)[:, 0]
-        n_fast = _norm_rows(fast)
         up = self.f_vert.run(acc, starts)   # a gravity direction that keeps up with a push
+        if tk.gyro is not None:  # ... better: turned with the trunk by the gyro
+            up = self._gyro_vertical(acc, tk.gyro, up, starts)
         vert = (np.einsum("ij,ij->i", acc, up) / _norm_rows(up) - 1.0) * G
         dyn_mg = _norm_rows(acc - grav) * 1000.0
         with np.errstate(invalid="ignore"):
             moving = self.f_moving.run(dyn_mg[:, None], starts)[:, 0] > MOVING_MG
-        cos = np.einsum("ij,ij->i", fast, slow) / (n_fast * _norm_rows(slow))
-        lean = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        lean = _angle_deg(fast, slow)
+        # the trunk's own lean, from the gyro-tracked vertical where there is a gyro: the
+        # low-passed specific force adds a push's thrust to it (40° stand-ups read 50°)
+        trunk_lean = lean if tk.gyro is None else _angle_deg(up, slow)
         step = self._steps(tk.k, vert_bp, starts)
         return TickFeatures(tk.k, tk.valid, grav, fast, tk.gyro, dyn_mg, vert_bp, vert,
-                            moving & tk.valid, lean, step)
+                            moving & tk.valid, lean, step, trunk_lean)
+
+    def _gyro_vertical(self, acc: np.ndarray, gyro: np.ndarray, up: np.ndarray,
+                       starts: np.ndarray) -> np.ndarray:
+        """The gravity direction turned with the trunk by the gyro and pulled toward the
+        accelerometer with ``VERTICAL_TAU_S`` (a complementary filter per axis). The
+        low-passed specific force tilts toward every horizontal push (a sit/stand's
+        forward thrust, a walk's sway), which reads as vertical acceleration (on the
+        development days, stand-ups with a deep lean measured as 0.5 m drops); the gyro
+        does not. The rotation term ``-ω × g`` is linearised around the previous pass's
+        estimate (the accelerometer's on the first), so each pass is a linear filter
+        with a carried state (exact under any chunking)."""
+        w = np.radians(gyro)
+        ref = up
+        for p in range(VERTICAL_PASSES):
+            turn = np.nan_to_num(-np.cross(w, ref))
+            out = np.empty_like(acc)
+            for ax in range(3):
+                out[:, ax], self._vert_prev[p][ax] = gyro_flexion(
+                    acc[:, ax], turn[:, ax], starts, VERTICAL_TAU_S, self._vert_prev[p][ax])
+            ref = out
+        return ref
 
     def _steps(self, k: np.ndarray, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Peaks above STEP_MIN_G, at least STEP_MIN_INTERVAL_S apart (loop over peaks)."""
@@ -196,7 +229,7 @@ class FrontEnd:
 
     def _transitions(self, tf: TickFeatures) -> list[Transition]:
         return self.pushes.feed(tf.k, tf.valid, tf.vert_ms2, tf.moving, tf.grav, tf.fast,
-                                tf.lean_deg)
+                                tf.lean_deg, tf.trunk_lean_deg, tf.step)
 
 
 def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,

@@ -59,6 +59,7 @@ MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch
 BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
 MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
+WALK_STEPS = 3          # this many step peaks in a long movement's start: a walk
 
 
 @dataclass
@@ -111,9 +112,16 @@ class PushDetector:
         self._prev: tuple[int, int] | None = None  # the last movement ended
 
     def feed(self, k: np.ndarray, valid: np.ndarray, vert: np.ndarray, moving: np.ndarray,
-             grav: np.ndarray, fast: np.ndarray, lean: np.ndarray) -> list[Transition]:
+             grav: np.ndarray, fast: np.ndarray, lean: np.ndarray,
+             trunk_lean: np.ndarray | None = None, step: np.ndarray | None = None
+             ) -> list[Transition]:
+        """``lean``: the tilt of the low-passed specific force from its slow mean (a
+        push's thrust adds to it); ``trunk_lean``: the trunk's own (gyro-tracked), if
+        known. The lean must reach ``TRANSITION_LEAN_DEG`` in either and stay under the
+        upper bounds in the trunk's own."""
         new = {"k": k, "valid": valid, "vert": vert, "grav": grav, "fast": fast,
-               "lean": lean}
+               "lean": lean, "trunk": lean if trunk_lean is None else trunk_lean,
+               "step": np.zeros(len(k), bool) if step is None else step}
         ctx = new if self._ctx is None else {
             n: np.concatenate((self._ctx[n], new[n])) for n in new}
         out: list[Transition] = []
@@ -191,8 +199,13 @@ class PushDetector:
         if not rises:
             return []
         rise = float(np.median(rises))
-        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M or (job.rise_only and rise < 0):
+        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
             return []
+        if job.rise_only and rise < 0:  # a drop at the start of a long movement: only
+            lo, hi = job.windows[-1]    # with no gait in it (typing after a sit-down)
+            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+            if int(ctx["step"][i:j].sum()) >= WALK_STEPS:
+                return []
         mags = np.abs(rises)
         if len(rises) > 1 and (min(rises) * max(rises) <= 0 or mags.max() > AGREE * mags.min()):
             return []  # grows with the window: a drift through the walk, not one push
@@ -207,9 +220,11 @@ class PushDetector:
             return []
         p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
         lean = float(ctx["lean"][p])
+        trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
-        if not TRANSITION_LEAN_DEG <= lean <= top:
+        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):
             return []
+        lean = trunk
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
         before = unit(ctx["fast"][i:i + self.edge].mean(0))
