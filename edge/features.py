@@ -221,15 +221,17 @@ class FrontEnd:
         walk_secs = set(sure.tolist()) | {x + 1 for x in sure.tolist()}
         if self._walk_last is not None:
             walk_secs.add(self._walk_last + 1)
-        out.transitions = self._transitions(tf)
+        pos = np.minimum(np.searchsorted(usec, sec_all), len(usec) - 1)
+        walk_tick = (usec[pos] == sec_all) & walking[pos] & v
+        out.transitions = self._transitions(tf, walk_tick)
         for tr in out.transitions:
             tr.while_walking = int(np.floor(tr.t)) in walk_secs
         self._walk_last = int(sure[-1]) if len(sure) else self._walk_last
         return out
 
-    def _transitions(self, tf: TickFeatures) -> list[Transition]:
+    def _transitions(self, tf: TickFeatures, walk_tick: np.ndarray) -> list[Transition]:
         return self.pushes.feed(tf.k, tf.valid, tf.vert_ms2, tf.moving, tf.grav, tf.fast,
-                                tf.lean_deg, tf.trunk_lean_deg, tf.step)
+                                tf.lean_deg, tf.trunk_lean_deg, tf.step, walk_tick)
 
 
 def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,
