@@ -61,7 +61,8 @@ TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
-MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch
+MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
+MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
 BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
 MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
@@ -256,7 +257,8 @@ class PushDetector:
         before = unit(ctx["fast"][i:i + self.edge].mean(0))
         after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
-        if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
+        if turn > (MAX_SIT_TURN_DEG if rise < 0 else
+                   MAX_WALK_TURN_DEG if job.rise_only else MAX_TURN_DEG):
             return []
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
         if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
