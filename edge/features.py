@@ -35,7 +35,7 @@ VERTICAL_CUTOFF_HZ = 3.0     # gravity direction that follows a sit/stand's trun
 MOVING_CUTOFF_HZ = 2.0       # smoothing of the movement level that bounds a push
 MOVING_MG = 80.0             # moving: smoothed |acc - gravity| above this
 VERTICAL_TAU_S = 1.0         # gyro-tracked vertical: pulled toward the accelerometer's
-VERTICAL_PASSES = 1          # ... with this time constant; linearised passes (see below)
+VERTICAL_PASSES = 2          # ... with this time constant; linearised passes (see below)
 
 @dataclass
 class TickFeatures:
@@ -190,9 +190,10 @@ class FrontEnd:
         forward thrust, a walk's sway), which reads as vertical acceleration (on the
         development days, stand-ups with a deep lean measured as 0.5 m drops); the gyro
         does not. The rotation term ``-ω × g`` is linearised around the previous pass's
-        estimate (the accelerometer's on the first; one pass comes within a few
-        centimetres of the exact filter on the development days), so each pass is a
-        linear filter with a carried state (exact under any chunking)."""
+        estimate (the accelerometer's on the first; two passes come within a few
+        centimetres of the exact filter on the development days, one lost four sit/stand
+        days), so each pass is a linear filter with a carried state (exact under any
+        chunking)."""
         a = VERTICAL_TAU_S / (VERTICAL_TAU_S + 1.0 / TICK_HZ)
         w = np.radians(gyro) * (a / TICK_HZ)
         if not valid.all():
