@@ -15,19 +15,25 @@ accelerations (`zero_velocity_weights`).
 * A movement shorter than ``SHORT_S``: one window around all of it; two movements less
   than ``MERGE_S`` apart are also judged as one first (a slow push pauses mid-way).
 * A longer one (a walk that starts with standing up or ends with sitting down): windows
-  anchored at its start (judged for a rise only: nobody sits down and then keeps moving
+  anchored at its start (judged for a rise only, unless stepless: nobody sits down and then walks
   like that, while the first steps of a walk, whose tail edge lies in the gait, can
-  read as a drop) and at its end, ``ANCHOR_S`` into it (at the end with a
+  read as a drop; a start without steps may drop: typing right after a sit-down keeps
+  the movement going) and at its end, ``ANCHOR_S`` into it (at the end with a
   ``GAIT_EDGE_S`` head edge in the gait); their median counts only if they agree within
   ``AGREE`` (a drop that grows with the window is a drift through the walk) and the same
-  length of movement before did not climb or descend too (stairs).
+  length of movement before did not climb or descend the same way too (stairs: by over
+  ``STAIRS_SHARE`` of it and ``STAIRS_MIN_M``).
 
 A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M`` beyond what the
 change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stairs), the
 trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
 over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
 stand-up ends as upright as it began; slouches, reaches and reclines do not), or
-``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch).
+``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch). The lean's
+lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
+trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former. A walk
+lies on the standing side of a transition: ``WALK_STEPS`` step peaks after the deepest
+lean rule out a sit-down, and before the first lean a stand-up.
 No fixed duration or velocity profile is assumed. Decisions are made on the window's
 last tick, so they never depend on how the ticks were cut into blocks.
 """
@@ -55,10 +61,15 @@ TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
-MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch
+MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
+MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
 BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
 MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
+STAIRS_MIN_M = 0.3      # ... in the same direction, and at least this much (a few
+#                         stairs; a level walk's drift reads a few tenths either way)
+WALK_STEPS = 3          # this many step peaks in a long movement's start: a walk
+WALK_SIDE_S = 2         # walking seconds on one side of the lean (see `_judge`)
 
 
 @dataclass
@@ -111,9 +122,17 @@ class PushDetector:
         self._prev: tuple[int, int] | None = None  # the last movement ended
 
     def feed(self, k: np.ndarray, valid: np.ndarray, vert: np.ndarray, moving: np.ndarray,
-             grav: np.ndarray, fast: np.ndarray, lean: np.ndarray) -> list[Transition]:
+             grav: np.ndarray, fast: np.ndarray, lean: np.ndarray,
+             trunk_lean: np.ndarray | None = None, step: np.ndarray | None = None,
+             walking: np.ndarray | None = None) -> list[Transition]:
+        """``lean``: the tilt of the low-passed specific force from its slow mean (a
+        push's thrust adds to it); ``trunk_lean``: the trunk's own (gyro-tracked), if
+        known. The lean must reach ``TRANSITION_LEAN_DEG`` in either and stay under the
+        upper bounds in the trunk's own."""
         new = {"k": k, "valid": valid, "vert": vert, "grav": grav, "fast": fast,
-               "lean": lean}
+               "lean": lean, "trunk": lean if trunk_lean is None else trunk_lean,
+               "step": np.zeros(len(k), bool) if step is None else step,
+               "walk": np.zeros(len(k), bool) if walking is None else walking}
         ctx = new if self._ctx is None else {
             n: np.concatenate((self._ctx[n], new[n])) for n in new}
         out: list[Transition] = []
@@ -191,31 +210,55 @@ class PushDetector:
         if not rises:
             return []
         rise = float(np.median(rises))
-        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M or (job.rise_only and rise < 0):
+        if -DROP_M < rise < RISE_M or abs(rise) > MAX_LIFT_M:
             return []
+        if job.rise_only and rise < 0:  # a drop at the start of a long movement: only
+            lo, hi = job.windows[-1]    # with no gait in it (typing after a sit-down)
+            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
+            if int(ctx["step"][i:j].sum()) >= WALK_STEPS:
+                return []
         mags = np.abs(rises)
         if len(rises) > 1 and (min(rises) * max(rises) <= 0 or mags.max() > AGREE * mags.min()):
             return []  # grows with the window: a drift through the walk, not one push
         if job.before is not None:  # the movement before it climbed or descended too:
             lo, hi = job.before     # stairs, not a sit/stand
             i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
-            if j - i != hi - lo or abs(float(zero_velocity_weights(hi - lo, self.edge)
-                                             @ ctx["vert"][i:j])) > STAIRS_SHARE * abs(rise):
+            if j - i != hi - lo:
+                return []
+            climb = float(zero_velocity_weights(hi - lo, self.edge) @ ctx["vert"][i:j])
+            if climb * rise > 0 and abs(climb) > max(STAIRS_SHARE * abs(rise), STAIRS_MIN_M):
                 return []
         mi, mj = int(np.searchsorted(kk, job.move_lo)), int(np.searchsorted(kk, job.move_hi))
         if mj <= mi:
             return []
         p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
         lean = float(ctx["lean"][p])
-        top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
-        if not TRANSITION_LEAN_DEG <= lean <= top:
+        # the lean comes with the transition and any walk lies on its standing side: a
+        # walk after the deepest lean cannot end in a sit-down, one before the first lean
+        # cannot precede a stand-up (a stand-up into a walk read as a drop through it).
+        # The end of a long movement is a walk that may end sitting: its own walk may
+        # lean deeper than the sit-down, so only the walk before matters there.
+        trunk_lean = np.nan_to_num(ctx["trunk"][mi:mj], nan=-1.0)
+        if rise < 0:
+            q = mi + int(np.argmax(trunk_lean))
+            walk = 0 if job.head is not None else int(ctx["walk"][q + 1:mj].sum())
+        else:
+            q = mi + int(np.argmax(trunk_lean >= TRANSITION_LEAN_DEG))
+            walk = int(ctx["walk"][mi:q].sum())
+        if walk >= WALK_SIDE_S * TICK_HZ:
             return []
+        trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
+        top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
+        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):
+            return []
+        lean = trunk
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
         before = unit(ctx["fast"][i:i + self.edge].mean(0))
         after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
-        if turn > (MAX_TURN_DEG if rise > 0 else MAX_SIT_TURN_DEG):
+        if turn > (MAX_SIT_TURN_DEG if rise < 0 else
+                   MAX_WALK_TURN_DEG if job.rise_only else MAX_TURN_DEG):
             return []
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
         if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):

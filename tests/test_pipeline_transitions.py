@@ -26,7 +26,7 @@ from spinesense.edge.activity import (
 from spinesense.edge.features import FrontEnd, G
 from spinesense.edge.filters import Resampler
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
-from spinesense.edge.transitions import Transition, zero_velocity_weights
+from spinesense.edge.transitions import PushDetector, Transition, zero_velocity_weights
 from spinesense.samples import SampleChunk
 
 RATE = 100.0
@@ -320,3 +320,70 @@ def test_a_walk_that_begins_with_a_drop_is_not_a_sit_down() -> None:
     as a drop)."""
     t = np.arange(0.0, 50.0, 1.0 / RATE)
     assert [tr.kind for tr in pushes(_walk_after_step_down(t))] == []
+
+
+def _thrust_chunk(lean_deg: float, thrust_m: float, gyro: bool) -> SampleChunk:
+    """A stand-up (0.4 m in 2 s) whose hips also swing ``thrust_m`` forward and back while
+    the trunk leans ``lean_deg``, with or without a gyro (deg/s about the left axis)."""
+    t = np.arange(0.0, 30.0, 1.0 / RATE)
+    th_deg = _pulse(t, 10.0, 2.0, lean_deg)
+    hip_x, hip_z = _pulse(t, 10.0, 2.0, thrust_m), _step(t, 10.6, 1.4, 0.4)
+    th = np.radians(th_deg)
+    x, z = hip_x + 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
+    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
+    az = az + 1.0
+    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
+                    ax * np.sin(th) + az * np.cos(th)], axis=1)
+    acc += np.random.default_rng(5).normal(0.0, 0.003, acc.shape)
+    rate = np.stack([np.zeros_like(t), np.gradient(th_deg, t), np.zeros_like(t)], axis=1)
+    return SampleChunk(t + 1000.0, acc, rate if gyro else None)
+
+
+def _gyro_pushes(chunk: SampleChunk, cuts: list[int] | None = None) -> list[Transition]:
+    rs, fe = Resampler(0.5), FrontEnd(0.5, 1.5)
+    bounds = [0, *(cuts or []), len(chunk.t)]
+    out: list[Transition] = []
+    for a, b in itertools.pairwise(bounds):
+        ticks, _ = rs.push(SampleChunk(chunk.t[a:b], chunk.acc[a:b],
+                                       None if chunk.gyro is None else chunk.gyro[a:b]))
+        if len(ticks):
+            out += fe.seconds(fe.ticks(ticks)).transitions
+    return out
+
+
+def test_a_deep_stand_up_with_a_forward_thrust_is_a_rise_where_there_is_a_gyro() -> None:
+    """The low-passed specific force tilts toward the hips' forward thrust, which adds to
+    the measured lean (over the 45° bound) and leaks into the vertical; the gyro-tracked
+    vertical sees the trunk's own 40°."""
+    got = _gyro_pushes(_thrust_chunk(40.0, 0.25, gyro=True))
+    assert [tr.kind for tr in got] == ["sit_to_stand"]
+    assert got[0].lift_m == pytest.approx(0.4, abs=0.1)
+    assert 35.0 <= got[0].lean_deg <= 45.0
+    chunk = _thrust_chunk(40.0, 0.25, gyro=True)
+    cuts = sorted(np.random.default_rng(2).choice(np.arange(1, len(chunk.t)), 30,
+                                                  replace=False).tolist())
+    assert [(tr.t, tr.kind, tr.lift_m) for tr in _gyro_pushes(chunk, cuts)] == \
+        [(tr.t, tr.kind, tr.lift_m) for tr in got]
+
+
+def _drop_ticks(walk_from_s: float | None) -> list[Transition]:
+    """A 0.4 m drop with a 25° lean at 10–11.5 s (ticks at 25 Hz), walking from
+    ``walk_from_s`` to the movement's end if given."""
+    k = np.arange(0, 25 * 25)
+    t = k / 25.0
+    z = _step(t, 10.0, 1.5, -0.4)
+    vert = np.gradient(np.gradient(z, t), t)
+    moving = (t >= 9.6) & (t < 12.8)
+    lean = _pulse(t, 9.6, 1.4, 25.0)
+    walking = np.zeros(len(k), bool) if walk_from_s is None else (t >= walk_from_s) & moving
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean, lean,
+                               np.zeros(len(k), bool), walking)
+
+
+def test_a_walk_after_the_lean_rules_out_a_sit_down() -> None:
+    """Any walk lies on the standing side of a transition: a drop read across the first
+    steps after a stand-up's lean is the walk's drift, not a sit-down."""
+    assert [tr.kind for tr in _drop_ticks(None)] == ["stand_to_sit"]
+    assert _drop_ticks(10.4) == []
+    assert [tr.kind for tr in _drop_ticks(11.6)] == ["stand_to_sit"]  # a rhythmic second
