@@ -74,3 +74,13 @@ def test_chunking_with_a_calibration_window(recording, size: int) -> None:
     ref = replay(chunk, Config(), states=True, calibrate=(2.0, 15.0))
     assert next(r for r in ref if r["type"] == "calibrated")["t"] >= 15.0
     assert feed_in_chunks(chunk, [size], (2.0, 15.0)) == ref
+
+
+def test_a_large_chunk_is_fed_in_blocks_with_the_same_records(recording, monkeypatch) -> None:
+    """Pipeline.process splits a chunk longer than BLOCK_SAMPLES (for speed): same output."""
+    from spinesense.edge import pipeline
+
+    chunk, ref = recording
+    assert 3 * 997 < len(chunk) <= pipeline.BLOCK_SAMPLES  # the reference ran in one piece
+    monkeypatch.setattr(pipeline, "BLOCK_SAMPLES", 997)
+    assert replay(chunk, Config(), states=True) == ref
