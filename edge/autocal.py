@@ -18,9 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinesense.edge.calibration import Calibration, CalibrationError, upright_from_still
+from spinesense.edge.calibration import (
+    Calibration,
+    CalibrationError,
+    make_calibration,
+    unit_or_none,
+    upright_from_still,
+)
 from spinesense.edge.features import SecondFeatures, TickFeatures
-from spinesense.edge.mount import make_calibration, unit_or_none
 
 STILL_S = 5
 STILL_DYN_MG = 25.0

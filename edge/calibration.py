@@ -236,3 +236,56 @@ def forward_from_lean(up: np.ndarray, lean_acc: np.ndarray, *,
         raise CalibrationError(f"you leaned only {ang:.0f}° (needs {min_deg:.0f}° or more); "
                                "lean forward further during the lean step")
     return orthogonal_forward(up, g[deep].mean(axis=0))
+
+
+def unit_or_none(v: np.ndarray) -> np.ndarray | None:
+    n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
+    return v / n if n > 1e-9 and math.isfinite(n) else None
+
+
+def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
+                     window: tuple[float, float] | None = None, locked_t: float = 0.0,
+                     given_forward: np.ndarray | None = None,
+                     up_confidence: str = "normal") -> Calibration:
+    """A complete calibration from upright and the mounting model (see module doc)."""
+    tilt = normal_to_upright_deg(up)
+    on_back = tilt >= 90.0 - MAX_NORMAL_TILT_DEG
+    info: dict[str, Any] = {"locked_t": locked_t, "mount": mount}
+    if given_forward is None and tilt < 1.0:  # z along upright: no sagittal axis at all
+        helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+        cal = Calibration(up=up, forward=np.cross(up, helper), method=up_method,
+                          forward_method="unknown: the board's z axis is along upright, "
+                          "it does not lie on the back (axis arbitrary, judged either way)",
+                          window=window, facing="unknown", signed=False)
+        cal.info = {**info, "confidence": "none"}
+        return cal
+    if given_forward is not None:
+        cal = Calibration(up=up, forward=given_forward, method=up_method,
+                          forward_method="stored calibration", window=window)
+        info["confidence"] = up_confidence
+    elif mount == "auto":
+        cal = Calibration(up=up, forward=board_axis(up), method=up_method,
+                          forward_method="board normal, sign not known yet (mount auto): "
+                          "slouch judged on sagittal flexion either way",
+                          window=window, facing="unknown", signed=False)
+        info["confidence"] = "low"
+    else:
+        cal = Calibration(up=up, forward=forward_from_mount(up, mount), method=up_method,
+                          forward_method=f"board normal, mount {mount}", window=window,
+                          facing=mount)
+        info["confidence"] = up_confidence if on_back else "low"
+    if not on_back:
+        info["forward_method_note"] = (f"board z axis only {tilt:.0f}° from upright: "
+                                       "not flat on the back?")
+    cal.info = info
+    return cal
+
+
+def calibrated_record(cal: Calibration, t: float, **extra: Any) -> dict[str, Any]:
+    """The ``calibrated`` record for ``cal``, effective from ``t``."""
+    return {"type": "calibrated", "t": t, "method": cal.method,
+            "forward_method": cal.forward_method, "facing": cal.facing,
+            "signed": int(cal.signed),
+            "up": [round(float(x), 5) for x in cal.up],
+            "forward": [round(float(x), 5) for x in cal.forward],  # type: ignore[union-attr]
+            **{k: v for k, v in cal.info.items() if k != "locked_t"}, **extra}

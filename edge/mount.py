@@ -1,8 +1,9 @@
 """The mounting model and what the data says about it (DESIGN A3).
 
-`make_calibration` turns an upright direction into a complete calibration: the board
-lies flat on the back, so its z axis is the back's normal, and ``[sensor] mount`` says
-which way it points. Forward needs no learning, only its sign with ``mount = "auto"``.
+`edge.calibration.make_calibration` turns an upright direction into a complete
+calibration: the board lies flat on the back, so its z axis is the back's normal, and
+``[sensor] mount`` says which way it points. Forward needs no learning, only its sign
+with ``mount = "auto"``.
 
 `MountTracker` then watches the data, second by second, for the whole day:
 
@@ -45,9 +46,10 @@ from spinesense.edge.calibration import (
     Calibration,
     angle_deg,
     board_axis,
-    forward_from_mount,
+    calibrated_record,
     normal_to_upright_deg,
     orthogonal_forward,
+    unit_or_none,
 )
 from spinesense.edge.features import SecondFeatures
 from spinesense.edge.filters import run_lengths
@@ -73,59 +75,6 @@ RECOVER_AGREEMENT = 0.3
 SURE_WEIGHT = 2.5
 SURE_AGREEMENT = 0.6
 UNSURE_AGREEMENT = 0.4
-
-
-def unit_or_none(v: np.ndarray) -> np.ndarray | None:
-    n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
-    return v / n if n > 1e-9 and math.isfinite(n) else None
-
-
-def make_calibration(up: np.ndarray, up_method: str, mount: str, *,
-                     window: tuple[float, float] | None = None, locked_t: float = 0.0,
-                     given_forward: np.ndarray | None = None,
-                     up_confidence: str = "normal") -> Calibration:
-    """A complete calibration from upright and the mounting model (see module doc)."""
-    tilt = normal_to_upright_deg(up)
-    on_back = tilt >= 90.0 - MAX_NORMAL_TILT_DEG
-    info: dict[str, Any] = {"locked_t": locked_t, "mount": mount}
-    if given_forward is None and tilt < 1.0:  # z along upright: no sagittal axis at all
-        helper = np.eye(3)[int(np.argmin(np.abs(up)))]
-        cal = Calibration(up=up, forward=np.cross(up, helper), method=up_method,
-                          forward_method="unknown: the board's z axis is along upright, "
-                          "it does not lie on the back (axis arbitrary, judged either way)",
-                          window=window, facing="unknown", signed=False)
-        cal.info = {**info, "confidence": "none"}
-        return cal
-    if given_forward is not None:
-        cal = Calibration(up=up, forward=given_forward, method=up_method,
-                          forward_method="stored calibration", window=window)
-        info["confidence"] = up_confidence
-    elif mount == "auto":
-        cal = Calibration(up=up, forward=board_axis(up), method=up_method,
-                          forward_method="board normal, sign not known yet (mount auto): "
-                          "slouch judged on sagittal flexion either way",
-                          window=window, facing="unknown", signed=False)
-        info["confidence"] = "low"
-    else:
-        cal = Calibration(up=up, forward=forward_from_mount(up, mount), method=up_method,
-                          forward_method=f"board normal, mount {mount}", window=window,
-                          facing=mount)
-        info["confidence"] = up_confidence if on_back else "low"
-    if not on_back:
-        info["forward_method_note"] = (f"board z axis only {tilt:.0f}° from upright: "
-                                       "not flat on the back?")
-    cal.info = info
-    return cal
-
-
-def calibrated_record(cal: Calibration, t: float, **extra: Any) -> dict[str, Any]:
-    """The ``calibrated`` record for ``cal``, effective from ``t``."""
-    return {"type": "calibrated", "t": t, "method": cal.method,
-            "forward_method": cal.forward_method, "facing": cal.facing,
-            "signed": int(cal.signed),
-            "up": [round(float(x), 5) for x in cal.up],
-            "forward": [round(float(x), 5) for x in cal.forward],  # type: ignore[union-attr]
-            **{k: v for k, v in cal.info.items() if k != "locked_t"}, **extra}
 
 
 @dataclass

@@ -20,11 +20,11 @@ import numpy as np
 
 from spinesense.config import Config
 from spinesense.edge.autocal import AutoCalibrator
-from spinesense.edge.calibration import Calibration
+from spinesense.edge.calibration import Calibration, calibrated_record
 from spinesense.edge.detectors import Detectors
 from spinesense.edge.features import FrontEnd, SecondFeatures, TickFeatures
 from spinesense.edge.filters import TICK_HZ, Gap, Resampler, Ticks
-from spinesense.edge.mount import MountTracker, calibrated_record
+from spinesense.edge.mount import MountTracker
 from spinesense.samples import SampleChunk, SampleGuard
 
 BLOCK_SAMPLES = 1 << 18  # a larger chunk is fed in blocks (see Pipeline.process)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from spinesense.config import Config
-from spinesense.edge.mount import MountTracker, make_calibration
+from spinesense.edge.calibration import make_calibration
+from spinesense.edge.mount import MountTracker
 from spinesense.edge.pipeline import Pipeline
 from spinesense.edge.replay import replay
 from spinesense.edge.robustness import day_for_seed, labels_of

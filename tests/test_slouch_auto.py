@@ -9,7 +9,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from spinesense.config import Config
-from spinesense.edge.mount import MountTracker, make_calibration
+from spinesense.edge.calibration import make_calibration
+from spinesense.edge.mount import MountTracker
 from spinesense.edge.robustness import run_seed
 
 
