@@ -81,6 +81,7 @@ JUMP_TILT_SD = 2.0        # a slip's flexion tilt is within this many sd of its 
 JUMP_NEAR_S = 60          # ... and it came at most this long before their first hold
 JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
 SLIP_MOVING_S = 3         # a slip moves the board for 0.3-2 s (3 seconds touched at most)
+SLIP_DETOUR_DEG = 3.0     # ... along the arc of one turn (a posture change strays from it)
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -248,7 +249,7 @@ class SlipWatch:
         keep = min(max(rise, 0.0), most) / rise if rise > 0 else 0.0
         rot = rotation_between(direction_in(self._frame, fl1 - keep * d_flex, la0), j.after)
         self._prov, self._jump_full, self._slip = rot, (full, d_flex, off1, j.sec), None
-        self._jump_still = j.moving_s <= SLIP_MOVING_S
+        self._jump_still = j.moving_s <= SLIP_MOVING_S and j.detour_deg <= SLIP_DETOUR_DEG
         return SlipDecision(j.sec, rot, {
             "shift_deg": round(angle_of(rot), 1), "count": 1,
             "method": f"a sharp turn of {d_lat:+.0f}° sideways ({d_flex:+.1f}° flexion) "

@@ -31,6 +31,20 @@ class Jump:
     before: np.ndarray        # mean unit gravity of the steady stretch before (3 s)
     after: np.ndarray         # ... and after
     moving_s: int = 0         # seconds of movement (dynamic acceleration) across it
+    detour_deg: float = 0.0   # how far the seconds between strayed from the arc joining them
+
+
+def _detour(a: np.ndarray, b: np.ndarray, between: np.ndarray) -> float:
+    """The largest angle (degrees) of ``between``'s directions from the great circle
+    through ``a`` and ``b``: a slip turns the board about one axis, so the gravity
+    direction moves along (nearly) that arc; a posture change on the way (the forward
+    lean of a sit-down or stand-up, a reach) strays from it."""
+    normal = np.cross(a, b)
+    size = float(np.linalg.norm(normal))
+    if len(between) == 0 or size < 1e-9:
+        return 0.0
+    return float(np.degrees(np.arcsin(np.clip(np.max(np.abs(between @ normal)) / size,
+                                              0.0, 1.0))))
 
 
 @dataclass
@@ -83,5 +97,6 @@ class JumpFinder:
             if s[i] - s[j] <= MAX_GAP_S and s[i] - s[j] >= STEADY_S:
                 # from the last second of the steady stretch before to the first after
                 moving = int(moved[max(j - 1, 0):i - k + 1].sum())
-                out.append(Jump(int(s[i]), means[j].copy(), means[i].copy(), moving))
+                out.append(Jump(int(s[i]), means[j].copy(), means[i].copy(), moving,
+                                _detour(means[j], means[i], gg[j + 1:i - k])))
         return out
