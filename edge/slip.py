@@ -249,7 +249,9 @@ class SlipWatch:
         keep = min(max(rise, 0.0), most) / rise if rise > 0 else 0.0
         rot = rotation_between(direction_in(self._frame, fl1 - keep * d_flex, la0), j.after)
         self._prov, self._jump_full, self._slip = rot, (full, d_flex, off1, j.sec), None
-        self._jump_still = j.moving_s <= SLIP_MOVING_S and j.detour_deg <= SLIP_DETOUR_DEG
+        # held still through it (only the clip moved), with a tilt the clip's hinge allows
+        self._jump_still = j.moving_s <= SLIP_MOVING_S and j.detour_deg <= SLIP_DETOUR_DEG \
+            and abs(d_flex) <= most
         return SlipDecision(j.sec, rot, {
             "shift_deg": round(angle_of(rot), 1), "count": 1,
             "method": f"a sharp turn of {d_lat:+.0f}° sideways ({d_flex:+.1f}° flexion) "
