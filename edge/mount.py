@@ -144,7 +144,7 @@ class MountTracker:
         norms = np.linalg.norm(sf.grav, axis=1)
         gu = sf.grav / np.where(norms > 0, norms, 1.0)[:, None]
         if self.slip is not None:
-            self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool))
+            self._slips += self.slip.feed(sec, gu, sf.walking.astype(bool), sf.dyn_rms)
         self._hist_sec = np.concatenate((self._hist_sec, sec))
         self._hist_g = np.concatenate((self._hist_g, gu))
         marks = np.zeros(m, bool)

@@ -80,6 +80,8 @@ JUMP_FROM_DEG = 8.0       # ... from a posture this close to straight: a provisi
 JUMP_TILT_SD = 2.0        # a slip's flexion tilt is within this many sd of its prior
 JUMP_NEAR_S = 60          # ... and it came at most this long before their first hold
 JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
+SLIP_MOVING_S = 3         # a slip moves the board for 0.3-2 s (3 seconds touched at most)
+SLIP_DETOUR_DEG = 3.0     # ... along the arc of one turn (a posture change strays from it)
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -152,6 +154,7 @@ class SlipWatch:
     _prov: np.ndarray | None = None  # rotation of a provisional slip (a sharp jump) in use
     # ... the jump's whole rotation, its flexion, the offset after it and its second
     _jump_full: tuple[np.ndarray, float, float, int] | None = None
+    _jump_still: bool = False  # ... and whether the wearer held still through it
 
     def __post_init__(self) -> None:
         self._set_up(self.up)
@@ -163,12 +166,12 @@ class SlipWatch:
         self._hold = None
         self._chain = []
 
-    def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray
-             ) -> list[SlipDecision]:
+    def feed(self, sec: np.ndarray, g: np.ndarray, walking: np.ndarray,
+             dyn_mg: np.ndarray | None = None) -> list[SlipDecision]:
         """Seconds (int), unit gravity directions (n, 3), walking flags; returns the
         decisions made by the windows and sharp jumps these seconds complete, in time
         order (a jump before a window that ends in the same second)."""
-        jumps = self._jumps.feed(sec, g) if len(sec) else []
+        jumps = self._jumps.feed(sec, g, dyn_mg) if len(sec) else []
         if self._buf is not None:
             sec = np.concatenate((self._buf[0], sec))
             g = np.concatenate((self._buf[1], g))
@@ -246,6 +249,9 @@ class SlipWatch:
         keep = min(max(rise, 0.0), most) / rise if rise > 0 else 0.0
         rot = rotation_between(direction_in(self._frame, fl1 - keep * d_flex, la0), j.after)
         self._prov, self._jump_full, self._slip = rot, (full, d_flex, off1, j.sec), None
+        # held still through it (only the clip moved), with a tilt the clip's hinge allows
+        self._jump_still = j.moving_s <= SLIP_MOVING_S and j.detour_deg <= SLIP_DETOUR_DEG \
+            and abs(d_flex) <= most
         return SlipDecision(j.sec, rot, {
             "shift_deg": round(angle_of(rot), 1), "count": 1,
             "method": f"a sharp turn of {d_lat:+.0f}° sideways ({d_flex:+.1f}° flexion) "
@@ -342,12 +348,13 @@ class SlipWatch:
             full, jump_flex, _off, sec = self._jump_full
             d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
             raw = info["shift_raw"]
-            if abs(d_lat) <= JUMP_AGREE_DEG and raw is not None and \
-                    sec >= first * WINDOW_S - JUMP_NEAR_S and \
-                    abs(raw - jump_flex) <= JUMP_AGREE_DEG:
+            if abs(d_lat) <= JUMP_AGREE_DEG and sec >= first * WINDOW_S - JUMP_NEAR_S \
+                    and (self._jump_still or (raw is not None and
+                                              abs(raw - jump_flex) <= JUMP_AGREE_DEG)):
                 rot = full
                 info["flex_deg"] -= d_flex
-                info["shift"] = f"{raw:+.1f}°, the sharp turn's own {jump_flex:+.1f}°"
+                info["shift"] = f"{'n/a' if raw is None else f'{raw:+.1f}°'}, the " \
+                    f"sharp turn's own {jump_flex:+.1f}°"
                 self._slip["next"] = math.inf  # nothing left to refine
         self._chain = []
         self._apply(rot)

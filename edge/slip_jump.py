@@ -22,6 +22,7 @@ STEADY_S = 3              # a second is steady when it and the 2 before lie with
 STEADY_DEG = 2.5          # ... this angle of their mean
 MAX_GAP_S = 15            # steady again within this many seconds of the last steady one
 TAIL_S = STEADY_S + MAX_GAP_S + STEADY_S  # seconds carried over between calls
+MOVING_MG = 80.0          # a second whose dynamic acceleration (rms) is above this moved
 
 
 @dataclass
@@ -29,6 +30,21 @@ class Jump:
     sec: int                  # the second that completed the steady stretch after it
     before: np.ndarray        # mean unit gravity of the steady stretch before (3 s)
     after: np.ndarray         # ... and after
+    moving_s: int = 0         # seconds of movement (dynamic acceleration) across it
+    detour_deg: float = 0.0   # how far the seconds between strayed from the arc joining them
+
+
+def _detour(a: np.ndarray, b: np.ndarray, between: np.ndarray) -> float:
+    """The largest angle (degrees) of ``between``'s directions from the great circle
+    through ``a`` and ``b``: a slip turns the board about one axis, so the gravity
+    direction moves along (nearly) that arc; a posture change on the way (the forward
+    lean of a sit-down or stand-up, a reach) strays from it."""
+    normal = np.cross(a, b)
+    size = float(np.linalg.norm(normal))
+    if len(between) == 0 or size < 1e-9:
+        return 0.0
+    return float(np.degrees(np.arcsin(np.clip(np.max(np.abs(between @ normal)) / size,
+                                              0.0, 1.0))))
 
 
 @dataclass
@@ -37,15 +53,20 @@ class JumpFinder:
 
     _sec: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _g: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    _moved: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
-    def feed(self, sec: np.ndarray, g: np.ndarray) -> list[Jump]:
-        """Seconds (int, increasing) and unit gravity (n, 3); returns the jumps these
-        seconds complete, in time order."""
+    def feed(self, sec: np.ndarray, g: np.ndarray, dyn_mg: np.ndarray | None = None
+             ) -> list[Jump]:
+        """Seconds (int, increasing), unit gravity (n, 3) and the dynamic acceleration's
+        rms (mg; None: unknown, counted as moving); returns the jumps these seconds
+        complete, in time order."""
         n_old = len(self._sec)
         s = np.concatenate((self._sec, sec.astype(np.int64)))
         gg = np.concatenate((self._g, g))
+        moved = np.concatenate((self._moved, np.ones(len(sec), bool) if dyn_mg is None
+                                else np.asarray(dyn_mg) > MOVING_MG))
         keep = max(0, len(s) - TAIL_S)
-        self._sec, self._g = s[keep:], gg[keep:]
+        self._sec, self._g, self._moved = s[keep:], gg[keep:], moved[keep:]
         n = len(s)
         if n < STEADY_S or len(sec) == 0:
             return []
@@ -74,5 +95,8 @@ class JumpFinder:
             j = int(idx_steady[p])
             # the stretch after must not overlap the one before
             if s[i] - s[j] <= MAX_GAP_S and s[i] - s[j] >= STEADY_S:
-                out.append(Jump(int(s[i]), means[j].copy(), means[i].copy()))
+                # from the last second of the steady stretch before to the first after
+                moving = int(moved[max(j - 1, 0):i - k + 1].sum())
+                out.append(Jump(int(s[i]), means[j].copy(), means[i].copy(), moving,
+                                _detour(means[j], means[i], gg[j + 1:i - k])))
         return out
