@@ -29,7 +29,9 @@ change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stair
 trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
 over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
 stand-up ends as upright as it began; slouches, reaches and reclines do not), or
-``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch). The lean's
+``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch), or
+``MAX_BEND_TURN_DEG`` after a stand-up that came back upright first and then bent the
+way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
 trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former. A walk
 lies on the standing side of a transition: ``WALK_STEPS`` step peaks after the deepest
@@ -63,6 +65,8 @@ SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
 MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
 MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
+MAX_BEND_TURN_DEG = 45.0  # ... or straight into a bend over a standing desk, once upright
+RETURN_DEG = 10.0       # (back by this much from its lean, within MAX_TURN_DEG of the start)
 BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
 MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
@@ -258,7 +262,9 @@ class PushDetector:
         after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         if turn > (MAX_SIT_TURN_DEG if rise < 0 else
-                   MAX_WALK_TURN_DEG if job.rise_only else MAX_TURN_DEG):
+                   MAX_WALK_TURN_DEG if job.rise_only else MAX_TURN_DEG) and not (
+                rise > 0 and turn <= MAX_BEND_TURN_DEG
+                and _upright_then_bent(ctx["fast"][mi:j], before, after)):
             return []
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
         if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
@@ -266,6 +272,26 @@ class PushDetector:
         direction = unit(ctx["fast"][p]) - unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
+
+
+def _upright_then_bent(fast: np.ndarray, before: np.ndarray, after: np.ndarray) -> bool:
+    """A stand-up straight into a bend: the trunk leaned forward by
+    ``TRANSITION_LEAN_DEG`` or more, came back by ``RETURN_DEG`` to within
+    ``MAX_TURN_DEG`` of its starting tilt (the rise is over, the wearer upright), and only
+    then bent, the way it had leaned (forward, over the desk: within 60°). A seated
+    slouch turns the trunk without that return, and a seated reach that ends more
+    upright than it began (after a sit-down's lean) turns it the other way."""
+    norm = np.linalg.norm(fast, axis=1)
+    cos = np.clip((fast @ before) / np.where(norm > 0, norm, 1.0), -1.0, 1.0)
+    ang = np.degrees(np.arccos(cos))
+    top = np.maximum.accumulate(ang)
+    back = (ang <= MAX_TURN_DEG) & (top >= TRANSITION_LEAN_DEG) & (top - ang >= RETURN_DEG)
+    if not back.any():
+        return False
+    first = int(np.argmax(back))
+    lean = unit(fast[int(np.argmax(ang[:first]))]) - before
+    bend = after - before
+    return float(lean @ bend) > 0.5 * float(np.linalg.norm(lean) * np.linalg.norm(bend))
 
 
 @dataclass

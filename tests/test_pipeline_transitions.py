@@ -387,3 +387,28 @@ def test_a_walk_after_the_lean_rules_out_a_sit_down() -> None:
     assert [tr.kind for tr in _drop_ticks(None)] == ["stand_to_sit"]
     assert _drop_ticks(10.4) == []
     assert [tr.kind for tr in _drop_ticks(11.6)] == ["stand_to_sit"]  # a rhythmic second
+
+
+def _stand_up_into_bend(bend_deg: float, rise_m: float) -> SampleChunk:
+    """A stand-up (25° lean, ``rise_m``) that ends upright and goes straight into a held
+    forward bend of ``bend_deg`` (over a standing desk), with no still moment between."""
+    t = np.arange(0.0, 40.0, 1.0 / RATE)
+    flex = _pulse(t, 10.0, 2.5, 25.0) + _step(t, 12.5, 1.2, bend_deg)
+    hip_z = _step(t, 10.75, 1.75, rise_m)
+    return _sensor_chunk(t, hip_z, flex)
+
+
+def test_a_stand_up_straight_into_a_bend_over_the_desk_is_a_stand_up() -> None:
+    """The trunk ends 35° from where it began (beyond the 15° a plain stand-up may
+    turn), but it came back upright first: the rise was over before the bend."""
+    got = pushes(_stand_up_into_bend(35.0, 0.45))
+    assert [tr.kind for tr in got] == ["sit_to_stand"]
+
+
+def test_a_seated_slouch_straight_into_a_bend_is_not_a_stand_up() -> None:
+    """The same bend from the chair, with no rise before it, is no transition, and
+    neither is a lean forward that goes straight on into the bend (no return)."""
+    t = np.arange(0.0, 40.0, 1.0 / RATE)
+    assert pushes(_stand_up_into_bend(35.0, 0.0)) == []
+    slouch = _sensor_chunk(t, np.zeros_like(t), _step(t, 10.0, 2.0, 38.0))
+    assert pushes(slouch) == []
