@@ -48,6 +48,13 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def unit_or_none(v: np.ndarray) -> np.ndarray | None:
+    """``v`` scaled to length 1, or None when it has no direction (zero or not finite):
+    for evidence that is skipped rather than refused."""
+    n = math.sqrt(float(v @ v))
+    return v / n if n > 1e-9 and math.isfinite(n) else None
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=float).reshape(3)
     n = float(np.linalg.norm(v))
@@ -236,11 +243,6 @@ def forward_from_lean(up: np.ndarray, lean_acc: np.ndarray, *,
         raise CalibrationError(f"you leaned only {ang:.0f}° (needs {min_deg:.0f}° or more); "
                                "lean forward further during the lean step")
     return orthogonal_forward(up, g[deep].mean(axis=0))
-
-
-def unit_or_none(v: np.ndarray) -> np.ndarray | None:
-    n = math.sqrt(float(v @ v))  # as np.linalg.norm computes it, without its overhead
-    return v / n if n > 1e-9 and math.isfinite(n) else None
 
 
 def make_calibration(up: np.ndarray, up_method: str, mount: str, *,

@@ -22,6 +22,7 @@ from spinesense.edge.filters import (
     bandpass,
     complementary,
     lowpass,
+    segment_pieces,
     segment_starts,
 )
 from spinesense.edge.gait import GaitDetector
@@ -109,10 +110,7 @@ def _first_order(u: np.ndarray, a: float, start: np.ndarray, valid: np.ndarray,
     row after each gap (``starts``); invalid rows (gap markers) are NaN and skipped. The
     carried state is the last output."""
     out = np.full_like(u, np.nan)
-    bounds = [*starts.tolist(), len(u)]
-    pieces = [(0, bounds[0], False)] if not len(starts) or starts[0] > 0 else []
-    pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
-    for lo, hi, restart in pieces:
+    for lo, hi, restart in segment_pieces(starts, len(u)):
         if valid[lo:hi].all():  # the usual case: a plain slice
             rows: slice | np.ndarray = slice(lo, hi)
             first = lo
@@ -278,10 +276,7 @@ def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,
     """Complementary filter per segment (restarting after gaps); NaN rows pass through."""
     out = np.full_like(flex_acc, np.nan)
     valid = ~np.isnan(flex_acc)
-    bounds = [*list(starts), len(flex_acc)]
-    pieces = ([(0, bounds[0], False)] if not len(starts) or starts[0] > 0 else [])
-    pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
-    for lo, hi, restart in pieces:
+    for lo, hi, restart in segment_pieces(starts, len(flex_acc)):
         idx = np.flatnonzero(valid[lo:hi]) + lo
         if len(idx) == 0:
             continue

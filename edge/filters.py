@@ -188,6 +188,16 @@ def segment_starts(valid: np.ndarray, fresh: bool) -> np.ndarray:
     return np.flatnonzero(valid & prev_invalid)
 
 
+def segment_pieces(starts: np.ndarray, n: int) -> list[tuple[int, int, bool]]:
+    """``(lo, hi, restart)`` row ranges of a block of ``n`` cut at the segment ``starts``:
+    a first piece before any start carries the previous block's state (``restart``
+    False); every other piece begins a segment. Shared by the streaming filters."""
+    bounds = [*np.asarray(starts).tolist(), n]
+    pieces = [(0, int(bounds[0]), False)] if not len(starts) or bounds[0] > 0 else []
+    pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
+    return pieces
+
+
 class StreamSOS:
     """A scipy SOS filter over (n, width) data with carried state and restarts.
 
@@ -223,12 +233,7 @@ class StreamSOS:
             y, self.z = signal.sosfilt(self.sos, seg, axis=-1, zi=self.z)
             return np.ascontiguousarray(y.T)
         out = np.full_like(x, np.nan)
-        bounds = np.concatenate((starts, [len(x)]))
-        pieces: list[tuple[int, int, bool]] = []
-        if len(starts) == 0 or starts[0] > 0:
-            pieces.append((0, bounds[0] if len(starts) else len(x), False))
-        pieces += [(int(bounds[i]), int(bounds[i + 1]), True) for i in range(len(starts))]
-        for lo, hi, restart in pieces:
+        for lo, hi, restart in segment_pieces(starts, len(x)):
             # a piece is usually all valid (markers only start pieces): a slice, no gather
             rows: slice | np.ndarray = slice(lo, hi)
             if not valid[lo:hi].all():
