@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import faulthandler
     import signal
-    import threading
+    import time
 
     from spinesense.cli import CliError, load_config
     from spinesense.collector.service import Collector
@@ -37,13 +38,47 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.instance and not all(c.isalnum() or c in "-_" for c in args.instance):
         raise CliError(f"--instance {args.instance!r}: use letters, digits, '-' or '_'", 2)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    stop = StopSignals().install()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: stacks to the log
     collector = Collector(cfg, instance=args.instance).start()
     try:
-        while not done.wait(1.0):
-            pass
+        while not stop.requested:
+            time.sleep(STOP_POLL_S)
     finally:
         collector.stop()
     return 0
+
+
+STOP_POLL_S = 0.2
+
+
+class StopSignals:
+    """SIGTERM/SIGINT as a plain flag, the only thing a signal handler may safely touch.
+
+    A handler runs in the main thread between two bytecodes, so one that takes a lock
+    (``threading.Event.set``) deadlocks if the main thread held that lock at the time,
+    and the service never stops. A second signal exits at once: nothing is lost, since
+    the broker redelivers every message not yet acknowledged."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def install(self) -> StopSignals:
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        import os
+
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"second stop signal: exiting without flushing; the broker "
+                        b"redelivers what was not acknowledged\n")
+            os._exit(128 + signum)

@@ -55,6 +55,7 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 30.0
 RECEIVE_MAXIMUM_CAP = 65535  # MQTT v5's largest receive maximum
 RECONNECT_MIN_S = 0.5
+MQTT_STOP_S = 10.0        # how long stop() waits for paho's network thread
 # Payloads and lines held for unacknowledged messages at most: valid messages can be
 # large (up to max_payload_bytes), so the in-flight window alone does not bound memory.
 HELD_BYTES_MAX = 32 * 1024 * 1024
@@ -306,7 +307,9 @@ class Collector:
                         exc_info=not isinstance(exc, RetryableError))
                 if give_up_at is not None and time.monotonic() + backoff > give_up_at:
                     return False
-                if self._stop.wait(backoff) and give_up_at is None:
+                if give_up_at is not None:
+                    time.sleep(backoff)  # stopping: still back off, until give_up_at
+                elif self._stop.wait(backoff):
                     give_up_at = time.monotonic() + self.cfg.influx.timeout_s
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
         self.stats.points_written += len(lines) - len(bad)
@@ -426,7 +429,15 @@ class Collector:
         if self._thread is not None:
             self._thread.join(self.cfg.influx.timeout_s + 30)
         self.client.disconnect()
-        self.client.loop_stop()
+        # paho's loop_stop() joins its network thread without a timeout; a thread stuck in
+        # a reconnect must not keep the service from stopping (systemd would SIGKILL it)
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop",
+                                   daemon=True)
+        stopper.start()
+        stopper.join(MQTT_STOP_S)
+        if stopper.is_alive():
+            log.warning("the MQTT network thread did not stop within %g s; exiting anyway "
+                        "(the broker redelivers what was not acknowledged)", MQTT_STOP_S)
         self.writer.close()
         self.dead_letter.close()
         log.info("collector %s stopped: %d in, %d written, %d rejected", self.instance,

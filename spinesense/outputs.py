@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -60,8 +60,15 @@ def atomic_output(path: str | Path, *, force: bool = False, binary: bool = False
             yield sys.stdout
             sys.stdout.flush()
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent or ".")
+    # The name is chosen before the file exists, so that a Ctrl-C at any moment, even
+    # right after the file is created, finds it in the cleanup below.
+    tmp: Path | None = (p.parent or Path(".")) / f".{p.name}.{secrets.token_hex(4)}.part"
     try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            tmp = None  # someone else's file: never ours to remove
+            raise
         mode = "wb" if binary else "w"
         kwargs: dict[str, Any] = {} if binary else {"encoding": encoding, "newline": newline}
         with os.fdopen(fd, mode, **kwargs) as fh:
@@ -72,8 +79,9 @@ def atomic_output(path: str | Path, *, force: bool = False, binary: bool = False
             raise CliError(f"{p}: already exists; pass --force to overwrite it", 2)
         os.replace(tmp, p)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 

@@ -210,6 +210,33 @@ def test_simulate_killed_mid_write_leaves_no_csv(tmp_path: Path) -> None:
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_interrupt_right_after_the_temporary_file_appears_leaves_nothing(
+        tmp_path: Path, monkeypatch) -> None:
+    """The signal may land between creating the temporary file and the first write."""
+    from spinesense import outputs
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+    monkeypatch.setattr(outputs.os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), outputs.atomic_output(tmp_path / "out.csv"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_name_taken_by_another_file_is_left_alone(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from spinesense import outputs
+    monkeypatch.setattr(outputs.secrets, "token_hex", lambda _n: "feed")
+    theirs = tmp_path / ".out.csv.feed.part"
+    theirs.write_text("another writer's")
+    with pytest.raises(FileExistsError), outputs.atomic_output(tmp_path / "out.csv"):
+        pass
+    assert theirs.read_text() == "another writer's"
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_record_export_out_and_force(tmp_path: Path, capsys) -> None:
     rec = tmp_path / "r.ssrec"
     assert run(capsys, "record", "--emulate", "mpu6050", "--fast", "--duration", "2s",

@@ -256,3 +256,39 @@ def test_collector_waits_for_the_broker_and_survives_its_restart(
         pub.close()
     finally:
         broker.stop()
+
+
+def test_a_second_sigterm_exits_at_once_and_loses_nothing(
+        mosquitto_factory, influxd, unique_db, unique_device, tmp_path: Path):
+    """systemd's stop (or an impatient Ctrl-C) while InfluxDB is down: the first signal
+    starts a flush that cannot succeed, the second one exits at once. Nothing was
+    acknowledged, so the broker redelivers every message to the restarted collector."""
+    import signal
+
+    from spinesense.devservers import free_port
+    broker = mosquitto_factory()
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: every write is retried
+    down = write_config(tmp_path / "down.toml", mqtt_port=broker.port, influx_url=nowhere,
+                        db=unique_db, collector={"group": ""})
+    collector = CollectorProc(down, "s2", tmp_path).start()
+    pub = Publisher(broker.port)
+    base = int(time.time() * 1000) - 3_600_000
+    for seq in range(20):
+        pub.publish(f"spinesense/{unique_device}/events", event(unique_device, seq, base + seq))
+    pub.wait_acked()
+    wait_for(lambda: "write of" in collector.log(), 20, what="a failed write")
+    assert collector.proc is not None
+    collector.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert collector.proc.poll() is None  # still trying to flush
+    t0 = time.monotonic()
+    collector.proc.send_signal(signal.SIGTERM)
+    assert collector.proc.wait(10) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 5.0
+    assert "second stop signal" in collector.log()
+    up = write_config(tmp_path / "up.toml", mqtt_port=broker.port, influx_url=influxd.url,
+                      db=unique_db, collector={"group": ""})
+    CollectorProc(up, "s2", tmp_path).start()
+    wait_for(lambda: count_points(influxd, unique_db, "posture_event", unique_device) == 20,
+             30, what="all 20 redelivered and stored")
+    pub.close()
