@@ -29,10 +29,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spinesense import schema
+from spinesense.collector.validate import Rejected, Validator
 
 MAX_PUBLISHED_RANGES = 64    # ranges past the mark in one stored message
 MAX_KEPT_RANGES = 4096       # per device in memory; beyond, the highest are forgotten
 REPUBLISH_MIN_S = 0.2        # a device's mark is published at most this often
+
+
+# (device, seq, prev) of one sequenced message
+Mark = tuple[str, int, int]
+
+
+def mark_of(kind: str, device: str, msg: Any) -> Mark | None:
+    """(device, seq, prev) of a sequenced message; prev defaults to seq - 1."""
+    if kind == "status" or not isinstance(msg, dict) or msg.get("device") != device:
+        return None
+    seq, prev = msg.get("seq"), msg.get("prev")
+    if type(seq) is not int or seq <= 0:
+        return None
+    return device, seq, prev if type(prev) is int and 0 <= prev < seq else seq - 1
+
+
+def rejected_mark_of(validator: Validator, topic: str, payload: bytes) -> Mark | None:
+    """A dead-lettered message is settled too: a re-send gets the same verdict. Its
+    ``prev`` is not trusted (the message is not valid), so it settles only itself."""
+    try:
+        device, kind = validator.parse_topic(topic)
+        mark = mark_of(kind, device, json.loads(payload))
+    except (Rejected, ValueError, RecursionError):
+        return None
+    return None if mark is None else (mark[0], mark[1], mark[1] - 1)
 
 
 @dataclass

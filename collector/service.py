@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from spinesense.collector.deadletter import DeadLetter
-from spinesense.collector.marks import Watermarks
+from spinesense.collector.marks import Mark, Watermarks, mark_of, rejected_mark_of
 from spinesense.collector.points import message_to_line, stats_to_line
 from spinesense.collector.validate import Rejected, Validator
 from spinesense.collector.writers import (
@@ -87,29 +87,7 @@ class Stats:
 # topic, payload, (device, seq, prev) for the stored mark or None). Rejected messages stay
 # in the batch (already dead-lettered) so that acknowledgements go out in arrival order,
 # as MQTT asks.
-_Mark = tuple[str, int, int]
-_Item = tuple[str | None, int, int, int, str, bytes, _Mark | None]
-
-
-def _mark_of(kind: str, device: str, msg: Any) -> _Mark | None:
-    """(device, seq, prev) of a sequenced message; prev defaults to seq - 1."""
-    if kind == "status" or not isinstance(msg, dict) or msg.get("device") != device:
-        return None
-    seq, prev = msg.get("seq"), msg.get("prev")
-    if type(seq) is not int or seq <= 0:
-        return None
-    return device, seq, prev if type(prev) is int and 0 <= prev < seq else seq - 1
-
-
-def _mark_of_rejected(validator: Validator, topic: str, payload: bytes) -> _Mark | None:
-    """A dead-lettered message is settled too: a re-send gets the same verdict. Its
-    ``prev`` is not trusted (the message is not valid), so it settles only itself."""
-    try:
-        device, kind = validator.parse_topic(topic)
-        mark = _mark_of(kind, device, json.loads(payload))
-    except (Rejected, ValueError, RecursionError):
-        return None
-    return None if mark is None else (mark[0], mark[1], mark[1] - 1)
+_Item = tuple[str | None, int, int, int, str, bytes, Mark | None]
 
 
 def _item_bytes(item: _Item) -> int:
@@ -226,11 +204,11 @@ class Collector:
         try:
             kind, device, body = self.validator.check(topic, payload)
             line: str | None = message_to_line(kind, body)
-            mark = _mark_of(kind, device, body)
+            mark = mark_of(kind, device, body)
         except (Rejected, ValueError) as exc:
             self.dead_letter.put(topic, payload, getattr(exc, "reason", str(exc)))
             line = None
-            mark = _mark_of_rejected(self.validator, topic, payload)
+            mark = rejected_mark_of(self.validator, topic, payload)
             topic, payload = "", b""  # dead-lettered: hold only what the ack needs
         now = time.monotonic()
         with self._cond:
