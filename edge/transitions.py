@@ -31,10 +31,9 @@ over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before
 stand-up ends as upright as it began; slouches, reaches and reclines do not), or
 ``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch), or
 ``MAX_BEND_TURN_DEG`` after a stand-up that came back upright first and then bent the
-way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The
-lean's bounds hold for the trunk's own (gyro-tracked) lean where there is a gyro, since a
-push's thrust adds to the low-passed specific force's tilt (without a gyro that tilt is
-all there is): a hip movement with the trunk nearly upright is no sit/stand. A walk
+way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
+lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
+trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former. A walk
 lies on the standing side of a transition: ``WALK_STEPS`` step peaks after the deepest
 lean rule out a sit-down, and before the first lean a stand-up.
 No fixed duration or velocity profile is assumed. Decisions are made on the window's
@@ -133,8 +132,8 @@ class PushDetector:
              walking: np.ndarray | None = None) -> list[Transition]:
         """``lean``: the tilt of the low-passed specific force from its slow mean (a
         push's thrust adds to it); ``trunk_lean``: the trunk's own (gyro-tracked), if
-        known. The trunk's own lean must reach ``TRANSITION_LEAN_DEG`` and stay under the
-        upper bounds."""
+        known. The lean must reach ``TRANSITION_LEAN_DEG`` in either and stay under the
+        upper bounds in the trunk's own."""
         new = {"k": k, "valid": valid, "vert": vert, "grav": grav, "fast": fast,
                "lean": lean, "trunk": lean if trunk_lean is None else trunk_lean,
                "step": np.zeros(len(k), bool) if step is None else step,
@@ -240,6 +239,7 @@ class PushDetector:
         if mj <= mi:
             return []
         p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
+        lean = float(ctx["lean"][p])
         # the lean comes with the transition and any walk lies on its standing side: a
         # walk after the deepest lean cannot end in a sit-down, one before the first lean
         # cannot precede a stand-up (a stand-up into a walk read as a drop through it).
@@ -256,8 +256,9 @@ class PushDetector:
             return []
         trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
-        if not (TRANSITION_LEAN_DEG <= trunk <= top):
+        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):
             return []
+        lean = trunk
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
         before = unit(ctx["fast"][i:i + self.edge].mean(0))
@@ -275,7 +276,7 @@ class PushDetector:
             return []
         direction = unit(ctx["fast"][p]) - unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
-                           rise, trunk, direction)]
+                           rise, lean, direction)]
 
 
     def _rises_in_parts(self, ctx: dict[str, np.ndarray],
