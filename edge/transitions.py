@@ -55,8 +55,7 @@ DROP_M = 0.2
 EDGE_S = 1.0            # still (or walking) edges around a movement: zero mean velocity
 GAIT_EDGE_S = 2.0       # the head edge at the end of a long movement (a walk): more steps
 AGREE = 2.0             # a long movement's anchored windows must agree within this factor
-MERGE_S = 2.0           # two movements this close are also judged as one; a merged
-PARTS_SHARE = 0.5       # rise must show this share of itself in its parts
+MERGE_S = 2.0           # two movements this close are also judged as one
 BRIDGE_S = 0.6          # a pause this short inside a movement does not end it
 SHORT_S = 8.0           # longer movements are judged at their start and end
 ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows reach
@@ -194,7 +193,7 @@ class PushDetector:
             # a slow push can pause mid-way (little acceleration while the hips move at
             # a steady speed): judged whole first, and in parts only if that finds nothing
             self._pending.append(_Job([(prev[0] - self.edge, e + self.edge)], prev[0], e,
-                                      at, whole=True, parts=(prev, (s, e))))
+                                      at, whole=True))
         if e - s <= self.short:
             self._pending.append(_Job([(s - self.edge, e + self.edge)], s, e, at))
         else:
@@ -225,8 +224,6 @@ class PushDetector:
         mags = np.abs(rises)
         if len(rises) > 1 and (min(rises) * max(rises) <= 0 or mags.max() > AGREE * mags.min()):
             return []  # grows with the window: a drift through the walk, not one push
-        if rise > 0 and job.parts and not self._rises_in_parts(ctx, job.parts, rise):
-            return []
         if job.before is not None:  # the movement before it climbed or descended too:
             lo, hi = job.before     # stairs, not a sit/stand
             i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
@@ -279,26 +276,6 @@ class PushDetector:
                            rise, lean, direction)]
 
 
-    def _rises_in_parts(self, ctx: dict[str, np.ndarray],
-                        parts: tuple[tuple[int, int], ...], rise: float) -> bool:
-        """Whether the two movements of a merged rise, each over its own window, show
-        ``PARTS_SHARE`` of it between them: a push that pauses at rest mid-way rises in
-        its parts too. A seated bend and return (a reach, a sit-down straight into a
-        reach) moves the sensor down in one part and back up in the other, and the
-        merged window only adds what the pause integrated (on the development days most
-        seated false stand-ups). A push that glided through the pause at a steady speed
-        would show its rise only whole and is lost (rare on the development days)."""
-        kk = ctx["k"]
-        total = 0.0
-        for a, b in parts:
-            lo, hi = a - self.edge, b + self.edge
-            i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
-            if j - i != hi - lo or not ctx["valid"][i:j].all():
-                return True  # not known: the merged judgement stands
-            total += float(zero_velocity_weights(hi - lo, self.edge) @ ctx["vert"][i:j])
-        return total >= PARTS_SHARE * rise
-
-
 def _upright_then_bent(fast: np.ndarray, before: np.ndarray, after: np.ndarray) -> bool:
     """A stand-up straight into a bend: the trunk leaned forward by
     ``TRANSITION_LEAN_DEG`` or more, came back by ``RETURN_DEG`` to within
@@ -329,4 +306,3 @@ class _Job:
     whole: bool = False             # two movements judged as one
     head: int | None = None         # a longer head edge (it lies in a walk)
     rise_only: bool = False         # the start of a long movement: a stand-up into a walk
-    parts: tuple[tuple[int, int], ...] | None = None  # a merged job's two movements

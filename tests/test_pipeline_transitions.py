@@ -462,33 +462,3 @@ def test_a_stand_up_may_end_in_a_walks_lean_only_if_a_walk_follows() -> None:
     any stand-up holds: on the development days such starts were seated false stand-ups."""
     assert [tr.kind for tr in _stand_up_turned_ticks(12.0)] == ["sit_to_stand"]
     assert _stand_up_turned_ticks(None) == []
-
-
-def _two_movements_ticks(glide: bool) -> list[Transition]:
-    """Two movements (9.8–11 s and 12.2–13.3 s, ticks at 25 Hz, a 25° lean over both)
-    judged as one: two pushes of 0.15 and 0.17 m with a rest between, or a 0.37 m rise
-    whose speed is built up in the first, carried through the pause and shed in the
-    second (the signature of an integration leak through a seated reach's pause)."""
-    k = np.arange(0, 30 * 25)
-    t = k / 25.0
-    if glide:
-        z = np.cumsum(0.16 * (_step(t, 10.0, 0.8, 1.0) - _step(t, 12.3, 0.8, 1.0))) / 25.0
-    else:
-        z = _step(t, 10.0, 0.8, 0.15) + _step(t, 12.3, 0.8, 0.17)
-    vert = np.gradient(np.gradient(z, t), t)
-    moving = ((t >= 9.8) & (t < 11.0)) | ((t >= 12.2) & (t < 13.3))
-    lean = _pulse(t, 9.8, 3.4, 25.0)
-    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
-    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean, lean,
-                               np.zeros(len(k), bool), np.zeros(len(k), bool))
-
-
-def test_a_merged_rise_counts_only_when_its_parts_show_it() -> None:
-    """A push that pauses at rest mid-way rises in its parts (neither alone reaches
-    RISE_M): a stand-up. A rise that only the merged window shows, from speed carried
-    through the pause, is what a seated bend and return reads as when the integration
-    leaks: no stand-up (a real glide at a steady speed through the pause is lost too)."""
-    got = _two_movements_ticks(glide=False)
-    assert [tr.kind for tr in got] == ["sit_to_stand"] and got[0].lift_m == pytest.approx(
-        0.32, abs=0.03)
-    assert _two_movements_ticks(glide=True) == []
