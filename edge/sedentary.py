@@ -10,7 +10,10 @@ The alert is due at bout start + limit, reminders every ``repeat_s`` after it. O
 falls due while the wearer is already up is held back: if the stand-up becomes a break
 it is dropped, otherwise it fires when they sit down again. Snooze postpones anything due
 before the snooze ends. Missing data (a gap) of ``break_s`` or more could hide a break,
-so the bout ends there silently (no event); a shorter gap keeps the bout.
+so the bout ends there silently (no event); a shorter gap keeps the bout. Likewise a
+shorter gap with the wearer up on both sides keeps the standing/walking stretch (its time
+counts): nobody sits down and gets up again unseen in it for long enough to matter, while
+restarting the stretch after a logger's dropout delayed the break past its tolerance.
 
 The loop runs over *spans* of constant activity, not over seconds.
 """
@@ -84,7 +87,8 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
     for a, b in zip(starts, ends, strict=True):
         lo, hi = float(sec[a]), float(sec[b - 1] + 1)
         if jump[a] > 0:
-            st.run_start = None
+            if not (active[a] and jump[a] < p.break_s):  # see the module doc
+                st.run_start = None
             if jump[a] >= p.break_s:
                 st.bout_start = st.next_due = None
         if active[a]:

@@ -261,8 +261,10 @@ class PushDetector:
         before = unit(ctx["fast"][i:i + self.edge].mean(0))
         after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
+        # a stand-up may end in a walk's own lean only if a walk follows it
+        into_walk = job.rise_only and bool(ctx["walk"][mi:mj].any())
         if turn > (MAX_SIT_TURN_DEG if rise < 0 else
-                   MAX_WALK_TURN_DEG if job.rise_only else MAX_TURN_DEG) and not (
+                   MAX_WALK_TURN_DEG if into_walk else MAX_TURN_DEG) and not (
                 rise > 0 and turn <= MAX_BEND_TURN_DEG
                 and _upright_then_bent(ctx["fast"][mi:j], before, after)):
             return []

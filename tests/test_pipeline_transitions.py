@@ -412,3 +412,53 @@ def test_a_seated_slouch_straight_into_a_bend_is_not_a_stand_up() -> None:
     assert pushes(_stand_up_into_bend(35.0, 0.0)) == []
     slouch = _sensor_chunk(t, np.zeros_like(t), _step(t, 10.0, 2.0, 38.0))
     assert pushes(slouch) == []
+
+
+def test_a_short_recording_gap_while_up_does_not_restart_the_break() -> None:
+    """A logger dropout of 8 s in the middle of a walk: the wearer was up on both sides,
+    so the break still falls 60 s after the walk began (not 60 s after the dropout, past
+    the truth's tolerance); across blocks alike. Sitting on one side of the gap, or a
+    gap of break_s or more, restarts the stretch."""
+    p = SedentaryParams(1800.0, 60.0, 600.0)
+    sec = np.concatenate([np.arange(0, 130), np.arange(138, 400)])
+
+    def breaks(active: np.ndarray, cut: int | None = None) -> list[float]:
+        if cut is None:
+            ev, _, _ = detect_sedentary(sec, active, p)
+        else:
+            ev, _, st = detect_sedentary(sec[:cut], active[:cut], p)
+            ev2, _, _ = detect_sedentary(sec[cut:], active[cut:], p, st)
+            ev += ev2
+        return [e["t"] for e in ev if e["type"] == "sitting_break"]
+
+    up = (sec >= 100) & (sec < 300)
+    assert breaks(up) == [160.0] == breaks(up, cut=130) == breaks(up, cut=77)
+    assert breaks((sec >= 138) & (sec < 300)) == [198.0]   # seated before the gap
+    long_gap = np.concatenate([np.arange(0, 130), np.arange(190, 400)])
+    ev, _, _ = detect_sedentary(long_gap, (long_gap >= 100) & (long_gap < 300), p)
+    assert [e["t"] for e in ev if e["type"] == "sitting_break"] == []  # the bout ended
+
+
+def _stand_up_turned_ticks(walk_from_s: float | None) -> list[Transition]:
+    """A 0.4 m rise with a 25° lean at 10–11.5 s (ticks at 25 Hz) at the start of a
+    movement that goes on to 20 s, the trunk ending 20° from where it began; walking
+    from ``walk_from_s`` to the movement's end if given."""
+    k = np.arange(0, 30 * 25)
+    t = k / 25.0
+    vert = np.gradient(np.gradient(_step(t, 10.0, 1.5, 0.4), t), t)
+    moving = (t >= 9.6) & (t < 20.0)
+    lean = _pulse(t, 9.6, 1.4, 25.0)
+    turn = np.radians(_step(t, 11.5, 0.8, 20.0))
+    fast = np.stack([np.sin(turn), np.zeros_like(t), np.cos(turn)], axis=1)
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    walking = np.zeros(len(k), bool) if walk_from_s is None else (t >= walk_from_s) & moving
+    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, fast, lean, lean,
+                               np.zeros(len(k), bool), walking)
+
+
+def test_a_stand_up_may_end_in_a_walks_lean_only_if_a_walk_follows() -> None:
+    """The start of a long movement may end up to 25° turned when it goes on into a walk
+    (the walk's own lean); without a walk (typing right after, a seated bend) the 15° of
+    any stand-up holds: on the development days such starts were seated false stand-ups."""
+    assert [tr.kind for tr in _stand_up_turned_ticks(12.0)] == ["sit_to_stand"]
+    assert _stand_up_turned_ticks(None) == []
