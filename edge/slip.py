@@ -351,13 +351,15 @@ class SlipWatch:
         if self._prov is not None and self._jump_full is not None:
             # the sharp jump measured the whole rotation, its flexion tilt included, when
             # the wearer held the same posture on both sides: kept when the holds find
-            # the same sideways turn and the flexion distribution the same shift
+            # the same sideways turn and the wearer held still through it, or the flexion
+            # distribution the same shift (unless the estimate already weighed that jump
+            # against the overlay: then the posterior, not the jump with its posture change)
             full, jump_flex, _off, sec = self._jump_full
             d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
             raw = info["shift_raw"]
             if abs(d_lat) <= JUMP_AGREE_DEG and sec >= first * WINDOW_S - JUMP_NEAR_S \
-                    and (self._jump_still or (raw is not None and
-                                              abs(raw - jump_flex) <= JUMP_AGREE_DEG)):
+                    and (self._jump_still or (raw is not None and info["jump_deg"] is None
+                                              and abs(raw - jump_flex) <= JUMP_AGREE_DEG)):
                 rot = full
                 info["flex_deg"] -= d_flex
                 info["shift"] = f"{'n/a' if raw is None else f'{raw:+.1f}°'}, the " \
