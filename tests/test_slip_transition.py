@@ -125,3 +125,12 @@ def test_only_the_jump_that_crossed_the_slip_counts() -> None:
         pytest.approx(8.0, abs=0.3)
     assert jump_flexion(UP, turned, 30.0, [before_it, after_it, from_slouch]) is None
     assert jump_flexion(UP, turned, 8.0, [crossing]) is None  # too small a turn to tell
+
+
+def test_the_decisions_do_not_depend_on_the_chunking() -> None:
+    day = _sit_down_day(_slip(30.0, -0.35), 5.0)
+    one, dec_one = _feed(*day, [2000])
+    many, dec_many = _feed(*day, [7, 3, 50, 13, 1])
+    assert [(d.sec, d.record) for d in dec_one] == [(d.sec, d.record) for d in dec_many]
+    # the jump finder's running sums start where each call does: equal to the last bits
+    assert np.allclose(one, many, rtol=0.0, atol=1e-12)
