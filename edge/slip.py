@@ -82,6 +82,8 @@ JUMP_NEAR_S = 60          # ... and it came at most this long before their first
 JUMP_AGREE_DEG = 4.0      # the holds confirm it when their sideways turn agrees this well
 SLIP_MOVING_S = 3         # a slip moves the board for 0.3-2 s (3 seconds touched at most)
 SLIP_DETOUR_DEG = 3.0     # ... along the arc of one turn (a posture change strays from it)
+JUMPS_KEPT = 32           # recent sharp jumps kept: the one that crossed the slip measures
+JUMPS_BEFORE_S = 600      # its flexion tilt (it came at most this long before the holds)
 HISTORY = 720             # windows of history kept (2 h)
 
 
@@ -155,6 +157,7 @@ class SlipWatch:
     # ... the jump's whole rotation, its flexion, the offset after it and its second
     _jump_full: tuple[np.ndarray, float, float, int] | None = None
     _jump_still: bool = False  # ... and whether the wearer held still through it
+    _recent: deque = field(default_factory=lambda: deque(maxlen=JUMPS_KEPT))  # (sec, jump)
 
     def __post_init__(self) -> None:
         self._set_up(self.up)
@@ -212,6 +215,7 @@ class SlipWatch:
                      out: list[SlipDecision]) -> list[SlipDecision]:
         """Handle the pending jumps up to second ``last`` (None: all), in order."""
         while jumps and (last is None or jumps[0].sec <= last):
+            self._recent.append(jumps[0])
             dec = self._jump(jumps.pop(0))
             if dec is not None:
                 out.append(dec)
@@ -339,18 +343,23 @@ class SlipWatch:
                 return self._revert(w, back[1], len(chain))
         self._anchor_before = (w, self.up.copy())
         self._slip = {"w": first, "confirmed": w, "up_before": self.up.copy(),
-                      "rot": np.eye(3), "next": w + REFINE_EVERY}
+                      "rot": np.eye(3), "next": w + REFINE_EVERY, "jumps": [
+                          (j.before, j.after) for j in self._recent
+                          if first * WINDOW_S - JUMPS_BEFORE_S <= j.sec
+                          <= (first + 1) * WINDOW_S]}
         rot, info = self._estimate(w)
         if self._prov is not None and self._jump_full is not None:
             # the sharp jump measured the whole rotation, its flexion tilt included, when
             # the wearer held the same posture on both sides: kept when the holds find
-            # the same sideways turn and the flexion distribution the same shift
+            # the same sideways turn and the wearer held still through it, or the flexion
+            # distribution the same shift (unless the estimate already weighed that jump
+            # against the overlay: then the posterior, not the jump with its posture change)
             full, jump_flex, _off, sec = self._jump_full
             d_flex, d_lat = angles_in(frame_of(rot @ self.up), full @ self.up)
             raw = info["shift_raw"]
             if abs(d_lat) <= JUMP_AGREE_DEG and sec >= first * WINDOW_S - JUMP_NEAR_S \
-                    and (self._jump_still or (raw is not None and
-                                              abs(raw - jump_flex) <= JUMP_AGREE_DEG)):
+                    and (self._jump_still or (raw is not None and info["jump_deg"] is None
+                                              and abs(raw - jump_flex) <= JUMP_AGREE_DEG)):
                 rot = full
                 info["flex_deg"] -= d_flex
                 info["shift"] = f"{'n/a' if raw is None else f'{raw:+.1f}°'}, the " \
@@ -415,4 +424,4 @@ class SlipWatch:
         hist = list(self._hist)
         pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [s["up_before"]])
         post = np.array([g for wi, _k, g in hist if wi >= s["w"]])
-        return estimate_rotation(s["up_before"], pre, post, self.lat0)
+        return estimate_rotation(s["up_before"], pre, post, self.lat0, s["jumps"])

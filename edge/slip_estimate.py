@@ -17,6 +17,13 @@ rotation matter to the detectors:
   other when the activity mix changed). Since behaviour varies by a few degrees from
   hour to hour, that measurement is shrunk toward zero as a slip of that size warrants
   (`flexion_tilt`): little for a large turn, much for a small one.
+
+A second, independent measurement of the tilt is the gravity *jump* across the slip itself
+(`edge.slip_jump`), when the wearer was upright on both sides of it: its flexion is the
+tilt plus whatever posture change came with it (a sit-down or a stand-up moves the upright
+posture by a few degrees). Either measurement alone can be wrong (a change of habit, a
+posture change across the jump); two that agree are the slip (`jump_flexion`,
+`flexion_tilt` with ``jump``).
 """
 
 from __future__ import annotations
@@ -36,6 +43,17 @@ CHANGED_SHARE = 0.2       # ... and how often a change of habit moves it further
 BIN_DEG = 0.25            # histogram bins of flexion
 BANDWIDTH_DEG = 2.0       # smoothing of each window's flexion (its own sway and noise)
 FLEX_RANGE_DEG = 60.0     # lying and deep bends say nothing about upright postures
+JUMP_POSTURE_SD_DEG = 4.0  # a jump across a slip: posture change from one upright to another
+JUMP_OTHER_SHARE = 0.3    # ... and how often the wearer changed posture more than that
+JUMP_OTHER_DEG = 30.0     # ... (anywhere within this)
+JUMP_UPRIGHT_DEG = 8.0    # the jump starts this close to straight (flexion and lateral) ...
+JUMP_LAND_DEG = 30.0      # ... and lands short of a deep slouch or recline
+JUMP_CROSS_DEG = 10.0     # undone by the slip's turn within this (the wearer's own
+#                           sideways lean differs by that much from one posture to the
+#                           next, a bag's included) and within half the turn: it crossed
+JUMP_MIN_TURN_DEG = 12.0  # below this, a jump that crosses the slip is not told from others
+JUMP_SHIFT_LIMIT_DEG = 25.0  # with a jump to check it, the overlay may find a shift this far
+TILT_GRID = np.arange(-45.0, 45.0 + 1e-9, 0.25)
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -125,17 +143,34 @@ def flexion_shift(before: np.ndarray, after: np.ndarray, limit: float) -> float 
     return best if abs(best) <= limit else None
 
 
-def flexion_tilt(shift: float | None, spin_deg: float) -> float:
+def _mixture(x: np.ndarray, sd: float, other: float, width: float) -> np.ndarray:
+    """Likelihood of an error ``x``: N(0, sd) with probability 1 − ``other``, else uniform
+    over ±``width``."""
+    return (1 - other) * np.exp(-0.5 * (x / sd) ** 2) / (math.sqrt(2 * math.pi) * sd) + \
+        other / (2 * width)
+
+
+def flexion_tilt(shift: float | None, spin_deg: float, jump: float | None = None) -> float:
     """The flexion tilt to apply, the mean of its posterior given the measured
-    distribution ``shift``. Prior: a turn of θ = ``spin_deg`` tilts flexion by ε·sin θ,
-    ε ~ N(0, ``AXIS_TILT_RAD``). Measurement: the tilt plus the wearer's own drift, which
-    is N(0, ``BEHAVIOUR_SD_DEG``) most of the time but, one time in ``CHANGED_SHARE``, a
-    change of habit that may shift the overlay anywhere in the plausible range (uniform
-    over ±`plausible_tilt_deg`). So a small shift is kept in proportion to what a slip of
-    that size can do, and a large one counts the less the less a slip explains it."""
+    distribution ``shift`` (and the jump across the slip, ``jump``). Prior: a turn of
+    θ = ``spin_deg`` tilts flexion by ε·sin θ, ε ~ N(0, ``AXIS_TILT_RAD``). Measurement:
+    the tilt plus the wearer's own drift, which is N(0, ``BEHAVIOUR_SD_DEG``) most of the
+    time but, one time in ``CHANGED_SHARE``, a change of habit that may shift the overlay
+    anywhere in the plausible range (uniform over ±`plausible_tilt_deg`). So a small shift
+    is kept in proportion to what a slip of that size can do, and a large one counts the
+    less the less a slip explains it. The jump is the tilt plus the posture change across
+    it: N(0, ``JUMP_POSTURE_SD_DEG``), or (``JUMP_OTHER_SHARE``) a larger change. With a
+    jump the posterior is computed on a grid; without, in closed form (the same model)."""
+    prior = math.degrees(AXIS_TILT_RAD * math.sin(math.radians(min(abs(spin_deg), 90.0))))
+    if jump is not None:
+        post = np.exp(-0.5 * (TILT_GRID / max(prior, 0.1)) ** 2) * _mixture(
+            jump - TILT_GRID, JUMP_POSTURE_SD_DEG, JUMP_OTHER_SHARE, JUMP_OTHER_DEG)
+        if shift is not None:
+            post *= _mixture(shift - TILT_GRID, BEHAVIOUR_SD_DEG, CHANGED_SHARE,
+                             plausible_tilt_deg(spin_deg))
+        return float((post @ TILT_GRID) / post.sum())
     if shift is None:
         return 0.0
-    prior = math.degrees(AXIS_TILT_RAD * math.sin(math.radians(min(abs(spin_deg), 90.0))))
     var = prior * prior + BEHAVIOUR_SD_DEG ** 2
     slip_like = math.exp(-0.5 * shift * shift / var) / math.sqrt(2 * math.pi * var)
     habit_like = 1.0 / (2.0 * plausible_tilt_deg(spin_deg))
@@ -144,12 +179,39 @@ def flexion_tilt(shift: float | None, spin_deg: float) -> float:
     return p_slip * shift * prior * prior / var
 
 
-def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: float
+def jump_flexion(up0: np.ndarray, up1: np.ndarray, spin_deg: float,
+                 jumps: list[tuple[np.ndarray, np.ndarray]], lat0: float = 0.0
+                 ) -> float | None:
+    """The flexion of the gravity jump that crossed the slip, from ``jumps`` (before,
+    after: unit gravity of the steady stretches), measured before on the reference ``up0``
+    and after on ``up1`` (``up0`` turned by the slip's ``spin_deg`` about the board normal).
+    A jump crossed the slip when that turn undoes its sideways part (the seconds before
+    and after are about equally straight; a jump on one side of the slip stays off by the
+    whole turn); the closest one counts when it starts upright (a jump out of a
+    slouch or a recline is mostly the wearer) and lands short of a deep posture. None
+    when no jump qualifies, or the turn is too small to tell the crossing one."""
+    if abs(spin_deg) < JUMP_MIN_TURN_DEG:
+        return None
+    f0, f1 = frame_of(up0), frame_of(up1)
+    best, found = min(JUMP_CROSS_DEG, abs(spin_deg) / 2), None
+    for before, after in jumps:
+        fl0, la0 = angles_in(f0, before)
+        fl1, la1 = angles_in(f1, after)
+        miss = abs(la1 - la0)
+        if max(abs(fl0), abs(la0 - lat0)) <= JUMP_UPRIGHT_DEG and abs(fl1) < JUMP_LAND_DEG and \
+                miss <= best:
+            best, found = miss, fl1 - fl0
+    return found
+
+
+def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: float,
+                      jumps: list[tuple[np.ndarray, np.ndarray]] | None = None
                       ) -> tuple[np.ndarray, dict[str, Any]]:
     """A slip's rotation from the reference ``up0``, given the windows' unit gravity
     before (``pre``) and after it (``post``): the turn about the board normal that brings
     the median lateral back to ``lat0``, then the flexion tilt of the distribution's shift
-    (`flexion_shift`), shrunk as the turn's size warrants (`flexion_tilt`)."""
+    (`flexion_shift`), shrunk as the turn's size warrants, and checked against the jump
+    across the slip when one of ``jumps`` crossed it (`jump_flexion`, `flexion_tilt`)."""
     phi = 0.0
     for _ in range(4):
         lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - lat0
@@ -160,12 +222,16 @@ def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: 
         phi -= float(np.clip(lat / slope, -0.5, 0.5))
     up1 = unit(rot_z(phi) @ up0)
     spin = math.degrees(phi)
+    jump = jump_flexion(up0, up1, spin, jumps or [], lat0)
+    limit = plausible_tilt_deg(spin)
     shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
-                          plausible_tilt_deg(spin))
-    flex = flexion_tilt(shift, spin)
+                          limit if jump is None else max(limit, JUMP_SHIFT_LIMIT_DEG))
+    flex = flexion_tilt(shift, spin, jump)
     d = math.radians(flex)
     up2 = unit(math.cos(d) * up1 + math.sin(d) * board_axis(up1))
     lat_off = float(np.median(sagittal_angles(up0, post)[1]) - lat0)
     return rotation_between(up0, up2), {
-        "spin_deg": spin, "flex_deg": flex, "shift_raw": shift,
-        "shift": "n/a" if shift is None else f"{shift:+.1f}°", "lateral_deg": lat_off}
+        "spin_deg": spin, "flex_deg": flex, "shift_raw": shift, "jump_deg": jump,
+        "shift": ("n/a" if shift is None else f"{shift:+.1f}°") + (
+            "" if jump is None else f"; the jump across the slip {jump:+.1f}°"),
+        "lateral_deg": lat_off}
