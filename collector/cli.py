@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 
 from spinesense.cli import add_common
 
@@ -29,7 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     import faulthandler
-    import signal
     import time
 
     from spinesense.cli import CliError, load_config
@@ -68,15 +69,11 @@ class StopSignals:
         return self.count > 0
 
     def install(self) -> StopSignals:
-        import signal
-
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         return self
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        import os
-
         self.count += 1
         if self.count > 1:
             os.write(2, b"second stop signal: exiting without flushing; the broker "
