@@ -83,7 +83,6 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     st = PostureState() if state is None else state
     m = len(sec)
     if m == 0:
-        st.stood_since = np.zeros(0)
         return np.zeros(0, np.int8), np.zeros(0), st
     lying = (tilt_deg > LYING_DEG) & ~walking
     clue = np.full(m, -1, np.int8)

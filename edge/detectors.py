@@ -161,8 +161,7 @@ class Detectors:
             self.capture.append({"k": tf.k, "flex": flex, "block": block.astype(np.int8),
                                  "sec": sf.sec, "posture": posture, "lateral": lat,
                                  "walking": sf.walking, "steps": sf.steps,
-                                 "idle_since": idle_since,
-                                 "stood_since": self.posture_state.stood_since})
+                                 "idle_since": idle_since})
         sed_events, bout_of, self.sed_state = detect_sedentary(
             sf.sec, active, self.sedentary, self.sed_state, idle_since,
             self.posture_state.stood_since)

@@ -47,7 +47,6 @@ class Features:
     t_first: float = 0.0  # first and last sample time, in the recording's time base
     t_last: float = 0.0
     idle_since: np.ndarray | None = None  # per second: when inactivity began (see classify)
-    stood_since: np.ndarray | None = None  # per second: a faint stand-up confirmed there
 
     @property
     def t(self) -> np.ndarray:
@@ -85,8 +84,7 @@ def compute_features(source: str | Path | SampleChunk, cfg: Config | None = None
     return Features(cat("k"), cat("flex"), cat("lateral"), cat("block"), cat("sec"),
                     cat("posture"), cat("walking"), cat("steps"), pipe.calibration, records,
                     n_samples=len(chunk.t), t_first=float(chunk.t[0]),
-                    t_last=float(chunk.t[-1]), idle_since=cat("idle_since"),
-                    stood_since=cat("stood_since"))
+                    t_last=float(chunk.t[-1]), idle_since=cat("idle_since"))
 
 
 def slouch_events(f: Features, threshold_deg: float = 15.0, release_deg: float = 12.0,
@@ -112,5 +110,5 @@ def sedentary_events(f: Features, limit_s: float = 1800.0, break_s: float = 60.0
     active = (f.posture == STANDING) | (f.posture == WALKING)
     events, _bouts, _st = detect_sedentary(f.sec, active,
                                            SedentaryParams(limit_s, break_s, repeat_s),
-                                           None, f.idle_since, f.stood_since)
+                                           None, f.idle_since)
     return events
