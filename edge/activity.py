@@ -26,7 +26,7 @@ standing episodes loop once per run of support seconds, a small share of a day).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +48,6 @@ CLEAR_PUSH_M = 0.3  # a stand-up this large is clear
 RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
 RECLINE_CLUE_S = 8
 LYING_CLUE_S = 10  # lying means "sits up first" only once held (a deep bend is brief)
-CONFIRM_WITHIN_S = 90  # later evidence confirms a faint stand-up only this soon after it
 
 
 @dataclass
@@ -66,10 +65,6 @@ class PostureState:
     episode_push: bool = False      # it holds a (faint) stand-up ...
     episode_steps: bool = False     # ... and steps: together, clear evidence
     reset_sec: int | None = None    # the last second that said sitting or unknown
-    pending_push: int | None = None  # a faint stand-up awaiting confirmation (its second)
-    # per second of the last block: the faint stand-up that this second confirmed
-    # (a sit-down or a walk after its standing lapsed; NaN elsewhere), see `_confirm_faint`
-    stood_since: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
@@ -119,9 +114,6 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
             clue[i] = STANDING if tr.kind == "sit_to_stand" else SITTING
             pushed[i] = tr.kind == "sit_to_stand"
             clear_push[i] = pushed[i] and abs(tr.lift_m) >= CLEAR_PUSH_M
-    st.stood_since = _confirm_faint(st, sec, clue, pushed & ~clear_push & (clue == STANDING),
-                                    ((clue == SITTING) & (sat == np.arange(m)) & ~walking)
-                                    | ((clue == STANDING) & ~pushed))
     last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
     seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
     # standing is only known while something keeps showing it: a walking second or a
@@ -148,47 +140,6 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.last_sec = int(sec[-1])
     return posture, idle_since, st
-
-
-def _confirm_faint(st: PostureState, sec: np.ndarray, clue: np.ndarray, faint: np.ndarray,
-                   confirms: np.ndarray) -> np.ndarray:
-    """A faint stand-up is ambiguous (a reach while seated, or a real stand-up at a
-    standing desk), so its standing lapses before it can end a bout. It is confirmed
-    *afterwards* when the next posture clue is a sit-down (nobody sits down without
-    having stood) or a walk, coming after its standing lapsed and at most
-    ``CONFIRM_WITHIN_S`` after it; any other clue (another stand-up re-dates it) or a
-    later one drops it. Returns, per second, the confirmed stand-up's second at the
-    confirming clue (NaN elsewhere): the sedentary bouts then count the stretch between
-    them as standing. One loop step per faint stand-up."""
-    m = len(sec)
-    out = np.full(m, np.nan)
-    cidx = np.flatnonzero(clue >= 0)
-    fidx = np.flatnonzero(faint)
-    pending, cur = st.pending_push, -1
-    while True:
-        if pending is None:
-            f = int(np.searchsorted(fidx, cur, side="right"))
-            if f == len(fidx):
-                break
-            cur = int(fidx[f])
-            pending = int(sec[cur])
-            continue
-        j = int(np.searchsorted(cidx, cur, side="right"))
-        if j == len(cidx):
-            break
-        c = int(cidx[j])
-        cur = c
-        if faint[c]:  # a later faint stand-up: the standing began there, if at all
-            pending = int(sec[c])
-            continue
-        age = int(sec[c]) - pending
-        if WEAK_STAND_HOLD_S < age <= CONFIRM_WITHIN_S and confirms[c]:
-            out[c] = pending
-        pending = None
-    if pending is not None and m and int(sec[-1]) - pending > CONFIRM_WITHIN_S:
-        pending = None
-    st.pending_push = pending
-    return out
 
 
 def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue: np.ndarray,

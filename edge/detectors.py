@@ -162,9 +162,8 @@ class Detectors:
                                  "sec": sf.sec, "posture": posture, "lateral": lat,
                                  "walking": sf.walking, "steps": sf.steps,
                                  "idle_since": idle_since})
-        sed_events, bout_of, self.sed_state = detect_sedentary(
-            sf.sec, active, self.sedentary, self.sed_state, idle_since,
-            self.posture_state.stood_since)
+        sed_events, bout_of, self.sed_state = detect_sedentary(sf.sec, active, self.sedentary,
+                                                               self.sed_state, idle_since)
         out += sed_events
         if self.states and m:
             mean = flex_sum / np.maximum(sf.n, 1) / Q

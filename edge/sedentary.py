@@ -15,13 +15,6 @@ shorter gap with the wearer up on both sides keeps the standing/walking stretch 
 counts): nobody sits down and gets up again unseen in it for long enough to matter, while
 restarting the stretch after a logger's dropout delayed the break past its tolerance.
 
-A faint stand-up's standing lapses before it can end a bout; when later evidence
-confirms it (``stood_since``, see ``activity._confirm_faint``), the stretch from it counts
-after all: confirmed by a walk, the walk's stretch is dated from the stand-up; confirmed
-by a sit-down, a stretch of ``break_s`` or more is a break recognised at the sit-down
-(``t`` is the end of that second; ``bout_end`` the stand-up), and the next bout starts
-at the sit-down. An alert that fell due in the lapsed part has already fired.
-
 The loop runs over *spans* of constant activity, not over seconds.
 """
 
@@ -72,14 +65,11 @@ def _due_events(st: SedentaryState, p: SedentaryParams, lo: float, hi: float,
 
 def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
                      state: SedentaryState | None = None,
-                     idle_since: np.ndarray | None = None,
-                     stood_since: np.ndarray | None = None
+                     idle_since: np.ndarray | None = None
                      ) -> tuple[list[dict[str, Any]], np.ndarray, SedentaryState]:
     """Run over seconds ``sec`` (sorted ints) with ``active`` (standing or walking).
     ``idle_since`` (optional, NaN where unknown): when inactivity that starts a bout
     really began, if earlier (standing that lapsed into unknown: since the last walk).
-    ``stood_since`` (optional, NaN elsewhere): at a second that confirmed a faint
-    stand-up, that stand-up's second (see the module doc).
 
     Returns the events, the bout start per second (NaN outside a bout) and the state.
     """
@@ -91,9 +81,7 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
         return events, bout_of, st
     prev = np.concatenate(([sec[0] - 1 if st.last_sec is None else st.last_sec], sec[:-1]))
     jump = sec - prev - 1  # missing seconds before each second
-    confirmed = np.zeros(m, bool) if stood_since is None else np.isfinite(stood_since)
-    change = np.concatenate(([True], (active[1:] != active[:-1]) | (jump[1:] > 0)
-                             | confirmed[1:]))
+    change = np.concatenate(([True], (active[1:] != active[:-1]) | (jump[1:] > 0)))
     starts = np.flatnonzero(change)
     ends = np.concatenate((starts[1:], [m]))
     for a, b in zip(starts, ends, strict=True):
@@ -103,14 +91,10 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
                 st.run_start = None
             if jump[a] >= p.break_s:
                 st.bout_start = st.next_due = None
-        stood = float(stood_since[a]) if confirmed[a] else None  # type: ignore[index]
         if active[a]:
             if st.run_start is None:
                 st.run_start = lo
             brk = st.run_start + p.break_s
-            if stood is not None and (st.bout_start is None or st.bout_start < stood):
-                st.run_start = min(st.run_start, stood)
-                brk = max(st.run_start + p.break_s, lo + 1.0)  # confirmed: recognised now
             if st.bout_start is not None and brk <= hi:
                 bout_of[a:a + math.ceil(brk - lo)] = st.bout_start
                 events.append({"type": "sitting_break", "t": brk,
@@ -121,12 +105,6 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
                 bout_of[a:b] = st.bout_start
         else:
             st.run_start = None
-            if stood is not None and lo - stood >= p.break_s and st.bout_start is not None:
-                if st.bout_start < stood:
-                    events.append({"type": "sitting_break", "t": lo + 1.0,
-                                   "bout_start": st.bout_start, "bout_end": stood,
-                                   "bout_s": round(stood - st.bout_start, 3)})
-                st.bout_start = None  # the next bout starts at the sit-down
             if st.bout_start is None:
                 since = lo if idle_since is None or not np.isfinite(idle_since[a]) \
                     else min(lo, float(idle_since[a]))
