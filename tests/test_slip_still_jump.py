@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from slip_helpers import feed_in_chunks
 
-from spinesense.edge.slip import SlipWatch
 from spinesense.edge.slip_estimate import direction_in, frame_of
 
 
@@ -45,15 +45,7 @@ def test_a_jump_held_still_keeps_its_flexion_tilt_when_confirmed(sizes: list[int
     results = {}
     for moving_s, lean in ((2, 0.0), (7, 0.0), (2, 15.0)):
         sec, g, dyn, up, slip = _day(moving_s, lean)
-        watch = SlipWatch(up=up.copy(), forward_sign=1.0)
-        total, i, k, decisions = np.eye(3), 0, 0, []
-        while i < len(sec):
-            n = sizes[k % len(sizes)]
-            m = len(sec[i:i + n])
-            decisions += watch.feed(sec[i:i + n], g[i:i + n], np.zeros(m, bool), dyn[i:i + n])
-            i, k = i + n, k + 1
-        for d in decisions:
-            total = d.rotation @ total
+        total, decisions = feed_in_chunks(up, sec, g, dyn, sizes)
         assert [d.provisional for d in decisions][:1] == [True]
         assert any(d.record and d.record.get("count", 0) >= 1 and not d.provisional
                    for d in decisions)  # confirmed by the holds

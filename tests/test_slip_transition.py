@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from slip_helpers import feed_in_chunks
 
-from spinesense.edge.slip import SlipWatch
 from spinesense.edge.slip_estimate import (
     direction_in,
     flexion_tilt,
@@ -53,16 +53,7 @@ def _sit_down_day(slip: np.ndarray, landing_deg: float
 
 def _feed(sec: np.ndarray, g: np.ndarray, dyn: np.ndarray, sizes: list[int]
           ) -> tuple[np.ndarray, list]:
-    watch = SlipWatch(up=UP.copy(), forward_sign=1.0)
-    total, i, k, decisions = np.eye(3), 0, 0, []
-    while i < len(sec):
-        n = sizes[k % len(sizes)]
-        m = len(sec[i:i + n])
-        decisions += watch.feed(sec[i:i + n], g[i:i + n], np.zeros(m, bool), dyn[i:i + n])
-        i, k = i + n, k + 1
-    for d in decisions:
-        total = d.rotation @ total
-    return total, decisions
+    return feed_in_chunks(UP, sec, g, dyn, sizes)
 
 
 def _flexion_error(total: np.ndarray, slip: np.ndarray) -> float:
