@@ -8,6 +8,8 @@ import signal
 
 from spinesense.cli import add_common
 
+STOP_POLL_S = 0.2  # how often the main loop looks at the stop signals
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("collector", help="MQTT → InfluxDB collector (server side)",
@@ -48,9 +50,6 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         collector.stop()
     return 0
-
-
-STOP_POLL_S = 0.2
 
 
 class StopSignals:

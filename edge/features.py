@@ -111,6 +111,8 @@ def _first_order(u: np.ndarray, a: float, start: np.ndarray, valid: np.ndarray,
     carried state is the last output."""
     out = np.full_like(u, np.nan)
     for lo, hi, restart in segment_pieces(starts, len(u)):
+        if hi <= lo:  # an empty block
+            continue
         if valid[lo:hi].all():  # the usual case: a plain slice
             rows: slice | np.ndarray = slice(lo, hi)
             first = lo
@@ -119,8 +121,6 @@ def _first_order(u: np.ndarray, a: float, start: np.ndarray, valid: np.ndarray,
             if len(rows) == 0:
                 continue
             first = int(rows[0])
-        if hi <= lo:
-            continue
         y0 = start[first] if restart or prev is None else prev
         y, _ = signal.lfilter([1.0], [1.0, -a], u[rows], axis=0, zi=(a * y0)[None, :])
         out[rows], prev = y, y[-1].copy()
