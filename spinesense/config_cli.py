@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from spinesense.cli import add_common, add_output, load_config
-from spinesense.config import load, to_toml
+from spinesense.config import load
+from spinesense.config_render import to_toml
 
 
 def register(sub: argparse._SubParsersAction) -> None:

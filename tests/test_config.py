@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spinesense.config import Config, ConfigError, from_dict, load, to_toml
+from spinesense.config import Config, ConfigError, from_dict, load
+from spinesense.config_render import to_toml
 
 
 def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
@@ -106,7 +107,7 @@ def test_show_output_round_trips(tmp_path: Path) -> None:
 
 def test_config_reference_is_in_sync() -> None:
     """docs/config.md is generated from the schema; regenerate it when a key changes."""
-    from spinesense.config import to_markdown
+    from spinesense.config_render import to_markdown
     doc = Path(__file__).parent.parent / "docs" / "config.md"
     assert doc.read_text() == to_markdown(), \
-        "docs/config.md is stale: run `python -m spinesense.config > docs/config.md`"
+        "docs/config.md is stale: run `python -m spinesense.config_render > docs/config.md`"
