@@ -72,7 +72,8 @@ WALK_OFFSET_DEG = 12.0    # (a bag pulls the trunk sideways by up to ~9°)
 REFINE_EVERY = 18         # windows (3 min)
 REFINE_FOR = 180          # windows (30 min)
 REFINE_MIN_DEG = 2.5
-REFINE_STABLE_DEG = 1.5   # ... and only once two estimates in a row agree
+REFINE_STABLE_DEG = 1.5   # ... and only once this many estimates in a row agree:
+REFINE_AGREE_N = 3        # (the overlay flips between alignments as the mix changes)
 REVERT_WINDOWS = 360      # a move this recent may be undone (60 min)
 JUMP_LAT_DEG = 12.0       # a sharp jump this far sideways ...
 JUMP_RATIO = 1.0          # ... with flexion moving at most as much ...
@@ -348,6 +349,7 @@ class SlipWatch:
                           if first * WINDOW_S - JUMPS_BEFORE_S <= j.sec
                           <= (first + 1) * WINDOW_S]}
         rot, info = self._estimate(w)
+        self._slip["flex"] = info["flex_deg"]
         if self._prov is not None and self._jump_full is not None:
             # the sharp jump measured the whole rotation, its flexion tilt included, when
             # the wearer held the same posture on both sides: kept when the holds find
@@ -399,14 +401,18 @@ class SlipWatch:
             self._slip = None
             return None
         rot, info = self._estimate(w)  # total, from the reference before the slip
-        last, s["last"] = s.get("last"), rot
-        if last is None or angle_of(rot @ last.T) > REFINE_STABLE_DEG:
-            return None  # not settled yet: the next estimate must agree with this one
+        last = s.setdefault("last", deque(maxlen=REFINE_AGREE_N - 1))
+        settled = len(last) == last.maxlen and all(
+            angle_of(rot @ r.T) <= REFINE_STABLE_DEG for r in last)
+        last.append(rot)
+        if not settled:
+            return None  # not settled yet: the next estimates must agree with this one
         delta = rot @ s["rot"].T
         ang = angle_of(delta)
         if ang < REFINE_MIN_DEG:
             return None
         self._apply(delta)
+        s["flex"] = info["flex_deg"]
         return SlipDecision(w * WINDOW_S + WINDOW_S - 1, delta, {
             "reanchored": f"refined by {ang:.1f}° ({info['flex_deg']:+.1f}° flexion) "
                           "with more data after the slip"}, refined=True)
@@ -424,4 +430,5 @@ class SlipWatch:
         hist = list(self._hist)
         pre = np.array([g for wi, _k, g in hist if wi < s["w"] - 1] or [s["up_before"]])
         post = np.array([g for wi, _k, g in hist if wi >= s["w"]])
-        return estimate_rotation(s["up_before"], pre, post, self.lat0, s["jumps"])
+        return estimate_rotation(s["up_before"], pre, post, self.lat0, s["jumps"],
+                                 s.get("flex", 0.0))

@@ -205,13 +205,16 @@ def jump_flexion(up0: np.ndarray, up1: np.ndarray, spin_deg: float,
 
 
 def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: float,
-                      jumps: list[tuple[np.ndarray, np.ndarray]] | None = None
-                      ) -> tuple[np.ndarray, dict[str, Any]]:
+                      jumps: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                      unmeasured_tilt: float = 0.0) -> tuple[np.ndarray, dict[str, Any]]:
     """A slip's rotation from the reference ``up0``, given the windows' unit gravity
     before (``pre``) and after it (``post``): the turn about the board normal that brings
     the median lateral back to ``lat0``, then the flexion tilt of the distribution's shift
     (`flexion_shift`), shrunk as the turn's size warrants, and checked against the jump
-    across the slip when one of ``jumps`` crossed it (`jump_flexion`, `flexion_tilt`)."""
+    across the slip when one of ``jumps`` crossed it (`jump_flexion`, `flexion_tilt`).
+    When neither says anything about the tilt (no jump, and the overlay found no shift a
+    slip explains), the tilt is ``unmeasured_tilt``: the prior's zero at the first
+    estimate, the tilt in use when refining (no measurement is not a measurement of 0)."""
     phi = 0.0
     for _ in range(4):
         lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - lat0
@@ -226,7 +229,7 @@ def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: 
     limit = plausible_tilt_deg(spin)
     shift = flexion_shift(sagittal_angles(up0, pre)[0], sagittal_angles(up1, post)[0],
                           limit if jump is None else max(limit, JUMP_SHIFT_LIMIT_DEG))
-    flex = flexion_tilt(shift, spin, jump)
+    flex = unmeasured_tilt if shift is None and jump is None else flexion_tilt(shift, spin, jump)
     d = math.radians(flex)
     up2 = unit(math.cos(d) * up1 + math.sin(d) * board_axis(up1))
     lat_off = float(np.median(sagittal_angles(up0, post)[1]) - lat0)
