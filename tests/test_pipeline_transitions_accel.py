@@ -18,10 +18,10 @@ from spinesense.edge.activity import (
 from spinesense.edge.transitions import UNTRACKED_STEPS, PushDetector, Transition
 
 
-def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None
-          ) -> list[Transition]:
+def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
+          gap_s: float = 0.6) -> list[Transition]:
     """A 0.4 m drop with a 25° lean peaking at 10.7 s (ticks at 25 Hz), with
-    ``steps_after`` step peaks 0.4 s apart after the lean, inside the movement; the
+    ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the movement; the
     trunk's own lean is given only if ``tracked`` (a gyro)."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
@@ -31,7 +31,7 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None
     moving = (t >= 9.6) & (t < 12.8)
     lean = 25.0 * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
     step = np.zeros(len(k), bool)
-    step[[round((10.9 + 0.4 * i) * 25) for i in range(steps_after)]] = True
+    step[[round((10.9 + gap_s * i) * 25) for i in range(steps_after)]] = True
     up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
     det = PushDetector()
     out: list[Transition] = []
@@ -51,6 +51,9 @@ def test_steps_after_the_lean_rule_out_a_sit_down_only_without_a_gyro() -> None:
     assert [tr.kind for tr in _drop(UNTRACKED_STEPS - 2, tracked=False)] == ["stand_to_sit"]
     assert _drop(UNTRACKED_STEPS, tracked=False) == []
     assert _drop(UNTRACKED_STEPS, tracked=False, cuts=[263, 271, 300]) == []
+    # a seat's landing jolts: as many peaks, but within a second
+    assert [tr.kind for tr in _drop(UNTRACKED_STEPS, tracked=False, gap_s=0.3)] == \
+        ["stand_to_sit"]
     # with a gyro the vertical does not tilt with the gait: the rule does not apply
     assert [tr.kind for tr in _drop(UNTRACKED_STEPS, tracked=True)] == ["stand_to_sit"]
 
