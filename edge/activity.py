@@ -96,7 +96,9 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     st.sat_sec = int(sat_sec[-1])
     run = run_lengths(walking, sec - prev == 1, st.walk_run)
     st.walk_run = int(run[-1])
-    clue[(run >= WALK_CLUE_S) & (sec - (run - 1) - sat_sec > LANDING_S)] = STANDING
+    # (a bounce lasts a second or two: a walk of STRONG_WALK_S shows the sit-down was none)
+    clue[(run >= WALK_CLUE_S) & ((sec - (run - 1) - sat_sec > LANDING_S)
+                                 | (run >= STRONG_WALK_S))] = STANDING
     # whoever gets up from lying sits up first (lying held: a deep bend over a standing
     # desk or a reach to the floor passes the angle for a moment)
     lrun = run_lengths(lying, sec - prev == 1, st.lying_run)

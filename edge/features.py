@@ -268,7 +268,8 @@ class FrontEnd:
 
     def _transitions(self, tf: TickFeatures, walk_tick: np.ndarray) -> list[Transition]:
         return self.pushes.feed(tf.k, tf.valid, tf.vert_ms2, tf.moving, tf.grav, tf.fast,
-                                tf.lean_deg, tf.trunk_lean_deg, tf.step, walk_tick)
+                                tf.lean_deg, None if tf.gyro is None else tf.trunk_lean_deg,
+                                tf.step, walk_tick)
 
 
 def gyro_flexion(flex_acc: np.ndarray, rate: np.ndarray, starts: np.ndarray,

@@ -74,6 +74,8 @@ STAIRS_MIN_M = 0.3      # ... in the same direction, and at least this much (a f
 #                         stairs; a level walk's drift reads a few tenths either way)
 WALK_STEPS = 3          # this many step peaks in a long movement's start: a walk
 WALK_SIDE_S = 2         # walking seconds on one side of the lean (see `_judge`)
+UNTRACKED_STEPS = 4     # without a gyro: this many step peaks after the deepest lean,
+UNTRACKED_STEPS_S = 1.5  # spread over this long, rule out a sit-down (see `_judge`)
 
 
 @dataclass
@@ -136,7 +138,8 @@ class PushDetector:
         new = {"k": k, "valid": valid, "vert": vert, "grav": grav, "fast": fast,
                "lean": lean, "trunk": lean if trunk_lean is None else trunk_lean,
                "step": np.zeros(len(k), bool) if step is None else step,
-               "walk": np.zeros(len(k), bool) if walking is None else walking}
+               "walk": np.zeros(len(k), bool) if walking is None else walking,
+               "tracked": np.full(len(k), trunk_lean is not None)}
         ctx = new if self._ctx is None else {
             n: np.concatenate((self._ctx[n], new[n])) for n in new}
         out: list[Transition] = []
@@ -251,6 +254,15 @@ class PushDetector:
             walk = int(ctx["walk"][mi:q].sum())
         if walk >= WALK_SIDE_S * TICK_HZ:
             return []
+        # without a gyro, the vertical tilts with every step's thrust, so a walk that
+        # stops (or goes down a few stairs) reads as a drop, its deepest force tilt in
+        # the gait: steps after it rule out a sit-down (a seat's landing jolts give a
+        # few peaks too, but within a second or so)
+        if rise < 0 and not ctx["tracked"][mi:mj].any():
+            after = np.flatnonzero(ctx["step"][p + 1:mj])
+            if len(after) >= UNTRACKED_STEPS and (
+                    after[-1] - after[0] >= UNTRACKED_STEPS_S * TICK_HZ):
+                return []
         trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):

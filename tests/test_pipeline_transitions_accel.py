@@ -1,0 +1,81 @@
+"""Accelerometer-only sit/stand rules: steps after a drop's deepest lean, and a sustained
+walk right after a "sit-down" (see docs/pipeline.md, "Activity and posture")."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from spinesense.edge.activity import (
+    LANDING_S,
+    SITTING,
+    STANDING,
+    STRONG_WALK_S,
+    WALKING,
+    classify,
+)
+from spinesense.edge.transitions import UNTRACKED_STEPS, PushDetector, Transition
+
+
+def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
+          gap_s: float = 0.6) -> list[Transition]:
+    """A 0.4 m drop with a 25° lean peaking at 10.7 s (ticks at 25 Hz), with
+    ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the movement; the
+    trunk's own lean is given only if ``tracked`` (a gyro)."""
+    k = np.arange(0, 25 * 25)
+    t = k / 25.0
+    u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
+    z = -0.4 * (3 * u**2 - 2 * u**3)
+    vert = np.gradient(np.gradient(z, t), t)
+    moving = (t >= 9.6) & (t < 12.8)
+    lean = 25.0 * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
+    step = np.zeros(len(k), bool)
+    step[[round((10.9 + gap_s * i) * 25) for i in range(steps_after)]] = True
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    det = PushDetector()
+    out: list[Transition] = []
+    bounds = [0, *(cuts or []), len(k)]
+    for a, b in itertools.pairwise(bounds):
+        sl = slice(a, b)
+        out += det.feed(k[sl], np.ones(b - a, bool), vert[sl], moving[sl], up[sl], up[sl],
+                        lean[sl], lean[sl] if tracked else None, step[sl],
+                        np.zeros(b - a, bool))
+    return out
+
+
+def test_steps_after_the_lean_rule_out_a_sit_down_only_without_a_gyro() -> None:
+    """Without a gyro the vertical tilts with each step's thrust: a walk that stops (or
+    goes down a few stairs) reads as a drop with steps after its deepest force tilt."""
+    assert [tr.kind for tr in _drop(0, tracked=False)] == ["stand_to_sit"]
+    assert [tr.kind for tr in _drop(UNTRACKED_STEPS - 2, tracked=False)] == ["stand_to_sit"]
+    assert _drop(UNTRACKED_STEPS, tracked=False) == []
+    assert _drop(UNTRACKED_STEPS, tracked=False, cuts=[263, 271, 300]) == []
+    # a seat's landing jolts: as many peaks, but within a second
+    assert [tr.kind for tr in _drop(UNTRACKED_STEPS, tracked=False, gap_s=0.3)] == \
+        ["stand_to_sit"]
+    # with a gyro the vertical does not tilt with the gait: the rule does not apply
+    assert [tr.kind for tr in _drop(UNTRACKED_STEPS, tracked=True)] == ["stand_to_sit"]
+
+
+def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
+    """A landing bounce lasts a second or two; a walk of STRONG_WALK_S seconds starting
+    within LANDING_S of a "sit-down" shows it was none (a stand-up read as a drop)."""
+    sec = np.arange(300)
+    walking = np.zeros(len(sec), bool)
+    walking[102:120] = True                      # 18 s of walking, 2 s after the drop
+    sit = [Transition(100.3, "stand_to_sit", -0.3, 10.0, np.zeros(3))]
+    assert LANDING_S >= 102 - 100
+    post, _, _ = classify(sec, walking, np.zeros(len(sec)), sit, 60.0)
+    assert (post[100:102] == SITTING).all() and (post[102:120] == WALKING).all()
+    assert (post[120:150] == STANDING).all()
+    # a short rhythmic spell (a landing bounce) still leaves sitting
+    short = np.zeros(len(sec), bool)
+    short[101:101 + STRONG_WALK_S - 1] = True
+    post, _, _ = classify(sec, short, np.zeros(len(sec)), sit, 60.0)
+    assert (post[101 + STRONG_WALK_S - 1:200] == SITTING).all()
+    # the same across blocks
+    a, _, st = classify(sec[:110], walking[:110], np.zeros(110), sit, 60.0)
+    b, _, _ = classify(sec[110:], walking[110:], np.zeros(190), [], 60.0, st)
+    full, _, _ = classify(sec, walking, np.zeros(len(sec)), sit, 60.0)
+    assert np.array_equal(np.concatenate((a, b)), full)
