@@ -10,15 +10,16 @@ What an upper-back sensor can and cannot tell:
 * sitting vs standing: the trunk is upright in both, so tilt alone cannot tell. The
   pipeline *infers* it from what happened last: a sit-to-stand push or walking means
   standing, a stand-to-sit drop (or getting up from ``LYING_CLUE_S`` of lying) means
-  sitting. Before any such clue, or after a long gap, the answer is ``unknown``, not a
-  guess. Standing must keep being shown, per standing episode (`_episode_holds`): a young
-  one holds to ``STAND_HOLD_S`` after its start (clear evidence: over a break's length)
-  or ``WEAK_STAND_HOLD_S`` (faint evidence, which a reach or a fidget can fake: under a
-  60-s break, whatever more faint signs follow); an older clear one lapses
-  ``IDLE_STAND_HOLD_S`` after its last sign. A lapse
-  gives ``unknown`` (sedentary), so a missed sit-down is not "standing" for half an
-  hour; the bout is then dated from the last second that showed the wearer on their
-  feet.
+  sitting. Walking counts once it shows a step peak or lasts ``STEPLESS_WALK_S``: a
+  shorter stepless rhythm (a seated fidget as often as a shuffle) only makes a seated
+  posture unknown. Before any such clue, or after a long gap, the answer is
+  ``unknown``, not a guess. Standing must keep being shown, per standing episode
+  (`_episode_holds`): a young one holds to ``STAND_HOLD_S`` after its start (clear
+  evidence: over a break's length) or ``WEAK_STAND_HOLD_S`` (faint evidence, which a
+  reach or a fidget can fake: under a 60-s break, whatever more faint signs follow);
+  an older clear one lapses ``IDLE_STAND_HOLD_S`` after its last sign. A lapse gives
+  ``unknown`` (sedentary), so a missed sit-down is not "standing" for half an hour;
+  the bout is then dated from the last second that showed the wearer on their feet.
 
 Vectorised: the clues are written into a per-second array and forward-filled (the
 standing episodes loop once per run of support seconds, a small share of a day).
@@ -39,6 +40,7 @@ LYING_DEG = 50.0
 
 
 WALK_CLUE_S = 2  # even a few steps put the wearer on their feet ...
+STEPLESS_WALK_S = 4  # ... but a rhythm without a step peak only once it lasts this long
 LANDING_S = 6  # ... unless right after a sit-down (its landing bounce can look rhythmic)
 STAND_HOLD_S = 65  # a standing episode begun by a sustained walk or a clear stand-up
 STRONG_WALK_S = 5  # (a walk this long)          stays known this long (over break_s) ...
@@ -55,6 +57,7 @@ class PostureState:
     seated: int = UNKNOWN  # SITTING, STANDING or UNKNOWN: the inferred base posture
     last_sec: int | None = None
     walk_run: int = 0      # consecutive walking seconds up to last_sec
+    walk_steps: int = 0    # step peaks in that run of walking seconds
     support_sec: int | None = None  # the last second that showed the wearer on their feet
     support_hold: int = STAND_HOLD_S  # how long that second keeps standing known
     sat_sec: int | None = None      # the last sit-down's second
@@ -69,12 +72,13 @@ class PostureState:
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
              transitions: list[Transition], forget_s: float,
-             state: PostureState | None = None, reclined: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, PostureState]:
+             state: PostureState | None = None, reclined: np.ndarray | None = None,
+             steps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, PostureState]:
     """Posture code per second (see module doc) and, where standing has just lapsed
     into ``unknown``, the time the wearer was last seen on their feet (NaN elsewhere):
     the sedentary bout is dated from there. ``forget_s``: a gap this long (missing
-    seconds) makes the base posture unknown again."""
+    seconds) makes the base posture unknown again. ``steps``: step peaks per second (a
+    rhythm without any is a standing clue only once it lasts ``STEPLESS_WALK_S``)."""
     st = PostureState() if state is None else state
     m = len(sec)
     if m == 0:
@@ -96,9 +100,19 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     st.sat_sec = int(sat_sec[-1])
     run = run_lengths(walking, sec - prev == 1, st.walk_run)
     st.walk_run = int(run[-1])
+    # a few rhythmic seconds without a single step peak are as often a fidget in the
+    # chair as a shuffle on one's feet: they show standing only once they last longer,
+    # and until then only unsettle a seated posture into unknown (see below)
+    stepped = np.ones(m, bool)
+    if steps is not None:
+        in_run = _run_sums(np.where(walking, steps, 0), run, st.walk_steps)
+        st.walk_steps = int(in_run[-1])
+        stepped = (in_run > 0) | (run >= STEPLESS_WALK_S)
     # (a bounce lasts a second or two: a walk of STRONG_WALK_S shows the sit-down was none)
-    clue[(run >= WALK_CLUE_S) & ((sec - (run - 1) - sat_sec > LANDING_S)
-                                 | (run >= STRONG_WALK_S))] = STANDING
+    walk_clue = (run >= WALK_CLUE_S) & ((sec - (run - 1) - sat_sec > LANDING_S)
+                                        | (run >= STRONG_WALK_S))
+    clue[walk_clue & stepped] = STANDING
+    faint_walk = walk_clue & ~stepped
     # whoever gets up from lying sits up first (lying held: a deep bend over a standing
     # desk or a reach to the floor passes the angle for a moment)
     lrun = run_lengths(lying, sec - prev == 1, st.lying_run)
@@ -118,6 +132,11 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
             clear_push[i] = pushed[i] and abs(tr.lift_m) >= CLEAR_PUSH_M
     last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
     seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
+    unsettle = faint_walk & (clue < 0) & (seated == SITTING)
+    if unsettle.any():  # the stepless rhythm: sitting is no longer known
+        clue[unsettle] = UNKNOWN
+        last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
+        seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
     # standing is only known while something keeps showing it: a walking second or a
     # stand-up; a sit-down missed after it must not leave "standing" for half an hour
     # (see `_episode_holds`)
@@ -142,6 +161,16 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.last_sec = int(sec[-1])
     return posture, idle_since, st
+
+
+def _run_sums(x: np.ndarray, run: np.ndarray, carry: int) -> np.ndarray:
+    """Sum of ``x`` over the run ending at each element (``run`` its run lengths, 0
+    outside a run; ``carry`` the sum of the run open before the first element)."""
+    c = np.concatenate(([0], np.cumsum(x)))
+    idx = np.arange(len(x))
+    lo = idx + 1 - run
+    return np.where(run > 0, c[idx + 1] - c[np.maximum(lo, 0)]
+                    + np.where(lo < 0, carry, 0), 0)
 
 
 def _episode_holds(st: PostureState, sec: np.ndarray, support: np.ndarray, clue: np.ndarray,

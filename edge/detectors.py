@@ -137,7 +137,7 @@ class Detectors:
         walk_carry, last_sec = self.posture_state.walk_run, self.posture_state.last_sec
         posture, idle_since, self.posture_state = classify(
             sf.sec, sf.walking, tilt, sf.transitions, self.sedentary.break_s,
-            self.posture_state, reclined)
+            self.posture_state, reclined, sf.steps)
         # slouch, per tick: blocked while walking or lying, and on gap markers; a lone
         # walking second (a rhythmic shuffle in the chair) does not cut an episode in two
         prev = np.concatenate(([sf.sec[0] - 1 if last_sec is None else last_sec],

@@ -72,7 +72,8 @@ MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
 STAIRS_MIN_M = 0.3      # ... in the same direction, and at least this much (a few
 #                         stairs; a level walk's drift reads a few tenths either way)
-WALK_STEPS = 3          # this many step peaks in a long movement's start: a walk
+WALK_STEPS = 5          # this many step peaks in a long movement's start: a walk (its
+#                         first 6 s give 6 or more; typing after a sit-down up to 3)
 WALK_SIDE_S = 2         # walking seconds on one side of the lean (see `_judge`)
 UNTRACKED_STEPS = 4     # without a gyro: this many step peaks after the deepest lean,
 UNTRACKED_STEPS_S = 1.5  # spread over this long, rule out a sit-down (see `_judge`)

@@ -18,6 +18,7 @@ from spinesense.edge.activity import (
     SITTING,
     STAND_HOLD_S,
     STANDING,
+    STEPLESS_WALK_S,
     UNKNOWN,
     WALKING,
     WEAK_STAND_HOLD_S,
@@ -249,6 +250,43 @@ def test_standing_episodes_do_not_depend_on_the_chunking() -> None:
         assert np.array_equal(np.concatenate(idles), idle_whole, equal_nan=True)
 
 
+def test_a_few_rhythmic_seconds_without_a_step_peak_do_not_mean_standing() -> None:
+    """A seated fidget can pass the rhythm test for two or three seconds, but it gives no
+    step peak: such a walk shows standing only once it lasts STEPLESS_WALK_S; before
+    that it only makes a seated posture unknown (it may be a shuffle on one's feet)."""
+    sec = np.arange(400)
+    walking = np.zeros(len(sec), bool)
+    steps = np.zeros(len(sec), np.int64)
+    walking[100:103] = True                      # three stepless rhythmic seconds
+    walking[200:203] = True                      # the same with a step peak in them
+    steps[201] = 1
+    walking[300:300 + STEPLESS_WALK_S] = True    # a longer stepless rhythm
+    trs = [_transition(50.5, "stand_to_sit")]
+    post, _, _ = classify(sec, walking, np.zeros(len(sec)), trs, 60.0, steps=steps)
+    assert (post[51:100] == SITTING).all()
+    assert (post[100:103] == WALKING).all() and (post[103:200] == UNKNOWN).all()
+    assert (post[203:200 + WEAK_STAND_HOLD_S] == STANDING).all()
+    assert (post[300 + STEPLESS_WALK_S:300 + WEAK_STAND_HOLD_S] == STANDING).all()
+    # without step counts (an older caller), every walk of WALK_CLUE_S shows standing
+    post, _, _ = classify(sec, walking, np.zeros(len(sec)), trs, 60.0)
+    assert (post[103:100 + WEAK_STAND_HOLD_S] == STANDING).all()
+    # the same in blocks cut inside the walks
+    rng = np.random.default_rng(5)
+    walking = rng.random(len(sec)) < 0.3
+    steps = np.where(rng.random(len(sec)) < 0.3, 1, 0)
+    whole, _, _ = classify(sec, walking, np.zeros(len(sec)), trs, 60.0, steps=steps)
+    for _ in range(3):
+        cuts = [0, *sorted(rng.choice(np.arange(1, len(sec)), 40, replace=False).tolist()),
+                len(sec)]
+        state, parts = None, []
+        for a, b in itertools.pairwise(cuts):
+            p, _, state = classify(sec[a:b], walking[a:b], np.zeros(b - a),
+                                   [tr for tr in trs if a <= tr.t < b], 60.0, state,
+                                   steps=steps[a:b])
+            parts.append(p)
+        assert np.array_equal(np.concatenate(parts), whole)
+
+
 def test_a_landing_bounce_after_sitting_down_does_not_mean_standing() -> None:
     sec = np.arange(300)
     walking = np.zeros(len(sec), bool)
@@ -387,6 +425,31 @@ def test_a_walk_after_the_lean_rules_out_a_sit_down() -> None:
     assert [tr.kind for tr in _drop_ticks(None)] == ["stand_to_sit"]
     assert _drop_ticks(10.4) == []
     assert [tr.kind for tr in _drop_ticks(11.6)] == ["stand_to_sit"]  # a rhythmic second
+
+
+def _drop_then_typing_ticks(step_times: list[float]) -> list[Transition]:
+    """A 0.4 m drop with a 25° lean at 10–11.5 s (ticks at 25 Hz) at the start of a
+    movement that goes on to 20 s (typing, or a walk), with step peaks at
+    ``step_times``."""
+    k = np.arange(0, 30 * 25)
+    t = k / 25.0
+    vert = np.gradient(np.gradient(_step(t, 10.0, 1.5, -0.4), t), t)
+    moving = (t >= 9.6) & (t < 20.0)
+    lean = _pulse(t, 9.6, 1.4, 25.0)
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    step = np.zeros(len(k), bool)
+    step[np.round(np.asarray(step_times) * 25).astype(int)] = True
+    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean, lean,
+                               step, np.zeros(len(k), bool))
+
+
+def test_typing_after_a_sit_down_is_not_the_first_steps_of_a_walk() -> None:
+    """A drop at the start of a long movement is a sit-down when the keys or the chair
+    give a few step peaks after it (on the development days up to 3 in its first 6 s),
+    not when it holds as many as a walk's first steps (6 or more there)."""
+    assert [tr.kind for tr in _drop_then_typing_ticks([12.0, 13.0, 14.0, 15.0])] == [
+        "stand_to_sit"]
+    assert _drop_then_typing_ticks([11.8 + 0.5 * i for i in range(8)]) == []
 
 
 def _stand_up_into_bend(bend_deg: float, rise_m: float) -> SampleChunk:
