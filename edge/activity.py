@@ -130,13 +130,11 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
             clue[i] = STANDING if tr.kind == "sit_to_stand" else SITTING
             pushed[i] = tr.kind == "sit_to_stand"
             clear_push[i] = pushed[i] and abs(tr.lift_m) >= CLEAR_PUSH_M
-    last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
-    seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
+    seated = _carry_forward(clue, st.seated)
     unsettle = faint_walk & (clue < 0) & (seated == SITTING)
     if unsettle.any():  # the stepless rhythm: sitting is no longer known
         clue[unsettle] = UNKNOWN
-        last = np.maximum.accumulate(np.where(clue >= 0, np.arange(m), -1))
-        seated = np.where(last >= 0, clue[np.maximum(last, 0)], st.seated).astype(np.int8)
+        seated = _carry_forward(clue, st.seated)
     # standing is only known while something keeps showing it: a walking second or a
     # stand-up; a sit-down missed after it must not leave "standing" for half an hour
     # (see `_episode_holds`)
@@ -161,6 +159,12 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     posture = np.where(walking, WALKING, np.where(lying, LYING, seated)).astype(np.int8)
     st.last_sec = int(sec[-1])
     return posture, idle_since, st
+
+
+def _carry_forward(clue: np.ndarray, before: int) -> np.ndarray:
+    """Each second's base posture: the last clue up to it (``before`` if none yet)."""
+    last = np.maximum.accumulate(np.where(clue >= 0, np.arange(len(clue)), -1))
+    return np.where(last >= 0, clue[np.maximum(last, 0)], before).astype(np.int8)
 
 
 def _run_sums(x: np.ndarray, run: np.ndarray, carry: int) -> np.ndarray:
