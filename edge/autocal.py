@@ -22,6 +22,7 @@ from spinesense.edge.calibration import (
     Calibration,
     CalibrationError,
     make_calibration,
+    still_part,
     unit_or_none,
     upright_from_still,
 )
@@ -46,6 +47,7 @@ class AutoCalibrator:
     t_first: float | None = None
     result: Calibration | None = None
     _window_acc: list[np.ndarray] = field(default_factory=list)
+    _window_t: list[np.ndarray] = field(default_factory=list)
     _still: list[np.ndarray] = field(default_factory=list)
     _still_t0: float = 0.0
     _grav_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -80,16 +82,23 @@ class AutoCalibrator:
         a, b = self.window  # type: ignore[misc]
         t = tf.t
         sel = tf.valid & (t >= a) & (t <= b)
+        sel &= np.isfinite(tf.fast).all(axis=1)
         if sel.any():
             self._window_acc.append(tf.fast[sel])
+            self._window_t.append(t[sel])
         if len(t) and t[-1] >= b:
             acc = np.concatenate(self._window_acc) if self._window_acc else np.zeros((0, 3))
+            ts = np.concatenate(self._window_t) if self._window_t else np.zeros(0)
             try:
-                self._window_up = upright_from_still(acc)
+                part = still_part(acc)
+                self._window_up = upright_from_still(acc[part])
             except CalibrationError as exc:
                 raise CalibrationError(f"calibration window {a:g}:{b:g}: {exc}") from None
             self.up_method = f"window {a:g}-{b:g} s"
-            self._window_acc = []
+            if part.stop - part.start < len(acc):  # the user sees which part was used
+                self.up_method += (f" (its still part {ts[part.start]:g}-{ts[part.stop - 1]:g}"
+                                   " s; the wearer settled or moved in the rest)")
+            self._window_acc, self._window_t = [], []
 
     def _feed_still(self, s: float, sf: SecondFeatures, i: int) -> None:
         g = unit_or_none(sf.grav[i])

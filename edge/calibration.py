@@ -203,8 +203,14 @@ def orthogonal_forward(up: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return _unit(d)
 
 
-def upright_from_still(acc: np.ndarray, *, max_spread_deg: float = 4.0) -> np.ndarray:
-    """Mean gravity direction of a still window; refuses a window with movement in it."""
+def _spread_deg(acc: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
+    """Each sample's angle (degrees) from ``up`` (default: the mean gravity direction)."""
+    norm = np.linalg.norm(acc, axis=1)
+    up = _unit(acc.mean(axis=0)) if up is None else up
+    return np.degrees(np.arccos(np.clip((acc / norm[:, None]) @ up, -1, 1)))
+
+
+def _check_window(acc: np.ndarray) -> np.ndarray:
     acc = np.asarray(acc, float)
     acc = acc[np.isfinite(acc).all(axis=1)]
     if len(acc) < 10:
@@ -214,13 +220,51 @@ def upright_from_still(acc: np.ndarray, *, max_spread_deg: float = 4.0) -> np.nd
     if not 0.7 < float(np.median(norm)) < 1.3:
         raise CalibrationError(f"calibration window reads {np.median(norm):.2f} g, not about "
                                "1 g; is the data in g?")
-    up = _unit(acc.mean(axis=0))
-    spread = np.degrees(np.arccos(np.clip((acc / norm[:, None]) @ up, -1, 1)))
-    if float(np.percentile(spread, 90)) > max_spread_deg:
-        raise CalibrationError(f"the wearer moved during the calibration window (90% of "
-                               f"samples within {np.percentile(spread, 90):.1f}°, allowed "
-                               f"{max_spread_deg}°); sit or stand still and upright")
-    return up
+    return acc
+
+
+def upright_from_still(acc: np.ndarray, *, max_spread_deg: float = 4.0) -> np.ndarray:
+    """Mean gravity direction of a still window; refuses a window with movement in it."""
+    acc = _check_window(acc)
+    spread = float(np.percentile(_spread_deg(acc), 90))
+    if spread > max_spread_deg:
+        raise _moved(spread, max_spread_deg)
+    return _unit(acc.mean(axis=0))
+
+
+def _moved(spread: float, max_spread_deg: float) -> CalibrationError:
+    return CalibrationError(f"the wearer moved during the calibration window (90% of "
+                            f"samples within {spread:.1f}°, allowed {max_spread_deg}°); "
+                            "sit or stand still and upright")
+
+
+def still_part(acc: np.ndarray, *, max_spread_deg: float = 4.0, min_share: float = 0.5,
+               settle_deg: float = 8.0) -> slice:
+    """The longest contiguous part of a given window (``--calibrate``) that is still.
+
+    A wearer often settles into upright during the first seconds of the window they name
+    (or starts to move before it ends). The still part, at least ``min_share`` of the
+    window, then gives upright, provided that every sample of the window lies within
+    ``settle_deg`` of it: a settle of a few degrees, not a slouch or a lean (a still part
+    that far from the rest could be the slouch, so the window is refused as before).
+    ``acc`` must be finite rows; returns the whole window when it is still throughout.
+    """
+    acc = _check_window(acc)
+    n = len(acc)
+    spread = float(np.percentile(_spread_deg(acc), 90))
+    if spread <= max_spread_deg:
+        return slice(0, n)
+    step = max(1, n // 40)
+    for length in range(n - step, max(10, math.ceil(min_share * n)) - 1, -step):
+        starts = np.unique(np.r_[np.arange(0, n - length + 1, step), n - length])
+        p90 = [float(np.percentile(_spread_deg(acc[a:a + length]), 90)) for a in starts]
+        best = int(np.argmin(p90))
+        if p90[best] <= max_spread_deg:
+            part = slice(int(starts[best]), int(starts[best]) + length)
+            if float(_spread_deg(acc, _unit(acc[part].mean(axis=0))).max()) <= settle_deg:
+                return part
+            break
+    raise _moved(spread, max_spread_deg)
 
 
 def forward_from_lean(up: np.ndarray, lean_acc: np.ndarray, *,

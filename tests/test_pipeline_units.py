@@ -14,6 +14,7 @@ from spinesense.edge.calibration import (
     Calibration,
     CalibrationError,
     forward_from_lean,
+    still_part,
     upright_from_still,
 )
 from spinesense.edge.filters import TICK_HZ, Resampler
@@ -122,6 +123,41 @@ def test_calibration_refuses_movement_and_shallow_leans(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CalibrationError, match="run `spinesense calibrate` again"):
         Calibration.load(tmp_path / "bad.json")
+
+
+def test_a_window_the_wearer_settles_into_is_calibrated_from_its_still_part() -> None:
+    """Wearers settle into upright during the first seconds of the window they name: the
+    still part calibrates (the whole window's mean would be off by the settle)."""
+    mount = Rotation.from_euler("xyz", [20.0, -10.0, 35.0], degrees=True).as_matrix()
+    settle = np.r_[np.full(20, -6.0), np.linspace(-6.0, 0.0, 10), np.zeros(70)]  # reclined
+    acc = mounted(settle, np.zeros(100), mount)
+    with pytest.raises(CalibrationError, match="moved"):
+        upright_from_still(acc)
+    part = still_part(acc)
+    assert 10 <= part.start <= 30 and part.stop == 100
+    up = upright_from_still(acc[part])
+    assert math.degrees(math.acos(min(1.0, up @ mounted(0.0, 0.0, mount)[0]))) < 1.0
+
+
+@pytest.mark.parametrize("flex", [
+    np.r_[np.zeros(45), np.linspace(0.0, 20.0, 10), np.full(45, 20.0)],  # upright, slouch
+    np.linspace(0.0, 30.0, 100),  # moving throughout
+])
+def test_a_window_whose_still_part_may_be_a_slouch_is_still_refused(flex) -> None:
+    with pytest.raises(CalibrationError, match="moved during the calibration window"):
+        still_part(mounted(flex, np.zeros(len(flex)), np.eye(3)))
+
+
+def test_replay_names_the_still_part_of_a_window_it_used() -> None:
+    rate, mount = 100.0, np.eye(3)
+    t = np.arange(0.0, 60.0, 1 / rate)
+    flex = np.clip(-6.0 + 6.0 * (t - 2.0), -6.0, 0.0)  # 2 s reclined, then upright
+    chunk = SampleChunk(t, mounted(flex, np.zeros(len(t)), mount))
+    records = Pipeline(Config(), calibrate_window=(0.0, 12.0)).process(chunk)
+    cal = next(r for r in records if r["type"] == "calibrated")
+    assert cal["method"].startswith("window 0-12 s (its still part ")
+    start = float(cal["method"].split("still part ")[1].split("-")[0])
+    assert 1.0 <= start <= 4.0  # the reclined seconds (0–2 s) mostly left out
 
 
 # ---------------------------------------------------------------- slouch state machine
