@@ -16,13 +16,16 @@ control characters inside a quoted string as they are. Keys and tag values canno
 control characters or backslashes in a way that round-trips, so they are refused.
 
 This is the collector's per-message hot path: it avoids per-character loops and only
-escapes when a name actually contains a special character.
+escapes when a name actually contains a special character. The collector's own counters
+(`Stats`) live here too, next to the line they are written as (``spinesense_collector``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from spinesense.schema import FIELD_TABLES, ORIGINAL_TYPE_FIELD, stored_type
@@ -146,3 +149,25 @@ def stats_to_line(instance: str, stats: dict[str, float], ts_ms: int) -> str:
     """The collector's self-metrics as a ``spinesense_collector`` point (tag instance)."""
     fields = [f"{escape_key(k)}={format_float(float(v))}" for k, v in stats.items()]
     return format_line(SELF_MEASUREMENT, {"instance": instance}, fields, ts_ms)
+
+
+@dataclass
+class Stats:
+    """Counters since start (cumulative) plus gauges; written as spinesense_collector."""
+
+    msgs_in: int = 0
+    points_written: int = 0
+    rejected: int = 0
+    retries: int = 0
+    batches: int = 0
+    latency_sum_ms: float = 0.0
+    latency_n: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def snapshot(self, backlog: int, rate: float) -> dict[str, float]:
+        mean = self.latency_sum_ms / self.latency_n if self.latency_n else 0.0
+        self.latency_sum_ms, self.latency_n = 0.0, 0
+        return {"msgs_in": self.msgs_in, "points_written": self.points_written,
+                "rejected": self.rejected, "retries": self.retries,
+                "batch_latency_ms": round(mean, 3), "backlog": backlog,
+                "batches": self.batches, "msgs_per_s": round(rate, 1)}

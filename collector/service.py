@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from spinesense.collector.deadletter import DeadLetter
 from spinesense.collector.marks import Mark, Watermarks, mark_of, rejected_mark_of
-from spinesense.collector.points import message_to_line, stats_to_line
+from spinesense.collector.points import Stats, message_to_line, stats_to_line
 from spinesense.collector.validate import Rejected, Validator
 from spinesense.collector.writers import (
     AuthError,
@@ -59,28 +58,6 @@ MQTT_STOP_S = 10.0        # how long stop() waits for paho's network thread
 # Payloads and lines held for unacknowledged messages at most: valid messages can be
 # large (up to max_payload_bytes), so the in-flight window alone does not bound memory.
 HELD_BYTES_MAX = 32 * 1024 * 1024
-
-
-@dataclass
-class Stats:
-    """Counters since start (cumulative) plus gauges; written as spinesense_collector."""
-
-    msgs_in: int = 0
-    points_written: int = 0
-    rejected: int = 0
-    retries: int = 0
-    batches: int = 0
-    latency_sum_ms: float = 0.0
-    latency_n: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def snapshot(self, backlog: int, rate: float) -> dict[str, float]:
-        mean = self.latency_sum_ms / self.latency_n if self.latency_n else 0.0
-        self.latency_sum_ms, self.latency_n = 0.0, 0
-        return {"msgs_in": self.msgs_in, "points_written": self.points_written,
-                "rejected": self.rejected, "retries": self.retries,
-                "batch_latency_ms": round(mean, 3), "backlog": backlog,
-                "batches": self.batches, "msgs_per_s": round(rate, 1)}
 
 
 # A pending item: (line or None if rejected/self-metric-free, mid, qos, generation,
