@@ -93,11 +93,12 @@ class AutoCalibrator:
                 part = still_part(acc)
                 self._window_up = upright_from_still(acc[part])
             except CalibrationError as exc:
-                raise CalibrationError(f"calibration window {a:g}:{b:g}: {exc}") from None
-            self.up_method = f"window {a:g}-{b:g} s"
+                raise CalibrationError(f"calibration window {a:.12g}:{b:.12g}: {exc}") from None
+            self.up_method = f"window {a:.12g}-{b:.12g} s"
             if part.stop - part.start < len(acc):  # the user sees which part was used
-                self.up_method += (f" (its still part {ts[part.start]:g}-{ts[part.stop - 1]:g}"
-                                   " s; the wearer settled or moved in the rest)")
+                self.up_method += (f" (its still part {ts[part.start] - a:.1f}-"
+                                   f"{ts[part.stop - 1] - a:.1f} s into it; the wearer "
+                                   "settled or moved in the rest)")
             self._window_acc, self._window_t = [], []
 
     def _feed_still(self, s: float, sf: SecondFeatures, i: int) -> None:
@@ -117,7 +118,7 @@ class AutoCalibrator:
         self._still.append(g)
         if len(self._still) >= STILL_S:
             self.up = unit_or_none(np.mean(self._still, axis=0))
-            self.up_method = f"first still stretch {self._still_t0:g}-{s + 1:g} s"
+            self.up_method = f"first still stretch {self._still_t0:.12g}-{s + 1:.12g} s"
 
     def _try_lock(self, t_now: float, *, final: bool = False) -> bool:
         timed_out = self.t_first is not None and t_now - self.t_first >= self.wait_s
@@ -139,8 +140,8 @@ class AutoCalibrator:
         if self.result is None and self.window is not None and self.up is None \
                 and self._window_up is None:
             a, b = self.window
-            raise CalibrationError(f"calibration window {a:g}:{b:g}: outside the recording "
-                                   f"(it ends at {t_now:g} s)")
+            raise CalibrationError(f"calibration window {a:.12g}:{b:.12g}: outside the recording "
+                                   f"(it ends at {t_now:.12g} s)")
         if self.result is None:
             if self.up is None and self._window_up is not None:
                 self.up = self._window_up
