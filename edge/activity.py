@@ -19,7 +19,9 @@ What an upper-back sensor can and cannot tell:
   reach or a fidget can fake: under a 60-s break, whatever more faint signs follow);
   an older clear one lapses ``IDLE_STAND_HOLD_S`` after its last sign. A lapse gives
   ``unknown`` (sedentary), so a missed sit-down is not "standing" for half an hour;
-  the bout is then dated from the last second that showed the wearer on their feet.
+  the bout is then dated from the last second that showed the wearer on their feet,
+  or from a sit-down seen soon after the lapse (``idle_since`` marks it with its own
+  second; see `edge.sedentary`).
 
 Vectorised: the clues are written into a per-second array and forward-filled (the
 standing episodes loop once per run of support seconds, a small share of a day).
@@ -45,7 +47,7 @@ LANDING_S = 6  # ... unless right after a sit-down (its landing bounce can look 
 STAND_HOLD_S = 65  # a standing episode begun by a sustained walk or a clear stand-up
 STRONG_WALK_S = 5  # (a walk this long)          stays known this long (over break_s) ...
 WEAK_STAND_HOLD_S = 55  # ... one begun by a faint stand-up or a few steps (under 60 s)
-IDLE_STAND_HOLD_S = 40  # once older than that, standing lapses this long after a sign
+IDLE_STAND_HOLD_S = 25  # once older than that, standing lapses this long after a sign
 CLEAR_PUSH_M = 0.3  # a stand-up this large is clear
 RECLINE_CLUE_DEG = 12.0  # held this far back of upright, nobody is standing
 RECLINE_CLUE_S = 8
@@ -68,6 +70,7 @@ class PostureState:
     episode_push: bool = False      # it holds a (faint) stand-up ...
     episode_steps: bool = False     # ... and steps: together, clear evidence
     reset_sec: int | None = None    # the last second that said sitting or unknown
+    lapsed: bool = False   # the last second was standing that had lapsed into unknown
 
 
 def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
@@ -152,6 +155,12 @@ def classify(sec: np.ndarray, walking: np.ndarray, tilt_deg: np.ndarray,
     st.seated = int(seated[-1])  # before the lapse: the next block lapses (and dates) alike
     seated = np.where(lapsed, UNKNOWN, seated).astype(np.int8)
     idle_since = np.where(lapsed, sup_sec + 1.0, np.nan)
+    # a sit-down seen while standing had lapsed shows when sitting really began: the bout
+    # that the lapse dated back to the last sign of standing is re-dated to it
+    was_lapsed = np.concatenate(([st.lapsed], lapsed[:-1]))
+    sat_down = (sat == np.arange(m)) & was_lapsed
+    idle_since[sat_down] = sec[sat_down]
+    st.lapsed = bool(lapsed[-1])
     st.support_sec = int(sup_sec[-1])
     st.support_hold = int(hold[-1])
     # nobody lies down straight from standing: a standing deep bend is not lying

@@ -15,6 +15,14 @@ shorter gap with the wearer up on both sides keeps the standing/walking stretch 
 counts): nobody sits down and gets up again unseen in it for long enough to matter, while
 restarting the stretch after a logger's dropout delayed the break past its tolerance.
 
+Standing that lapsed into ``unknown`` (a long walk, then nothing: `activity.classify`)
+begins a bout dated back to the last sign of standing, since a sit-down may have been
+missed. Two later signs refine that: a sit-down seen within ``break_s`` of the lapse
+re-dates the bout to itself (the wearer was up until then), and a sign of standing within
+``LAPSE_BRIDGE_S`` of it, after a stretch that had made its break, cancels the bout and
+carries the stretch on (nobody sat down in between). A faint stretch that lapsed before
+its break is never carried on, so seated fidgets cannot add up to one.
+
 The loop runs over *spans* of constant activity, not over seconds.
 """
 
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+LAPSE_BRIDGE_S = 15.0  # standing that lapsed this briefly before the next sign goes on
 
 
 @dataclass
@@ -42,6 +52,11 @@ class SedentaryState:
     reminders: int = 0              # 0: the alert itself is next
     snooze_until: float = -math.inf
     last_sec: int | None = None
+    dated_back: bool = False        # the bout was dated back to the last sign of standing
+    lapse_lo: float = 0.0           # ... at the first second of the lapse
+    # a stretch up that had made a break and then lapsed into unknown: (its start, the
+    # lapse's first second), while nothing but the lapse followed
+    lapse: tuple[float, float] | None = None
 
 
 def _due_events(st: SedentaryState, p: SedentaryParams, lo: float, hi: float,
@@ -87,11 +102,19 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
     for a, b in zip(starts, ends, strict=True):
         lo, hi = float(sec[a]), float(sec[b - 1] + 1)
         if jump[a] > 0:
+            st.lapse = None
             if not (active[a] and jump[a] < p.break_s):  # see the module doc
                 st.run_start = None
             if jump[a] >= p.break_s:
                 st.bout_start = st.next_due = None
         if active[a]:
+            st.dated_back = False  # up again: a later sit-down no longer dates the bout
+            if st.lapse is not None and lo - st.lapse[1] < LAPSE_BRIDGE_S:
+                # up again soon after a lapse with no sign of sitting in it: the wearer
+                # stood throughout (as across a short gap); the bout the lapse began is none
+                st.run_start = st.lapse[0]
+                st.bout_start = st.next_due = None
+            st.lapse = None
             if st.run_start is None:
                 st.run_start = lo
             brk = st.run_start + p.break_s
@@ -104,15 +127,44 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
             elif st.bout_start is not None:
                 bout_of[a:b] = st.bout_start
         else:
+            lapsed = idle_since is not None and bool(np.all(idle_since[a:b] < sec[a:b]))
+            if st.run_start is not None and lapsed and st.bout_start is None \
+                    and lo - st.run_start >= p.break_s:
+                st.lapse = (st.run_start, lo)
+            elif not lapsed:
+                st.lapse = None
             st.run_start = None
             if st.bout_start is None:
                 since = lo if idle_since is None or not np.isfinite(idle_since[a]) \
                     else min(lo, float(idle_since[a]))
                 st.bout_start, st.next_due, st.reminders = since, since + p.limit_s, 0
+                st.dated_back = since < lo
+                st.lapse_lo = lo
+            if st.dated_back and idle_since is not None:
+                _redate(st, p, sec[a:b], idle_since[a:b], events, lo)
             _due_events(st, p, lo, hi, events)
             bout_of[a:b] = st.bout_start
     st.last_sec = int(sec[-1])
     return events, bout_of, st
+
+
+def _redate(st: SedentaryState, p: SedentaryParams, sec: np.ndarray, since: np.ndarray,
+            events: list[dict[str, Any]], lo: float) -> None:
+    """A bout dated back to the last sign of standing starts at a sit-down seen later in
+    it (marked by ``since`` equal to its own second), unless its alert came first."""
+    sat = np.flatnonzero(since == sec)
+    if not len(sat):
+        if len(sec) and sec[-1] - st.lapse_lo >= p.break_s:
+            st.dated_back = False
+        return
+    at = float(sec[sat[0]])
+    if at - st.lapse_lo >= p.break_s:  # too long after: sitting may have begun unseen
+        st.dated_back = False
+        return
+    _due_events(st, p, lo, at, events)  # what fell due before the sit-down was seen
+    st.dated_back = False
+    if st.reminders == 0:
+        st.bout_start, st.next_due = at, at + p.limit_s
 
 
 def snooze(st: SedentaryState, until: float) -> None:
