@@ -52,8 +52,9 @@ class SedentaryState:
     reminders: int = 0              # 0: the alert itself is next
     snooze_until: float = -math.inf
     last_sec: int | None = None
-    dated_back: bool = False        # the bout was dated back to the last sign of standing
-    lapse_lo: float = 0.0           # ... at the first second of the lapse
+    # the bout was dated back to the last sign of standing: a sit-down seen before this
+    # (a break's length after the lapse began) re-dates it
+    redate_until: float | None = None
     # a stretch up that had made a break and then lapsed into unknown: (its start, the
     # lapse's first second), while nothing but the lapse followed
     lapse: tuple[float, float] | None = None
@@ -108,7 +109,7 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
             if jump[a] >= p.break_s:
                 st.bout_start = st.next_due = None
         if active[a]:
-            st.dated_back = False  # up again: a later sit-down no longer dates the bout
+            st.redate_until = None  # up again: a later sit-down no longer dates the bout
             if st.lapse is not None and lo - st.lapse[1] < LAPSE_BRIDGE_S:
                 # up again soon after a lapse with no sign of sitting in it: the wearer
                 # stood throughout (as across a short gap); the bout the lapse began is none
@@ -138,9 +139,8 @@ def detect_sedentary(sec: np.ndarray, active: np.ndarray, p: SedentaryParams,
                 since = lo if idle_since is None or not np.isfinite(idle_since[a]) \
                     else min(lo, float(idle_since[a]))
                 st.bout_start, st.next_due, st.reminders = since, since + p.limit_s, 0
-                st.dated_back = since < lo
-                st.lapse_lo = lo
-            if st.dated_back and idle_since is not None:
+                st.redate_until = lo + p.break_s if since < lo else None
+            if st.redate_until is not None and idle_since is not None:
                 _redate(st, p, sec[a:b], idle_since[a:b], events, lo)
             _due_events(st, p, lo, hi, events)
             bout_of[a:b] = st.bout_start
@@ -152,17 +152,15 @@ def _redate(st: SedentaryState, p: SedentaryParams, sec: np.ndarray, since: np.n
             events: list[dict[str, Any]], lo: float) -> None:
     """A bout dated back to the last sign of standing starts at a sit-down seen later in
     it (marked by ``since`` equal to its own second), unless its alert came first."""
-    sat = np.flatnonzero(since == sec)
-    if not len(sat):
-        if len(sec) and sec[-1] - st.lapse_lo >= p.break_s:
-            st.dated_back = False
+    assert st.redate_until is not None
+    sat = np.flatnonzero((since == sec) & (sec < st.redate_until))
+    if not len(sat):  # none yet; later, sitting may have begun unseen
+        if len(sec) and sec[-1] + 1 >= st.redate_until:
+            st.redate_until = None
         return
     at = float(sec[sat[0]])
-    if at - st.lapse_lo >= p.break_s:  # too long after: sitting may have begun unseen
-        st.dated_back = False
-        return
     _due_events(st, p, lo, at, events)  # what fell due before the sit-down was seen
-    st.dated_back = False
+    st.redate_until = None
     if st.reminders == 0:
         st.bout_start, st.next_due = at, at + p.limit_s
 
