@@ -77,6 +77,8 @@ WALK_STEPS = 5          # this many step peaks in a long movement's start: a wal
 WALK_SIDE_S = 2         # walking seconds on one side of the lean (see `_judge`)
 UNTRACKED_STEPS = 4     # without a gyro: this many step peaks after the deepest lean,
 UNTRACKED_STEPS_S = 1.5  # spread over this long, rule out a sit-down (see `_judge`)
+STEPPED_DROP_STEPS = 3  # this many step peaks while the hips drop: stairs down, not a seat
+STEPPED_DROP_SPAN = (0.2, 0.8)  # ... between these shares of the drop
 
 
 @dataclass
@@ -208,13 +210,14 @@ class PushDetector:
 
     def _judge(self, ctx: dict[str, np.ndarray], job: _Job) -> list[Transition]:
         kk = ctx["k"]
-        rises = []
+        rises, judged = [], []
         for lo, hi in job.windows:
             i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
             if j - i != hi - lo or not ctx["valid"][i:j].all():
                 continue  # a gap in the window: no judgement
             rises.append(float(zero_velocity_weights(hi - lo, self.edge, job.head)
                                @ ctx["vert"][i:j]))
+            judged.append((i, j))
         if not rises:
             return []
         rise = float(np.median(rises))
@@ -264,6 +267,11 @@ class PushDetector:
             if len(after) >= UNTRACKED_STEPS and (
                     after[-1] - after[0] >= UNTRACKED_STEPS_S * TICK_HZ):
                 return []
+        if rise < 0:  # the hips went down while the feet stepped: stairs, not a seat
+            i, j = judged[int(np.argmin(np.abs(np.array(rises) - rise)))]
+            if self._steps_in_drop(ctx["vert"][i:j], ctx["step"][i:j], job.head) >= \
+                    STEPPED_DROP_STEPS:
+                return []
         trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):
@@ -287,6 +295,24 @@ class PushDetector:
         direction = unit(ctx["fast"][p]) - unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
+
+    def _steps_in_drop(self, vert: np.ndarray, step: np.ndarray, head: int | None) -> int:
+        """Step peaks while the height went from ``STEPPED_DROP_SPAN[0]`` to ``[1]`` of
+        its drop (the window's zero-velocity path, as in `zero_velocity_weights`). A
+        sit-down lowers the hips with the feet planted (at most the seat's landing jolt or
+        a last shuffle in that span); down a few stairs, each step takes the hips lower."""
+        n, dt = len(vert), 1.0 / TICK_HZ
+        head = self.edge if head is None else head
+        t = np.arange(n) * dt
+        v = np.cumsum(vert) * dt
+        vh, vt = v[:head].mean(), v[n - self.edge:].mean()
+        th, tt = t[:head].mean(), t[n - self.edge:].mean()
+        slope = (vt - vh) / (tt - th)
+        path = np.cumsum(v - (vh - slope * th) - slope * t) * dt
+        share = (path - path[:head].mean()) / (path[n - self.edge:].mean() - path[:head].mean())
+        lo = int(np.argmax(share >= STEPPED_DROP_SPAN[0]))
+        hi = int(np.argmax(share >= STEPPED_DROP_SPAN[1]))
+        return int(step[lo:hi + 1].sum())
 
 
 def _upright_then_bent(fast: np.ndarray, before: np.ndarray, after: np.ndarray) -> bool:

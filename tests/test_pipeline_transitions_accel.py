@@ -1,5 +1,6 @@
-"""Accelerometer-only sit/stand rules: steps after a drop's deepest lean, and a sustained
-walk right after a "sit-down" (see docs/pipeline.md, "Activity and posture")."""
+"""Step rules for sit-downs: steps while the hips drop (stairs), steps after a drop's
+deepest lean without a gyro, and a sustained walk right after a "sit-down" (see
+docs/pipeline.md, "Activity and posture")."""
 
 from __future__ import annotations
 
@@ -15,14 +16,20 @@ from spinesense.edge.activity import (
     WALKING,
     classify,
 )
-from spinesense.edge.transitions import UNTRACKED_STEPS, PushDetector, Transition
+from spinesense.edge.transitions import (
+    STEPPED_DROP_STEPS,
+    UNTRACKED_STEPS,
+    PushDetector,
+    Transition,
+)
 
 
 def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
-          gap_s: float = 0.6) -> list[Transition]:
-    """A 0.4 m drop with a 25° lean peaking at 10.7 s (ticks at 25 Hz), with
-    ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the movement; the
-    trunk's own lean is given only if ``tracked`` (a gyro)."""
+          gap_s: float = 0.6, step_times: list[float] | None = None) -> list[Transition]:
+    """A 0.4 m drop over 10.0–11.5 s with a 25° lean peaking at 10.7 s (ticks at 25 Hz),
+    with ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the movement
+    (or peaks at ``step_times``); the trunk's own lean is given only if ``tracked`` (a
+    gyro)."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
     u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
@@ -31,7 +38,9 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
     moving = (t >= 9.6) & (t < 12.8)
     lean = 25.0 * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
     step = np.zeros(len(k), bool)
-    step[[round((10.9 + gap_s * i) * 25) for i in range(steps_after)]] = True
+    if step_times is None:
+        step_times = [10.9 + gap_s * i for i in range(steps_after)]
+    step[[round(ts * 25) for ts in step_times]] = True
     up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
     det = PushDetector()
     out: list[Transition] = []
@@ -56,6 +65,23 @@ def test_steps_after_the_lean_rule_out_a_sit_down_only_without_a_gyro() -> None:
         ["stand_to_sit"]
     # with a gyro the vertical does not tilt with the gait: the rule does not apply
     assert [tr.kind for tr in _drop(UNTRACKED_STEPS, tracked=True)] == ["stand_to_sit"]
+
+
+def test_a_drop_made_while_stepping_is_stairs_not_a_sit_down() -> None:
+    """A sit-down lowers the hips with the feet planted; down a few stairs, each step
+    takes them lower. The drop's middle 20–80 % lies at 10.43–11.07 s here."""
+    stairs = [10.45, 10.75, 11.05]
+    assert len(stairs) == STEPPED_DROP_STEPS
+    for tracked in (True, False):
+        assert _drop(0, tracked, step_times=stairs) == []
+        # the walk up to the chair, then the seat's landing: a sit-down
+        assert [tr.kind for tr in _drop(0, tracked, step_times=[8.9, 9.4, 9.9, 11.4])] \
+            == ["stand_to_sit"]
+        # a last shuffle and the landing jolt inside the drop: still a sit-down
+        assert [tr.kind for tr in _drop(0, tracked, step_times=stairs[1:])] == \
+            ["stand_to_sit"]
+    # the same however the ticks are cut into blocks
+    assert _drop(0, True, cuts=[262, 270, 277], step_times=stairs) == []
 
 
 def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
