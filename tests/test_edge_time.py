@@ -74,6 +74,7 @@ def test_real_time_loop_on_an_smbus_stand_in(tmp_path: Path, mosquitto: Mosquitt
     cfg.device.state_dir = str(tmp_path)
     cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", mosquitto.port
     cfg.spool.delete_on = "puback"  # no collector here: nothing would confirm storage
+    born = time.monotonic()  # the chip samples from here on, at its 100 Hz
     bus = EmulatedBus(1)  # time.monotonic, like the real bus
     bus.attach(make_chip("mpu6050", StaticMotion()))
     svc = EdgeService(cfg, duration_s=3.0, bus=bus)
@@ -84,7 +85,9 @@ def test_real_time_loop_on_an_smbus_stand_in(tmp_path: Path, mosquitto: Mosquitt
     elapsed = time.monotonic() - t0
     assert 3.0 <= elapsed < 8.0
     samples = svc.reader.stats.samples
-    assert 2.5 * 100 <= samples <= 3.5 * 100  # real time, not accelerated
+    # real time, not accelerated: no more samples than the chip's rate allows since it
+    # was made (a loaded machine starts the service later, with a fuller FIFO)
+    assert 2.5 * 100 <= samples <= 1.05 * 100 * (time.monotonic() - born)
     assert svc.sensor_state == "ok"
 
 
