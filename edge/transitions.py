@@ -35,7 +35,8 @@ way it had leaned (straight into a bend over a standing desk, `_upright_then_ben
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
 trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former. A walk
 lies on the standing side of a transition: ``WALK_SIDE_S`` walking seconds after the
-deepest lean rule out a sit-down, and before the first lean a stand-up.
+deepest lean rule out a sit-down, and before the first lean a stand-up; and
+``STEPPED_DROP_STEPS`` step peaks while the hips drop rule out a sit-down (stairs down).
 No fixed duration or velocity profile is assumed. Decisions are made on the window's
 last tick, so they never depend on how the ticks were cut into blocks.
 """
