@@ -92,22 +92,28 @@ class Transition:
     while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
-@lru_cache(maxsize=512)
-def zero_velocity_weights(n: int, edge: int, head_edge: int | None = None) -> np.ndarray:
-    """Weights ``h`` (n,) with rise = h @ a (a in m/s² at TICK_HZ over n ticks): velocity
-    with zero mean over the first and last ``edge`` ticks (a constant acceleration bias
-    and the initial velocity are fitted away), rise = mean position over the last
-    ``edge`` ticks minus that over the first (``head_edge`` ticks, if given)."""
-    dt = 1.0 / TICK_HZ
-    v = np.tril(np.ones((n, n))) * dt               # v[i] for a unit impulse at j
-    t = np.arange(n) * dt
+def zero_velocity_path(a: np.ndarray, edge: int, head_edge: int | None = None) -> np.ndarray:
+    """The height path (n,) or (n, m) from accelerations ``a`` along axis 0 (m/s² at
+    TICK_HZ): velocity with zero mean over the first ``head_edge`` (default ``edge``) and
+    the last ``edge`` ticks (a constant acceleration bias and the initial velocity are
+    fitted away), integrated; up to a constant."""
+    n, dt = len(a), 1.0 / TICK_HZ
+    v = np.cumsum(a, axis=0) * dt
+    t = (np.arange(n) * dt).reshape((n,) + (1,) * (v.ndim - 1))
     head, tail = slice(0, edge if head_edge is None else head_edge), slice(n - edge, n)
     vh, vt = v[head].mean(0), v[tail].mean(0)
     th, tt = t[head].mean(), t[tail].mean()
     slope = (vt - vh) / (tt - th)
-    v0 = vh - slope * th
-    p = np.cumsum(v - v0[None, :] - slope[None, :] * t[:, None], axis=0) * dt
-    out = p[tail].mean(0) - p[head].mean(0)
+    return np.cumsum(v - (vh - slope * th) - slope * t, axis=0) * dt
+
+
+@lru_cache(maxsize=512)
+def zero_velocity_weights(n: int, edge: int, head_edge: int | None = None) -> np.ndarray:
+    """Weights ``h`` (n,) with rise = h @ a: the `zero_velocity_path`'s mean over the
+    last ``edge`` ticks minus that over the first (``head_edge`` ticks, if given), as
+    one linear combination (the path of a unit impulse at each tick)."""
+    p = zero_velocity_path(np.eye(n), edge, head_edge)
+    out = p[n - edge:].mean(0) - p[:edge if head_edge is None else head_edge].mean(0)
     out.flags.writeable = False
     return out
 
@@ -299,18 +305,13 @@ class PushDetector:
 
     def _steps_in_drop(self, vert: np.ndarray, step: np.ndarray, head: int | None) -> int:
         """Step peaks while the height went from ``STEPPED_DROP_SPAN[0]`` to ``[1]`` of
-        its drop (the window's zero-velocity path, as in `zero_velocity_weights`). A
-        sit-down lowers the hips with the feet planted (at most the seat's landing jolt or
-        a last shuffle in that span); down a few stairs, each step takes the hips lower."""
-        n, dt = len(vert), 1.0 / TICK_HZ
+        its drop (the window's `zero_velocity_path`). A sit-down lowers the hips with the
+        feet planted (at most the seat's landing jolt or a last shuffle in that span);
+        down a few stairs, each step takes the hips lower."""
         head = self.edge if head is None else head
-        t = np.arange(n) * dt
-        v = np.cumsum(vert) * dt
-        vh, vt = v[:head].mean(), v[n - self.edge:].mean()
-        th, tt = t[:head].mean(), t[n - self.edge:].mean()
-        slope = (vt - vh) / (tt - th)
-        path = np.cumsum(v - (vh - slope * th) - slope * t) * dt
-        share = (path - path[:head].mean()) / (path[n - self.edge:].mean() - path[:head].mean())
+        path = zero_velocity_path(vert, self.edge, head)
+        start = path[:head].mean()
+        share = (path - start) / (path[len(path) - self.edge:].mean() - start)
         lo = int(np.argmax(share >= STEPPED_DROP_SPAN[0]))
         hi = int(np.argmax(share >= STEPPED_DROP_SPAN[1]))
         return int(step[lo:hi + 1].sum())
