@@ -33,7 +33,11 @@ stand-up ends as upright as it began; slouches, reaches and reclines do not), or
 ``MAX_BEND_TURN_DEG`` after a stand-up that came back upright first and then bent the
 way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
-trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former. A walk
+trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former; without a
+gyro only the former is known, and a stand-up may pass the bound by
+``UNTRACKED_THRUST_DEG`` if it rose ``THRUST_RISE_M`` or more and ends within
+``MAX_TURN_DEG`` of its starting tilt (a seated reach tips the force as far, but reads a
+smaller rise, or ends bent). A walk
 lies on the standing side of a transition: ``WALK_SIDE_S`` walking seconds after the
 deepest lean rule out a sit-down, and before the first lean a stand-up; and
 ``STEPPED_DROP_STEPS`` step peaks while the hips drop rule out a sit-down (stairs down).
@@ -63,6 +67,10 @@ ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows 
 TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
+UNTRACKED_THRUST_DEG = 15.0  # without a gyro the bounds apply to the force's tilt, which
+#                              a push's forward thrust (0.2-0.3 g) tips by up to this ...
+THRUST_RISE_M = 0.35    # ... for a rise this large (a seated reach that tips the force
+#                         that far reads up to ~0.3 m from the tilted gravity alone)
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
 MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
 MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
@@ -281,7 +289,13 @@ class PushDetector:
                 return []
         trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
-        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG and trunk <= top):
+        # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
+        # that ends as upright as it began (a seated reach tips the force as far)
+        thrust = rise > 0 and trunk > top and not ctx["tracked"][mi:mj].any()
+        if thrust and rise < THRUST_RISE_M:
+            return []
+        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG
+                and trunk <= top + (UNTRACKED_THRUST_DEG if thrust else 0.0)):
             return []
         lean = trunk
         lo, hi = job.windows[0]
@@ -291,9 +305,9 @@ class PushDetector:
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         # a stand-up may end in a walk's own lean only if a walk follows it
         into_walk = job.rise_only and bool(ctx["walk"][mi:mj].any())
-        if turn > (MAX_SIT_TURN_DEG if rise < 0 else
+        if turn > (MAX_SIT_TURN_DEG if rise < 0 else MAX_TURN_DEG if thrust else
                    MAX_WALK_TURN_DEG if into_walk else MAX_TURN_DEG) and not (
-                rise > 0 and turn <= MAX_BEND_TURN_DEG
+                rise > 0 and not thrust and turn <= MAX_BEND_TURN_DEG
                 and _upright_then_bent(ctx["fast"][mi:j], before, after)):
             return []
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))

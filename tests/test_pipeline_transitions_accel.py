@@ -1,6 +1,7 @@
-"""Step rules for sit-downs: steps while the hips drop (stairs), steps after a drop's
-deepest lean without a gyro, and a sustained walk right after a "sit-down" (see
-docs/pipeline.md, "Activity and posture")."""
+"""Rules that depend on steps or on the gyro: steps while the hips drop (stairs), steps
+after a drop's deepest lean without a gyro, a sustained walk right after a "sit-down",
+and a stand-up's lean bound without a gyro (see docs/pipeline.md, "Activity and
+posture")."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from spinesense.edge.activity import (
     classify,
 )
 from spinesense.edge.transitions import (
+    MAX_TURN_DEG,
+    SIT_TO_STAND_MAX_LEAN_DEG,
     STEPPED_DROP_STEPS,
+    THRUST_RISE_M,
     UNTRACKED_STEPS,
+    UNTRACKED_THRUST_DEG,
     PushDetector,
     Transition,
 )
@@ -105,3 +110,54 @@ def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
     b, _, _ = classify(sec[110:], walking[110:], np.zeros(190), [], 60.0, st)
     full, _, _ = classify(sec, walking, np.zeros(len(sec)), sit, 60.0)
     assert np.array_equal(np.concatenate((a, b)), full)
+
+
+def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
+          cuts: list[int] | None = None, lift: float = 0.45) -> list[Transition]:
+    """A ``lift`` (m) rise over 10.0–11.5 s whose forward lean peaks at ``peak_deg`` at 10.7 s
+    and is back upright by 11.5 s, then (optionally) a bend forward to ``bend_deg`` by
+    12.5 s, held; the specific force tilts that way. The trunk's own lean is given only
+    if ``tracked``."""
+    k = np.arange(0, 25 * 25)
+    t = k / 25.0
+    u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
+    z = lift * (3 * u**2 - 2 * u**3)
+    vert = np.gradient(np.gradient(z, t), t)
+    moving = (t >= 9.6) & (t < 12.8)
+    lean = peak_deg * np.exp(-0.5 * ((t - 10.7) / 0.25) ** 2) * (t < 11.5)
+    lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
+    th = np.radians(lean)
+    fast = np.stack((np.zeros(len(k)), np.sin(th), np.cos(th)), axis=1)
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    det = PushDetector()
+    out: list[Transition] = []
+    bounds = [0, *(cuts or []), len(k)]
+    for a, b in itertools.pairwise(bounds):
+        sl = slice(a, b)
+        out += det.feed(k[sl], np.ones(b - a, bool), vert[sl], moving[sl], up[sl],
+                        fast[sl], lean[sl], lean[sl] if tracked else None,
+                        np.zeros(b - a, bool), np.zeros(b - a, bool))
+    return out
+
+
+def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> None:
+    """Without a gyro the lean bound applies to the specific force's tilt, which the
+    push's forward thrust tips by up to UNTRACKED_THRUST_DEG more than the trunk leans;
+    such a stand-up must rise THRUST_RISE_M or more and end as upright as it began (a
+    seated reach tips the force as far, but reads a smaller rise or ends bent)."""
+    deep = SIT_TO_STAND_MAX_LEAN_DEG + 7.0  # a trunk at 40-45° plus a thrust of ~0.2 g
+    assert [tr.kind for tr in _rise(40.0, tracked=False)] == ["sit_to_stand"]
+    assert [tr.kind for tr in _rise(deep, tracked=False)] == ["sit_to_stand"]
+    assert [tr.kind for tr in _rise(deep, False, cuts=[262, 268, 290])] == ["sit_to_stand"]
+    # the gyro says the trunk itself leaned that far: not a stand-up
+    assert _rise(deep, tracked=True) == []
+    # beyond what a thrust explains
+    assert _rise(SIT_TO_STAND_MAX_LEAN_DEG + UNTRACKED_THRUST_DEG + 5, tracked=False) == []
+    # a smaller rise is a stand-up only within the bound
+    small = THRUST_RISE_M - 0.07
+    assert [tr.kind for tr in _rise(40.0, tracked=False, lift=small)] == ["sit_to_stand"]
+    assert _rise(deep, tracked=False, lift=small) == []
+    # upright, then bent over a desk: a stand-up within the bound, not past it
+    bend = MAX_TURN_DEG + 10
+    assert [tr.kind for tr in _rise(40.0, tracked=False, bend_deg=bend)] == ["sit_to_stand"]
+    assert _rise(deep, tracked=False, bend_deg=bend) == []
