@@ -69,8 +69,8 @@ TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 UNTRACKED_THRUST_DEG = 15.0  # without a gyro the bounds apply to the force's tilt, which
 #                              a push's forward thrust (0.2-0.3 g) tips by up to this ...
-THRUST_RISE_M = 0.35    # ... for a rise this large (a seated reach that tips the force
-#                         that far reads up to ~0.3 m from the tilted gravity alone)
+THRUST_RISE_M = 0.4     # ... for a rise this large (a seated reach that tips the force
+#                         that far reads up to ~0.37 m from the tilted gravity alone)
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
 MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
 MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
