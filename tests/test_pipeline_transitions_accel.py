@@ -47,12 +47,20 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
         step_times = [10.9 + gap_s * i for i in range(steps_after)]
     step[[round(ts * 25) for ts in step_times]] = True
     up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    return _feed(k, vert, moving, up, lean, tracked, step, cuts)
+
+
+def _feed(k: np.ndarray, vert: np.ndarray, moving: np.ndarray, fast: np.ndarray,
+          lean: np.ndarray, tracked: bool, step: np.ndarray, cuts: list[int] | None
+          ) -> list[Transition]:
+    """A fresh detector fed in blocks cut at ``cuts``; gravity straight up, no walking;
+    the trunk's own lean is ``lean`` if ``tracked``."""
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
     det = PushDetector()
     out: list[Transition] = []
-    bounds = [0, *(cuts or []), len(k)]
-    for a, b in itertools.pairwise(bounds):
+    for a, b in itertools.pairwise([0, *(cuts or []), len(k)]):
         sl = slice(a, b)
-        out += det.feed(k[sl], np.ones(b - a, bool), vert[sl], moving[sl], up[sl], up[sl],
+        out += det.feed(k[sl], np.ones(b - a, bool), vert[sl], moving[sl], up[sl], fast[sl],
                         lean[sl], lean[sl] if tracked else None, step[sl],
                         np.zeros(b - a, bool))
     return out
@@ -128,16 +136,7 @@ def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
     lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
     th = np.radians(lean)
     fast = np.stack((np.zeros(len(k)), np.sin(th), np.cos(th)), axis=1)
-    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
-    det = PushDetector()
-    out: list[Transition] = []
-    bounds = [0, *(cuts or []), len(k)]
-    for a, b in itertools.pairwise(bounds):
-        sl = slice(a, b)
-        out += det.feed(k[sl], np.ones(b - a, bool), vert[sl], moving[sl], up[sl],
-                        fast[sl], lean[sl], lean[sl] if tracked else None,
-                        np.zeros(b - a, bool), np.zeros(b - a, bool))
-    return out
+    return _feed(k, vert, moving, fast, lean, tracked, np.zeros(len(k), bool), cuts)
 
 
 def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> None:
