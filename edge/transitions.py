@@ -34,10 +34,10 @@ stand-up ends as upright as it began; slouches, reaches and reclines do not), or
 way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
 trunk's own (gyro-tracked) lean only, since a push's thrust adds to the former; without a
-gyro only the former is known, and a stand-up may pass the bound by
-``UNTRACKED_THRUST_DEG`` if it rose ``THRUST_RISE_M`` or more and ends within
+gyro only the former is known, and a stand-up judged alone (not merged) may pass the
+bound by ``UNTRACKED_THRUST_DEG`` if it rose ``THRUST_RISE_M`` or more and ends within
 ``MAX_TURN_DEG`` of its starting tilt (a seated reach tips the force as far, but reads a
-smaller rise, or ends bent). A walk
+smaller rise, ends bent, or is judged as one merged movement out and back). A walk
 lies on the standing side of a transition: ``WALK_SIDE_S`` walking seconds after the
 deepest lean rule out a sit-down, and before the first lean a stand-up; and
 ``STEPPED_DROP_STEPS`` step peaks while the hips drop rule out a sit-down (stairs down).
@@ -290,8 +290,10 @@ class PushDetector:
         trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
-        # that ends as upright as it began (a seated reach tips the force as far)
-        thrust = rise > 0 and trunk > top and not ctx["tracked"][mi:mj].any()
+        # judged alone that ends as upright as it began (a seated reach out and back,
+        # judged as one merged movement, tips the force as far and reads a rise)
+        thrust = rise > 0 and trunk > top and not job.whole and \
+            not ctx["tracked"][mi:mj].any()
         if thrust and rise < THRUST_RISE_M:
             return []
         if not (max(lean, trunk) >= TRANSITION_LEAN_DEG

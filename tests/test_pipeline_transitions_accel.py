@@ -121,17 +121,20 @@ def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
 
 
 def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
-          cuts: list[int] | None = None, lift: float = 0.45) -> list[Transition]:
+          cuts: list[int] | None = None, lift: float = 0.45,
+          pause: tuple[float, float] | None = None) -> list[Transition]:
     """A ``lift`` (m) rise over 10.0–11.5 s whose forward lean peaks at ``peak_deg`` at 10.7 s
     and is back upright by 11.5 s, then (optionally) a bend forward to ``bend_deg`` by
     12.5 s, held; the specific force tilts that way. The trunk's own lean is given only
-    if ``tracked``."""
+    if ``tracked``; a ``pause`` (s) splits the movement in two."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
     u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
     z = lift * (3 * u**2 - 2 * u**3)
     vert = np.gradient(np.gradient(z, t), t)
     moving = (t >= 9.6) & (t < 12.8)
+    if pause is not None:
+        moving &= (t < pause[0]) | (t >= pause[1])
     lean = peak_deg * np.exp(-0.5 * ((t - 10.7) / 0.25) ** 2) * (t < 11.5)
     lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
     th = np.radians(lean)
@@ -156,6 +159,10 @@ def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> No
     small = THRUST_RISE_M - 0.07
     assert [tr.kind for tr in _rise(40.0, tracked=False, lift=small)] == ["sit_to_stand"]
     assert _rise(deep, tracked=False, lift=small) == []
+    # two movements judged as one (a seated reach out and back): only within the bound
+    split = (10.5, 11.3)  # neither part rises enough alone
+    assert [tr.kind for tr in _rise(40.0, tracked=False, pause=split)] == ["sit_to_stand"]
+    assert _rise(deep, tracked=False, pause=split) == []
     # upright, then bent over a desk: a stand-up within the bound, not past it
     bend = MAX_TURN_DEG + 10
     assert [tr.kind for tr in _rise(40.0, tracked=False, bend_deg=bend)] == ["sit_to_stand"]
