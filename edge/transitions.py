@@ -29,7 +29,8 @@ change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stair
 trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
 over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
 stand-up ends as upright as it began; slouches, reaches and reclines do not), or
-``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch), or
+``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch;
+``MAX_SLOUCH_SIT_TURN_DEG`` with a gyro and a drop of ``SLOUCH_SIT_DROP_M`` or more), or
 ``MAX_BEND_TURN_DEG`` after a stand-up that came back upright first and then bent the
 way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
@@ -73,6 +74,8 @@ THRUST_RISE_M = 0.4     # ... for a rise this large (a seated reach that tips th
 #                         that far reads up to ~0.37 m from the tilted gravity alone)
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
 MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
+MAX_SLOUCH_SIT_TURN_DEG = 30.0  # (a deeper one when a gyro tracks the vertical and the
+SLOUCH_SIT_DROP_M = 0.4  # ... hips dropped this far: a standing reach read 0.36 m)
 MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
 MAX_BEND_TURN_DEG = 45.0  # ... or straight into a bend over a standing desk, once upright
 RETURN_DEG = 10.0       # (back by this much from its lean, within MAX_TURN_DEG of the start)
@@ -307,7 +310,11 @@ class PushDetector:
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         # a stand-up may end in a walk's own lean only if a walk follows it
         into_walk = job.rise_only and bool(ctx["walk"][mi:mj].any())
-        if turn > (MAX_SIT_TURN_DEG if rise < 0 else MAX_TURN_DEG if thrust else
+        # with a gyro, a bend does not leak into the vertical: a clear drop may end in a
+        # deeper slouch (the end of a climb or a standing reach turns as far, dropping less)
+        sit_turn = MAX_SLOUCH_SIT_TURN_DEG if rise <= -SLOUCH_SIT_DROP_M and \
+            ctx["tracked"][mi:mj].any() else MAX_SIT_TURN_DEG
+        if turn > (sit_turn if rise < 0 else MAX_TURN_DEG if thrust else
                    MAX_WALK_TURN_DEG if into_walk else MAX_TURN_DEG) and not (
                 rise > 0 and not thrust and turn <= MAX_BEND_TURN_DEG
                 and _upright_then_bent(ctx["fast"][mi:j], before, after)):

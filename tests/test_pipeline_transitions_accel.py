@@ -1,7 +1,7 @@
 """Rules that depend on steps or on the gyro: steps while the hips drop (stairs), steps
 after a drop's deepest lean without a gyro, a sustained walk right after a "sit-down",
-and a stand-up's lean bound without a gyro (see docs/pipeline.md, "Activity and
-posture")."""
+a sit-down into a deeper slouch with a gyro, and a stand-up's lean bound without a gyro
+(see docs/pipeline.md, "Activity and posture")."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from spinesense.edge.activity import (
     classify,
 )
 from spinesense.edge.transitions import (
+    MAX_SIT_TURN_DEG,
+    MAX_SLOUCH_SIT_TURN_DEG,
     MAX_TURN_DEG,
     SIT_TO_STAND_MAX_LEAN_DEG,
+    SLOUCH_SIT_DROP_M,
     STEPPED_DROP_STEPS,
     THRUST_RISE_M,
     UNTRACKED_STEPS,
@@ -30,15 +33,17 @@ from spinesense.edge.transitions import (
 
 
 def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
-          gap_s: float = 0.6, step_times: list[float] | None = None) -> list[Transition]:
-    """A 0.4 m drop over 10.0–11.5 s with a 25° lean peaking at 10.7 s (ticks at 25 Hz),
-    with ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the movement
-    (or peaks at ``step_times``); the trunk's own lean is given only if ``tracked`` (a
+          gap_s: float = 0.6, step_times: list[float] | None = None, depth: float = 0.4,
+          slouch_deg: float = 0.0) -> list[Transition]:
+    """A ``depth`` (m) drop over 10.0–11.5 s with a 25° lean peaking at 10.7 s (ticks at
+    25 Hz), with ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the
+    movement (or peaks at ``step_times``), then (optionally) a slouch forward to
+    ``slouch_deg`` by 12.5 s, held; the trunk's own lean is given only if ``tracked`` (a
     gyro)."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
     u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
-    z = -0.4 * (3 * u**2 - 2 * u**3)
+    z = -depth * (3 * u**2 - 2 * u**3)
     vert = np.gradient(np.gradient(z, t), t)
     moving = (t >= 9.6) & (t < 12.8)
     lean = 25.0 * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
@@ -46,8 +51,10 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
     if step_times is None:
         step_times = [10.9 + gap_s * i for i in range(steps_after)]
     step[[round(ts * 25) for ts in step_times]] = True
-    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
-    return _feed(k, vert, moving, up, lean, tracked, step, cuts)
+    slouch = slouch_deg * np.clip(t - 11.5, 0.0, 1.0)
+    th = np.radians(slouch)
+    fast = np.stack((np.zeros(len(k)), np.sin(th), np.cos(th)), axis=1)
+    return _feed(k, vert, moving, fast, np.maximum(lean, slouch), tracked, step, cuts)
 
 
 def _feed(k: np.ndarray, vert: np.ndarray, moving: np.ndarray, fast: np.ndarray,
@@ -118,6 +125,26 @@ def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
     b, _, _ = classify(sec[110:], walking[110:], np.zeros(190), [], 60.0, st)
     full, _, _ = classify(sec, walking, np.zeros(len(sec)), sit, 60.0)
     assert np.array_equal(np.concatenate((a, b)), full)
+
+
+def test_with_a_gyro_a_clear_sit_down_may_go_straight_into_a_deeper_slouch() -> None:
+    """A sit-down may end MAX_SIT_TURN_DEG from its starting tilt (straight into a
+    slouch); with a gyro (the vertical turns with the trunk, so the bend does not leak
+    into the drop) one that dropped SLOUCH_SIT_DROP_M or more may end as far as
+    MAX_SLOUCH_SIT_TURN_DEG. The end of a climb or a standing reach turns as far but
+    drops less, and without a gyro a bend reads as a drop."""
+    deeper = MAX_SIT_TURN_DEG + 7.0
+    clear = SLOUCH_SIT_DROP_M + 0.05
+    for tracked in (True, False):  # a shallow slouch, either way
+        got = _drop(0, tracked, depth=clear, slouch_deg=MAX_SIT_TURN_DEG - 5)
+        assert [tr.kind for tr in got] == ["stand_to_sit"]
+    assert [tr.kind for tr in _drop(0, True, depth=clear, slouch_deg=deeper)] == \
+        ["stand_to_sit"]
+    assert [tr.kind for tr in _drop(0, True, depth=clear, slouch_deg=deeper,
+                                    cuts=[270, 281, 300])] == ["stand_to_sit"]
+    assert _drop(0, False, depth=clear, slouch_deg=deeper) == []
+    assert _drop(0, True, depth=SLOUCH_SIT_DROP_M - 0.08, slouch_deg=deeper) == []
+    assert _drop(0, True, depth=clear, slouch_deg=MAX_SLOUCH_SIT_TURN_DEG + 5) == []
 
 
 def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
