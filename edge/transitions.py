@@ -260,6 +260,7 @@ class PushDetector:
         mi, mj = int(np.searchsorted(kk, job.move_lo)), int(np.searchsorted(kk, job.move_hi))
         if mj <= mi:
             return []
+        tracked = bool(ctx["tracked"][mi:mj].any())  # a gyro follows the trunk's own lean
         p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
         lean = float(ctx["lean"][p])
         # the lean comes with the transition and any walk lies on its standing side: a
@@ -280,7 +281,7 @@ class PushDetector:
         # stops (or goes down a few stairs) reads as a drop, its deepest force tilt in
         # the gait: steps after it rule out a sit-down (a seat's landing jolts give a
         # few peaks too, but within a second or so)
-        if rise < 0 and not ctx["tracked"][mi:mj].any():
+        if rise < 0 and not tracked:
             after = np.flatnonzero(ctx["step"][p + 1:mj])
             if len(after) >= UNTRACKED_STEPS and (
                     after[-1] - after[0] >= UNTRACKED_STEPS_S * TICK_HZ):
@@ -295,8 +296,7 @@ class PushDetector:
         # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
         # judged alone that ends as upright as it began (a seated reach out and back,
         # judged as one merged movement, tips the force as far and reads a rise)
-        thrust = rise > 0 and trunk > top and not job.whole and \
-            not ctx["tracked"][mi:mj].any()
+        thrust = rise > 0 and trunk > top and not job.whole and not tracked
         if thrust and rise < THRUST_RISE_M:
             return []
         if not (max(lean, trunk) >= TRANSITION_LEAN_DEG
@@ -312,8 +312,8 @@ class PushDetector:
         into_walk = job.rise_only and bool(ctx["walk"][mi:mj].any())
         # with a gyro, a bend does not leak into the vertical: a clear drop may end in a
         # deeper slouch (the end of a climb or a standing reach turns as far, dropping less)
-        sit_turn = MAX_SLOUCH_SIT_TURN_DEG if rise <= -SLOUCH_SIT_DROP_M and \
-            ctx["tracked"][mi:mj].any() else MAX_SIT_TURN_DEG
+        sit_turn = MAX_SLOUCH_SIT_TURN_DEG if rise <= -SLOUCH_SIT_DROP_M and tracked \
+            else MAX_SIT_TURN_DEG
         if turn > (sit_turn if rise < 0 else MAX_TURN_DEG if thrust else
                    MAX_WALK_TURN_DEG if into_walk else MAX_TURN_DEG) and not (
                 rise > 0 and not thrust and turn <= MAX_BEND_TURN_DEG

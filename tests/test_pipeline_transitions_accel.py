@@ -52,9 +52,14 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
         step_times = [10.9 + gap_s * i for i in range(steps_after)]
     step[[round(ts * 25) for ts in step_times]] = True
     slouch = slouch_deg * np.clip(t - 11.5, 0.0, 1.0)
-    th = np.radians(slouch)
-    fast = np.stack((np.zeros(len(k)), np.sin(th), np.cos(th)), axis=1)
-    return _feed(k, vert, moving, fast, np.maximum(lean, slouch), tracked, step, cuts)
+    return _feed(k, vert, moving, _tilted(slouch), np.maximum(lean, slouch), tracked, step,
+                 cuts)
+
+
+def _tilted(deg: np.ndarray) -> np.ndarray:
+    """The specific force of a trunk tilted forward by ``deg`` (1 g, about the x axis)."""
+    th = np.radians(deg)
+    return np.stack((np.zeros(len(th)), np.sin(th), np.cos(th)), axis=1)
 
 
 def _feed(k: np.ndarray, vert: np.ndarray, moving: np.ndarray, fast: np.ndarray,
@@ -164,9 +169,7 @@ def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
         moving &= (t < pause[0]) | (t >= pause[1])
     lean = peak_deg * np.exp(-0.5 * ((t - 10.7) / 0.25) ** 2) * (t < 11.5)
     lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
-    th = np.radians(lean)
-    fast = np.stack((np.zeros(len(k)), np.sin(th), np.cos(th)), axis=1)
-    return _feed(k, vert, moving, fast, lean, tracked, np.zeros(len(k), bool), cuts)
+    return _feed(k, vert, moving, _tilted(lean), lean, tracked, np.zeros(len(k), bool), cuts)
 
 
 def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> None:
