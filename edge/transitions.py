@@ -91,6 +91,11 @@ UNTRACKED_STEPS = 4     # without a gyro: this many step peaks after the deepest
 UNTRACKED_STEPS_S = 1.5  # spread over this long, rule out a sit-down (see `_judge`)
 STEPPED_DROP_STEPS = 3  # this many step peaks while the hips drop: stairs down, not a seat
 STEPPED_DROP_SPAN = (0.2, 0.8)  # ... between these shares of the drop
+SHALLOW_DROP_LEAN_DEG = 12.0  # with a gyro, a drop whose trunk leaned less than this
+SHALLOW_DROP_SPAN = (0.1, 0.9)  # ... counts its step peaks over this wider span (a
+#                               sit-down brings the weight over the feet with a forward
+#                               lean; a few stairs down keep the trunk nearly upright and
+#                               step through the whole drop)
 
 
 @dataclass
@@ -286,12 +291,14 @@ class PushDetector:
             if len(after) >= UNTRACKED_STEPS and (
                     after[-1] - after[0] >= UNTRACKED_STEPS_S * TICK_HZ):
                 return []
+        trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         if rise < 0:  # the hips went down while the feet stepped: stairs, not a seat
             i, j = judged[int(np.argmin(np.abs(np.array(rises) - rise)))]
-            if self._steps_in_drop(ctx["vert"][i:j], ctx["step"][i:j], job.head) >= \
-                    STEPPED_DROP_STEPS:
+            span = SHALLOW_DROP_SPAN if tracked and trunk < SHALLOW_DROP_LEAN_DEG \
+                else STEPPED_DROP_SPAN
+            if self._steps_in_drop(ctx["vert"][i:j], ctx["step"][i:j], job.head,
+                                   span) >= STEPPED_DROP_STEPS:
                 return []
-        trunk = float(np.nanmax(ctx["trunk"][mi:mj], initial=-1.0))
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
         # judged alone that ends as upright as it began (a seated reach out and back,
@@ -326,17 +333,18 @@ class PushDetector:
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
 
-    def _steps_in_drop(self, vert: np.ndarray, step: np.ndarray, head: int | None) -> int:
-        """Step peaks while the height went from ``STEPPED_DROP_SPAN[0]`` to ``[1]`` of
-        its drop (the window's `zero_velocity_path`). A sit-down lowers the hips with the
-        feet planted (at most the seat's landing jolt or a last shuffle in that span);
-        down a few stairs, each step takes the hips lower."""
+    def _steps_in_drop(self, vert: np.ndarray, step: np.ndarray, head: int | None,
+                       span: tuple[float, float]) -> int:
+        """Step peaks while the height went from ``span[0]`` to ``span[1]`` of its drop
+        (the window's `zero_velocity_path`). A sit-down lowers the hips with the feet
+        planted (at most the seat's landing jolt or a last shuffle in that span); down a
+        few stairs, each step takes the hips lower."""
         head = self.edge if head is None else head
         path = zero_velocity_path(vert, self.edge, head)
         start = path[:head].mean()
         share = (path - start) / (path[len(path) - self.edge:].mean() - start)
-        lo = int(np.argmax(share >= STEPPED_DROP_SPAN[0]))
-        hi = int(np.argmax(share >= STEPPED_DROP_SPAN[1]))
+        lo = int(np.argmax(share >= span[0]))
+        hi = int(np.argmax(share >= span[1]))
         return int(step[lo:hi + 1].sum())
 
 

@@ -1,7 +1,8 @@
-"""Rules that depend on steps or on the gyro: steps while the hips drop (stairs), steps
-after a drop's deepest lean without a gyro, a sustained walk right after a "sit-down",
-a sit-down into a deeper slouch with a gyro, and a stand-up's lean bound without a gyro
-(see docs/pipeline.md, "Activity and posture")."""
+"""Rules that depend on steps or on the gyro: steps while the hips drop (stairs; over a
+wider span when a gyro shows the trunk hardly leaned), steps after a drop's deepest lean
+without a gyro, a sustained walk right after a "sit-down", a sit-down into a deeper
+slouch with a gyro, and a stand-up's lean bound without a gyro (see docs/pipeline.md,
+"Activity and posture")."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from spinesense.edge.transitions import (
     MAX_SIT_TURN_DEG,
     MAX_SLOUCH_SIT_TURN_DEG,
     MAX_TURN_DEG,
+    SHALLOW_DROP_LEAN_DEG,
     SIT_TO_STAND_MAX_LEAN_DEG,
     SLOUCH_SIT_DROP_M,
     STEPPED_DROP_STEPS,
@@ -34,8 +36,8 @@ from spinesense.edge.transitions import (
 
 def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
           gap_s: float = 0.6, step_times: list[float] | None = None, depth: float = 0.4,
-          slouch_deg: float = 0.0) -> list[Transition]:
-    """A ``depth`` (m) drop over 10.0–11.5 s with a 25° lean peaking at 10.7 s (ticks at
+          slouch_deg: float = 0.0, lean_deg: float = 25.0) -> list[Transition]:
+    """A ``depth`` (m) drop over 10.0–11.5 s with a ``lean_deg`` lean peaking at 10.7 s (ticks at
     25 Hz), with ``steps_after`` step peaks ``gap_s`` apart after the lean, inside the
     movement (or peaks at ``step_times``), then (optionally) a slouch forward to
     ``slouch_deg`` by 12.5 s, held; the trunk's own lean is given only if ``tracked`` (a
@@ -46,7 +48,7 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
     z = -depth * (3 * u**2 - 2 * u**3)
     vert = np.gradient(np.gradient(z, t), t)
     moving = (t >= 9.6) & (t < 12.8)
-    lean = 25.0 * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
+    lean = lean_deg * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
     step = np.zeros(len(k), bool)
     if step_times is None:
         step_times = [10.9 + gap_s * i for i in range(steps_after)]
@@ -107,6 +109,25 @@ def test_a_drop_made_while_stepping_is_stairs_not_a_sit_down() -> None:
             ["stand_to_sit"]
     # the same however the ticks are cut into blocks
     assert _drop(0, True, cuts=[262, 270, 277], step_times=stairs) == []
+
+
+def test_with_a_gyro_a_shallow_drop_counts_its_steps_over_a_wider_span() -> None:
+    """A sit-down leans the trunk over the feet; a few stairs down keep it nearly upright
+    and step through the whole drop. Here the steps lie in its 10–90 % (10.29–11.21 s)
+    but only one in its 20–80 % (10.43–11.07 s)."""
+    stairs = [10.36, 10.75, 11.14]
+    shallow = SHALLOW_DROP_LEAN_DEG - 2.0
+    assert _drop(0, True, step_times=stairs, lean_deg=shallow) == []
+    assert _drop(0, True, cuts=[259, 270, 279], step_times=stairs, lean_deg=shallow) == []
+    # a sit-down's lean: only the steps in the middle of the drop count
+    assert [tr.kind for tr in _drop(0, True, step_times=stairs,
+                                    lean_deg=SHALLOW_DROP_LEAN_DEG + 2.0)] == ["stand_to_sit"]
+    # without a gyro the force's tilt (with each step's thrust) is no trunk lean
+    assert [tr.kind for tr in _drop(0, False, step_times=stairs, lean_deg=shallow)] == \
+        ["stand_to_sit"]
+    # the walk up to the chair and the seat's landing lie outside even the wider span
+    assert [tr.kind for tr in _drop(0, True, step_times=[8.9, 9.4, 9.9, 11.4],
+                                    lean_deg=shallow)] == ["stand_to_sit"]
 
 
 def test_a_sustained_walk_right_after_a_sit_down_means_standing() -> None:
