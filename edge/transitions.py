@@ -68,6 +68,8 @@ ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows 
 TRANSITION_LEAN_DEG = 8.0
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
+STEPLESS_RISE_LEAN_DEG = 10.0  # a "rise" that leaned less, with no step in it: a seated
+#                                shift (typing), not a stand-up
 UNTRACKED_THRUST_DEG = 15.0  # without a gyro the bounds apply to the force's tilt, which
 #                              a push's forward thrust (0.2-0.3 g) tips by up to this ...
 THRUST_RISE_M = 0.4     # ... for a rise this large (a seated reach that tips the force
@@ -299,6 +301,9 @@ class PushDetector:
             if self._steps_in_drop(ctx["vert"][i:j], ctx["step"][i:j], job.head,
                                    span) >= STEPPED_DROP_STEPS:
                 return []
+        if rise > 0 and trunk < STEPLESS_RISE_LEAN_DEG and not (
+                ctx["step"][mi:mj].any() or ctx["walk"][mi:mj].any()):
+            return []
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
         # judged alone that ends as upright as it began (a seated reach out and back,

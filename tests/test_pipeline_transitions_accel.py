@@ -25,6 +25,7 @@ from spinesense.edge.transitions import (
     SHALLOW_DROP_LEAN_DEG,
     SIT_TO_STAND_MAX_LEAN_DEG,
     SLOUCH_SIT_DROP_M,
+    STEPLESS_RISE_LEAN_DEG,
     STEPPED_DROP_STEPS,
     THRUST_RISE_M,
     UNTRACKED_STEPS,
@@ -175,11 +176,13 @@ def test_with_a_gyro_a_clear_sit_down_may_go_straight_into_a_deeper_slouch() -> 
 
 def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
           cuts: list[int] | None = None, lift: float = 0.45,
-          pause: tuple[float, float] | None = None) -> list[Transition]:
+          pause: tuple[float, float] | None = None,
+          step_times: tuple[float, ...] = (12.0,)) -> list[Transition]:
     """A ``lift`` (m) rise over 10.0–11.5 s whose forward lean peaks at ``peak_deg`` at 10.7 s
     and is back upright by 11.5 s, then (optionally) a bend forward to ``bend_deg`` by
     12.5 s, held; the specific force tilts that way. The trunk's own lean is given only
-    if ``tracked``; a ``pause`` (s) splits the movement in two."""
+    if ``tracked``; a ``pause`` (s) splits the movement in two; step peaks at
+    ``step_times`` (by default one, the first step after standing)."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
     u = np.clip((t - 10.0) / 1.5, 0.0, 1.0)
@@ -190,7 +193,9 @@ def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
         moving &= (t < pause[0]) | (t >= pause[1])
     lean = peak_deg * np.exp(-0.5 * ((t - 10.7) / 0.25) ** 2) * (t < 11.5)
     lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
-    return _feed(k, vert, moving, _tilted(lean), lean, tracked, np.zeros(len(k), bool), cuts)
+    step = np.zeros(len(k), bool)
+    step[[round(ts * 25) for ts in step_times]] = True
+    return _feed(k, vert, moving, _tilted(lean), lean, tracked, step, cuts)
 
 
 def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> None:
@@ -218,3 +223,17 @@ def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> No
     bend = MAX_TURN_DEG + 10
     assert [tr.kind for tr in _rise(40.0, tracked=False, bend_deg=bend)] == ["sit_to_stand"]
     assert _rise(deep, tracked=False, bend_deg=bend) == []
+
+
+def test_a_shallow_rise_without_a_step_is_a_seated_shift_not_a_stand_up() -> None:
+    """Typing or a shift on the seat can tip the trunk just past the 8° lean and read as
+    a rise; a stand-up that leans under STEPLESS_RISE_LEAN_DEG must show a step peak in
+    its movement (or walking). A deeper lean needs none (a stand-up at a standing desk)."""
+    shallow = STEPLESS_RISE_LEAN_DEG - 1.0
+    for tracked in (True, False):
+        assert _rise(shallow, tracked, step_times=()) == []
+        assert [tr.kind for tr in _rise(shallow, tracked)] == ["sit_to_stand"]
+        assert [tr.kind for tr in _rise(STEPLESS_RISE_LEAN_DEG + 3.0, tracked,
+                                        step_times=())] == ["sit_to_stand"]
+    assert _rise(shallow, True, cuts=[262, 268, 290], step_times=()) == []
+    assert [tr.kind for tr in _rise(shallow, True, cuts=[262, 268, 290])] == ["sit_to_stand"]
