@@ -268,6 +268,7 @@ class PushDetector:
         if mj <= mi:
             return []
         tracked = bool(ctx["tracked"][mi:mj].any())  # a gyro follows the trunk's own lean
+        walked = bool(ctx["walk"][mi:mj].any())
         p = mi + int(np.argmax(np.nan_to_num(ctx["lean"][mi:mj], nan=-1.0)))
         lean = float(ctx["lean"][p])
         # the lean comes with the transition and any walk lies on its standing side: a
@@ -302,7 +303,7 @@ class PushDetector:
                                    span) >= STEPPED_DROP_STEPS:
                 return []
         if rise > 0 and trunk < STEPLESS_RISE_LEAN_DEG and not (
-                ctx["step"][mi:mj].any() or ctx["walk"][mi:mj].any()):
+                walked or ctx["step"][mi:mj].any()):
             return []
         top = SIT_TO_STAND_MAX_LEAN_DEG if rise > 0 else TRANSITION_MAX_LEAN_DEG
         # without a gyro, a deeper force tilt may be the thrust: then only a stand-up
@@ -321,7 +322,7 @@ class PushDetector:
         after = unit(ctx["fast"][j - self.edge:j].mean(0))
         turn = float(np.degrees(np.arccos(np.clip(before @ after, -1.0, 1.0))))
         # a stand-up may end in a walk's own lean only if a walk follows it
-        into_walk = job.rise_only and bool(ctx["walk"][mi:mj].any())
+        into_walk = job.rise_only and walked
         # with a gyro, a bend does not leak into the vertical: a clear drop may end in a
         # deeper slouch (the end of a climb or a standing reach turns as far, dropping less)
         sit_turn = MAX_SLOUCH_SIT_TURN_DEG if rise <= -SLOUCH_SIT_DROP_M and tracked \

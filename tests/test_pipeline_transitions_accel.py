@@ -50,13 +50,19 @@ def _drop(steps_after: int, tracked: bool, cuts: list[int] | None = None,
     vert = np.gradient(np.gradient(z, t), t)
     moving = (t >= 9.6) & (t < 12.8)
     lean = lean_deg * np.exp(-0.5 * ((t - 10.7) / 0.3) ** 2)
-    step = np.zeros(len(k), bool)
     if step_times is None:
         step_times = [10.9 + gap_s * i for i in range(steps_after)]
-    step[[round(ts * 25) for ts in step_times]] = True
+    step = _peaks(len(k), step_times)
     slouch = slouch_deg * np.clip(t - 11.5, 0.0, 1.0)
     return _feed(k, vert, moving, _tilted(slouch), np.maximum(lean, slouch), tracked, step,
                  cuts)
+
+
+def _peaks(n: int, times: list[float] | tuple[float, ...]) -> np.ndarray:
+    """Step-peak flags on ``n`` ticks at 25 Hz, set at ``times`` (s)."""
+    step = np.zeros(n, bool)
+    step[[round(ts * 25) for ts in times]] = True
+    return step
 
 
 def _tilted(deg: np.ndarray) -> np.ndarray:
@@ -193,9 +199,8 @@ def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
         moving &= (t < pause[0]) | (t >= pause[1])
     lean = peak_deg * np.exp(-0.5 * ((t - 10.7) / 0.25) ** 2) * (t < 11.5)
     lean += bend_deg * np.clip(t - 11.5, 0.0, 1.0)
-    step = np.zeros(len(k), bool)
-    step[[round(ts * 25) for ts in step_times]] = True
-    return _feed(k, vert, moving, _tilted(lean), lean, tracked, step, cuts)
+    return _feed(k, vert, moving, _tilted(lean), lean, tracked, _peaks(len(k), step_times),
+                 cuts)
 
 
 def test_without_a_gyro_a_stand_up_may_tip_the_force_past_the_lean_bound() -> None:
