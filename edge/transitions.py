@@ -30,7 +30,8 @@ trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the w
 over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
 stand-up ends as upright as it began; slouches, reaches and reclines do not), or
 ``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch;
-``MAX_SLOUCH_SIT_TURN_DEG`` with a gyro and a drop of ``SLOUCH_SIT_DROP_M`` or more), or
+``MAX_SLOUCH_SIT_TURN_DEG`` with a gyro and a drop of ``SLOUCH_SIT_DROP_M`` or more,
+``LONE_SLOUCH_SIT_TURN_DEG`` if also judged alone: `sit_turn_bound`), or
 ``MAX_BEND_TURN_DEG`` after a stand-up that came back upright first and then bent the
 way it had leaned (straight into a bend over a standing desk, `_upright_then_bent`). The lean's
 lower bound may be met by the low-passed specific force's tilt, its upper bounds by the
@@ -77,7 +78,8 @@ THRUST_RISE_M = 0.4     # ... for a rise this large (a seated reach that tips th
 MAX_TURN_DEG = 15.0     # a stand-up ends as upright as it began ...
 MAX_SIT_TURN_DEG = 20.0  # ... a sit-down may go straight into a slouch, and a stand-up
 MAX_SLOUCH_SIT_TURN_DEG = 30.0  # (a deeper one when a gyro tracks the vertical and the
-SLOUCH_SIT_DROP_M = 0.4  # ... hips dropped this far: a standing reach read 0.36 m)
+SLOUCH_SIT_DROP_M = 0.4  # ... hips dropped this far: a standing reach read 0.36 m),
+LONE_SLOUCH_SIT_TURN_DEG = 40.0  # deeper still when judged alone (`sit_turn_bound`)
 MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10° more)
 MAX_BEND_TURN_DEG = 45.0  # ... or straight into a bend over a standing desk, once upright
 RETURN_DEG = 10.0       # (back by this much from its lean, within MAX_TURN_DEG of the start)
@@ -325,8 +327,7 @@ class PushDetector:
         into_walk = job.rise_only and walked
         # with a gyro, a bend does not leak into the vertical: a clear drop may end in a
         # deeper slouch (the end of a climb or a standing reach turns as far, dropping less)
-        sit_turn = MAX_SLOUCH_SIT_TURN_DEG if rise <= -SLOUCH_SIT_DROP_M and tracked \
-            else MAX_SIT_TURN_DEG
+        sit_turn = sit_turn_bound(-rise, tracked, job.head is None and not job.whole)
         if turn > (sit_turn if rise < 0 else MAX_TURN_DEG if thrust else
                    MAX_WALK_TURN_DEG if into_walk else MAX_TURN_DEG) and not (
                 rise > 0 and not thrust and turn <= MAX_BEND_TURN_DEG
@@ -352,6 +353,17 @@ class PushDetector:
         lo = int(np.argmax(share >= span[0]))
         hi = int(np.argmax(share >= span[1]))
         return int(step[lo:hi + 1].sum())
+
+
+def sit_turn_bound(drop_m: float, tracked: bool, alone: bool) -> float:
+    """How far (°) a sit-down may end from its starting tilt: straight into a slouch;
+    with a gyro (a bend does not leak into the vertical) and a clear drop, a deeper one;
+    deeper still for one movement judged in its own window. A standing reach out and back
+    is judged as one merged movement, and a walk that stops in a bend over a standing desk
+    as a walk's end: those turn as far and read as large a drop."""
+    if not tracked or drop_m < SLOUCH_SIT_DROP_M:
+        return MAX_SIT_TURN_DEG
+    return LONE_SLOUCH_SIT_TURN_DEG if alone else MAX_SLOUCH_SIT_TURN_DEG
 
 
 def _upright_then_bent(fast: np.ndarray, before: np.ndarray, after: np.ndarray) -> bool:

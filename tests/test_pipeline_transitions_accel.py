@@ -19,6 +19,7 @@ from spinesense.edge.activity import (
     classify,
 )
 from spinesense.edge.transitions import (
+    LONE_SLOUCH_SIT_TURN_DEG,
     MAX_SIT_TURN_DEG,
     MAX_SLOUCH_SIT_TURN_DEG,
     MAX_TURN_DEG,
@@ -32,6 +33,7 @@ from spinesense.edge.transitions import (
     UNTRACKED_THRUST_DEG,
     PushDetector,
     Transition,
+    sit_turn_bound,
 )
 
 
@@ -164,8 +166,9 @@ def test_with_a_gyro_a_clear_sit_down_may_go_straight_into_a_deeper_slouch() -> 
     """A sit-down may end MAX_SIT_TURN_DEG from its starting tilt (straight into a
     slouch); with a gyro (the vertical turns with the trunk, so the bend does not leak
     into the drop) one that dropped SLOUCH_SIT_DROP_M or more may end as far as
-    MAX_SLOUCH_SIT_TURN_DEG. The end of a climb or a standing reach turns as far but
-    drops less, and without a gyro a bend reads as a drop."""
+    MAX_SLOUCH_SIT_TURN_DEG, or LONE_SLOUCH_SIT_TURN_DEG when judged alone (as this one
+    is). The end of a climb or a standing reach turns as far but drops less, and without
+    a gyro a bend reads as a drop."""
     deeper = MAX_SIT_TURN_DEG + 7.0
     clear = SLOUCH_SIT_DROP_M + 0.05
     for tracked in (True, False):  # a shallow slouch, either way
@@ -177,7 +180,25 @@ def test_with_a_gyro_a_clear_sit_down_may_go_straight_into_a_deeper_slouch() -> 
                                     cuts=[270, 281, 300])] == ["stand_to_sit"]
     assert _drop(0, False, depth=clear, slouch_deg=deeper) == []
     assert _drop(0, True, depth=SLOUCH_SIT_DROP_M - 0.08, slouch_deg=deeper) == []
-    assert _drop(0, True, depth=clear, slouch_deg=MAX_SLOUCH_SIT_TURN_DEG + 5) == []
+    lone = LONE_SLOUCH_SIT_TURN_DEG - 3.0
+    assert lone > MAX_SLOUCH_SIT_TURN_DEG + 5.0
+    assert [tr.kind for tr in _drop(0, True, depth=clear + 0.1, slouch_deg=lone)] == \
+        ["stand_to_sit"]
+    assert _drop(0, True, depth=clear + 0.1, slouch_deg=LONE_SLOUCH_SIT_TURN_DEG + 5) == []
+
+
+def test_only_a_sit_down_judged_alone_may_turn_as_far_as_the_lone_bound() -> None:
+    """A standing reach out and back is judged as one merged movement, and a walk that
+    stops in a bend over a standing desk as a walk's end: both turn 30-40° and read drops
+    of 0.4-0.9 m (standing-desk days 80000-180000), so they keep MAX_SLOUCH_SIT_TURN_DEG;
+    a gyro and a clear drop are needed for either allowance."""
+    clear = SLOUCH_SIT_DROP_M + 0.1
+    assert sit_turn_bound(clear, True, alone=True) == LONE_SLOUCH_SIT_TURN_DEG
+    assert sit_turn_bound(clear, True, alone=False) == MAX_SLOUCH_SIT_TURN_DEG
+    for alone in (True, False):
+        assert sit_turn_bound(clear, False, alone) == MAX_SIT_TURN_DEG
+        assert sit_turn_bound(SLOUCH_SIT_DROP_M - 0.05, True, alone) == MAX_SIT_TURN_DEG
+    assert MAX_SIT_TURN_DEG < MAX_SLOUCH_SIT_TURN_DEG < LONE_SLOUCH_SIT_TURN_DEG
 
 
 def _rise(peak_deg: float, tracked: bool, bend_deg: float = 0.0,
