@@ -360,7 +360,8 @@ def sit_turn_bound(drop_m: float, tracked: bool, alone: bool) -> float:
     with a gyro (a bend does not leak into the vertical) and a clear drop, a deeper one;
     deeper still for one movement judged in its own window. A standing reach out and back
     is judged as one merged movement, and a walk that stops in a bend over a standing desk
-    as a walk's end: those turn as far and read as large a drop."""
+    as a walk's end: those turn as far and read as large a drop. (The parts of a merged
+    movement that found nothing are then judged alone, with the deeper bound.)"""
     if not tracked or drop_m < SLOUCH_SIT_DROP_M:
         return MAX_SIT_TURN_DEG
     return LONE_SLOUCH_SIT_TURN_DEG if alone else MAX_SLOUCH_SIT_TURN_DEG
