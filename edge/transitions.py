@@ -84,7 +84,8 @@ MAX_WALK_TURN_DEG = 25.0  # into a walk ends in the walk's own lean (up to ~10°
 MAX_BEND_TURN_DEG = 45.0  # ... or straight into a bend over a standing desk, once upright
 RETURN_DEG = 10.0       # (back by this much from its lean, within MAX_TURN_DEG of the start)
 BEND_LEVER_M = 0.6      # a tilt change of θ alone moves the sensor up to this·(1 - cos θ)
-MAX_LIFT_M = 1.0        # more is a flight of stairs, not a chair
+MAX_LIFT_M = 1.5        # more is stairs, not a chair (a stand-up that steps off in its
+#                         own movement read 1.0–1.6 m: thirteenth round)
 STAIRS_SHARE = 0.5      # a long movement that rose or dropped this share before: stairs
 STAIRS_MIN_M = 0.3      # ... in the same direction, and at least this much (a few
 #                         stairs; a level walk's drift reads a few tenths either way)

@@ -27,7 +27,12 @@ from spinesense.edge.activity import (
 from spinesense.edge.features import FrontEnd, G
 from spinesense.edge.filters import Resampler
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
-from spinesense.edge.transitions import PushDetector, Transition, zero_velocity_weights
+from spinesense.edge.transitions import (
+    MAX_LIFT_M,
+    PushDetector,
+    Transition,
+    zero_velocity_weights,
+)
 from spinesense.samples import SampleChunk
 
 RATE = 100.0
@@ -107,6 +112,18 @@ def test_a_stand_up_and_a_sit_down_are_found_with_their_size(lever_m: float) -> 
     assert got[0].lift_m == pytest.approx(0.4, abs=0.1)
     assert got[1].lift_m == pytest.approx(-0.4, abs=0.1)
     assert 10.0 < got[0].t - 1000.0 < 15.0 and 35.0 < got[1].t - 1000.0 < 40.0
+
+
+def test_a_push_read_up_to_max_lift_counts_and_a_larger_one_does_not() -> None:
+    """True stand-ups that step off within their movement read 1.0–1.6 m on the
+    development days (thirteenth round), so the stairs bound sits at ``MAX_LIFT_M``
+    (1.5 m), not at 1 m; a larger reading is still no chair."""
+    got = pushes(body_day([("rise", 10.0, 3.0, 1.3), ("drop", 35.0, 2.5, 1.3)]))
+    assert [tr.kind for tr in got] == ["sit_to_stand", "stand_to_sit"]
+    assert got[0].lift_m == pytest.approx(1.3, abs=0.1)
+    assert got[1].lift_m == pytest.approx(-1.3, abs=0.1)
+    assert pushes(body_day([("rise", 10.0, 3.0, MAX_LIFT_M + 0.2),
+                            ("drop", 35.0, 2.5, MAX_LIFT_M + 0.2)])) == []
 
 
 def test_a_deep_reach_with_the_hips_still_is_not_a_transition() -> None:
