@@ -5,7 +5,9 @@ rotation matter to the detectors:
 
 * the *turn about the normal* (most of it), which makes every posture read as a lateral
   lean of about the same size: measured well, as the turn that brings the median lateral
-  lean after the slip back to zero;
+  lean after the slip back to zero (over the windows within ``TURN_RANGE_DEG`` of the
+  upright before it: lying on one side, ~90° sideways, had outweighed the upright
+  postures on lounge days);
 * the *flexion tilt*: the axis is tilted from the normal by a small angle ε (a clip
   hinges on its spring, ~0.2 rad per axis), and a turn of θ about it shifts flexion by
   about ε·sin θ. Nothing in the gravity direction tells a board tipped forward from a
@@ -43,6 +45,8 @@ CHANGED_SHARE = 0.2       # ... and how often a change of habit moves it further
 BIN_DEG = 0.25            # histogram bins of flexion
 BANDWIDTH_DEG = 2.0       # smoothing of each window's flexion (its own sway and noise)
 FLEX_RANGE_DEG = 60.0     # lying and deep bends say nothing about upright postures
+TURN_RANGE_DEG = 60.0     # windows further than this from the upright before the slip
+#                           (lying on one side reads ~90° sideways) say nothing about its turn
 JUMP_POSTURE_SD_DEG = 4.0  # a jump across a slip: posture change from one upright to another
 JUMP_OTHER_SHARE = 0.3    # ... and how often the wearer changed posture more than that
 JUMP_OTHER_DEG = 30.0     # ... (anywhere within this)
@@ -215,10 +219,12 @@ def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: 
     When neither says anything about the tilt (no jump, and the overlay found no shift a
     slip explains), the tilt is ``unmeasured_tilt``: the prior's zero at the first
     estimate, the tilt in use when refining (no measurement is not a measurement of 0)."""
+    near = post[post @ up0 >= math.cos(math.radians(TURN_RANGE_DEG))]
+    upright = near if len(near) else post
     phi = 0.0
     for _ in range(4):
-        lat = np.median(sagittal_angles(rot_z(phi) @ up0, post)[1]) - lat0
-        lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, post)[1]) - lat0
+        lat = np.median(sagittal_angles(rot_z(phi) @ up0, upright)[1]) - lat0
+        lat2 = np.median(sagittal_angles(rot_z(phi + 0.01) @ up0, upright)[1]) - lat0
         slope = (lat2 - lat) / 0.01
         if abs(slope) < 1e-6:
             break
@@ -232,7 +238,7 @@ def estimate_rotation(up0: np.ndarray, pre: np.ndarray, post: np.ndarray, lat0: 
     flex = unmeasured_tilt if shift is None and jump is None else flexion_tilt(shift, spin, jump)
     d = math.radians(flex)
     up2 = unit(math.cos(d) * up1 + math.sin(d) * board_axis(up1))
-    lat_off = float(np.median(sagittal_angles(up0, post)[1]) - lat0)
+    lat_off = float(np.median(sagittal_angles(up0, upright)[1]) - lat0)
     return rotation_between(up0, up2), {
         "spin_deg": spin, "flex_deg": flex, "shift_raw": shift, "jump_deg": jump,
         "shift": ("n/a" if shift is None else f"{shift:+.1f}°") + (
