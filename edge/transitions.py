@@ -27,8 +27,9 @@ accelerations (`zero_velocity_weights`).
 A push counts when its rise or drop exceeds ``RISE_M`` / ``DROP_M`` beyond what the
 change of tilt alone explains (``BEND_LEVER_M``), is under ``MAX_LIFT_M`` (stairs), the
 trunk leaned forward by ``TRANSITION_LEAN_DEG`` or more on the way (moving the weight
-over the feet), and its tilt after the move is within ``MAX_TURN_DEG`` of before (a
-stand-up ends as upright as it began; slouches, reaches and reclines do not), or
+over the feet; ``SIT_DOWN_LEAN_DEG`` for a drop, except out of a walk without a gyro),
+and its tilt after the move is within ``MAX_TURN_DEG`` of before (a stand-up ends as
+upright as it began; slouches, reaches and reclines do not), or
 ``MAX_SIT_TURN_DEG`` after a sit-down (which may go straight into a slouch;
 ``MAX_SLOUCH_SIT_TURN_DEG`` with a gyro and a drop of ``SLOUCH_SIT_DROP_M`` or more,
 ``LONE_SLOUCH_SIT_TURN_DEG`` if also judged alone: `sit_turn_bound`), or
@@ -67,6 +68,8 @@ BRIDGE_S = 0.6          # a pause this short inside a movement does not end it
 SHORT_S = 8.0           # longer movements are judged at their start and end
 ANCHOR_S = (4.0, 5.0, 6.0)  # how far into a long movement its anchored windows reach
 TRANSITION_LEAN_DEG = 8.0
+SIT_DOWN_LEAN_DEG = 4.0  # a drop's lower bound: from a posture already leaning forward
+#                          (standing 6°, a walk's own lean) a 10° sit-down reads 4°
 TRANSITION_MAX_LEAN_DEG = 55.0  # more is lying down or getting up from lying
 SIT_TO_STAND_MAX_LEAN_DEG = 45.0
 STEPLESS_RISE_LEAN_DEG = 10.0  # a "rise" that leaned less, with no step in it: a seated
@@ -315,7 +318,11 @@ class PushDetector:
         thrust = rise > 0 and trunk > top and not job.whole and not tracked
         if thrust and rise < THRUST_RISE_M:
             return []
-        if not (max(lean, trunk) >= TRANSITION_LEAN_DEG
+        # without a gyro a walk that stops tilts the force a few degrees too (each step's
+        # thrust): out of a walk, a drop needs a stand-up's lean there
+        floor = TRANSITION_LEAN_DEG if rise > 0 or (walked and not tracked) \
+            else SIT_DOWN_LEAN_DEG
+        if not (max(lean, trunk) >= floor
                 and trunk <= top + (UNTRACKED_THRUST_DEG if thrust else 0.0)):
             return []
         lean = trunk

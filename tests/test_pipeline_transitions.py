@@ -29,6 +29,8 @@ from spinesense.edge.filters import Resampler
 from spinesense.edge.sedentary import SedentaryParams, detect_sedentary
 from spinesense.edge.transitions import (
     MAX_LIFT_M,
+    SIT_DOWN_LEAN_DEG,
+    TRANSITION_LEAN_DEG,
     PushDetector,
     Transition,
     zero_velocity_weights,
@@ -54,17 +56,17 @@ def _step(t: np.ndarray, start: float, dur: float, height: float) -> np.ndarray:
 
 
 def body_day(moves: list[tuple[str, float, float, float]], seconds: float = 60.0,
-             lever_m: float = 0.45, seed: int = 0) -> SampleChunk:
+             lever_m: float = 0.45, seed: int = 0, lean_deg: float = 25.0) -> SampleChunk:
     """Sensor samples (g) for a list of (kind, start, duration, size): ``rise``/``drop``
-    move the hips by ``size`` m with a 25° forward lean, ``reach`` bends ``size``° and
-    back with the hips still. The sensor sits ``lever_m`` above the hips."""
+    move the hips by ``size`` m with a ``lean_deg`` forward lean, ``reach`` bends
+    ``size``° and back with the hips still. The sensor sits ``lever_m`` above the hips."""
     t = np.arange(0.0, seconds, 1.0 / RATE)
     hip_z, flex = np.zeros_like(t), np.zeros_like(t)
     for kind, start, dur, size in moves:
         if kind == "reach":
             flex += _pulse(t, start, dur, size)
         else:
-            flex += _pulse(t, start, dur, 25.0)
+            flex += _pulse(t, start, dur, lean_deg)
             hip_z += _step(t, start + 0.3 * dur, 0.7 * dur, size if kind == "rise" else -size)
     return _sensor_chunk(t, hip_z, flex, lever_m=lever_m, seed=seed)
 
@@ -124,6 +126,18 @@ def test_a_push_read_up_to_max_lift_counts_and_a_larger_one_does_not() -> None:
     assert got[1].lift_m == pytest.approx(-1.3, abs=0.1)
     assert pushes(body_day([("rise", 10.0, 3.0, MAX_LIFT_M + 0.2),
                             ("drop", 35.0, 2.5, MAX_LIFT_M + 0.2)])) == []
+
+
+def test_a_sit_down_with_a_shallow_lean_counts_and_a_stand_up_as_shallow_does_not() -> None:
+    """Some people sit down leaning only a few degrees more than they stood (a 10° lean
+    from a posture already 6° forward): a drop needs ``SIT_DOWN_LEAN_DEG`` of lean, a
+    rise still ``TRANSITION_LEAN_DEG`` (a seated reach or typing leaks a rise with a
+    shallow lean); a drop with hardly any lean is still no sit-down."""
+    moves = [("rise", 10.0, 2.5, 0.4), ("drop", 35.0, 2.0, 0.45)]
+    got = pushes(body_day(moves, lean_deg=5.0))
+    assert [tr.kind for tr in got] == ["stand_to_sit"]
+    assert SIT_DOWN_LEAN_DEG <= got[0].lean_deg < TRANSITION_LEAN_DEG
+    assert pushes(body_day(moves, lean_deg=3.0)) == []
 
 
 def test_a_deep_reach_with_the_hips_still_is_not_a_transition() -> None:
@@ -442,6 +456,30 @@ def test_a_walk_after_the_lean_rules_out_a_sit_down() -> None:
     assert [tr.kind for tr in _drop_ticks(None)] == ["stand_to_sit"]
     assert _drop_ticks(10.4) == []
     assert [tr.kind for tr in _drop_ticks(11.6)] == ["stand_to_sit"]  # a rhythmic second
+
+
+def _shallow_drop_ticks(walk_until_s: float | None, gyro: bool) -> list[Transition]:
+    """A 0.4 m drop with a 6° lean at 10–11.5 s (ticks at 25 Hz) in a movement from 9 s,
+    walking until ``walk_until_s`` if given; the trunk's own lean known (``gyro``) or not."""
+    k = np.arange(0, 25 * 25)
+    t = k / 25.0
+    vert = np.gradient(np.gradient(_step(t, 10.0, 1.5, -0.4), t), t)
+    moving = (t >= 9.0) & (t < 12.8)
+    lean = _pulse(t, 9.6, 1.4, 6.0)
+    walking = np.zeros(len(k), bool) if walk_until_s is None else \
+        (t >= 9.0) & (t < walk_until_s)
+    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
+    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean,
+                               lean if gyro else None, np.zeros(len(k), bool), walking)
+
+
+def test_a_shallow_drop_out_of_a_walk_needs_a_gyro_to_count() -> None:
+    """Without a gyro the vertical tilts with every step's thrust, so a walk that stops
+    reads as a drop with a few degrees of force tilt: out of a walk, a drop needs the
+    full ``TRANSITION_LEAN_DEG`` unless the gyro tracks the trunk's own lean."""
+    assert [tr.kind for tr in _shallow_drop_ticks(None, gyro=False)] == ["stand_to_sit"]
+    assert _shallow_drop_ticks(9.8, gyro=False) == []
+    assert [tr.kind for tr in _shallow_drop_ticks(9.8, gyro=True)] == ["stand_to_sit"]
 
 
 def _drop_then_typing_ticks(step_times: list[float]) -> list[Transition]:
