@@ -112,7 +112,7 @@ class Transition:
     kind: str            # sit_to_stand or stand_to_sit
     lift_m: float        # the estimated rise (+) or drop (-) of the sensor
     lean_deg: float
-    direction: np.ndarray  # where the gravity vector swung (forward evidence), unit
+    direction: np.ndarray  # where the gravity vector swung (forward evidence); 0: none
     while_walking: bool = False  # in or right after a walking second (stairs?)
 
 
@@ -325,6 +325,7 @@ class PushDetector:
         if not (max(lean, trunk) >= floor
                 and trunk <= top + (UNTRACKED_THRUST_DEG if thrust else 0.0)):
             return []
+        shallow = max(lean, trunk) < TRANSITION_LEAN_DEG
         lean = trunk
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))
@@ -344,7 +345,9 @@ class PushDetector:
         bend = BEND_LEVER_M * (1.0 - np.cos(np.radians(turn)))
         if abs(rise) - bend < (RISE_M if rise > 0 else DROP_M):
             return []
-        direction = unit(ctx["fast"][p]) - unit(ctx["grav"][i])
+        # a swing this shallow shows no direction: no forward evidence (one such
+        # sit-down delayed a learned sign by half an hour)
+        direction = np.zeros(3) if shallow else unit(ctx["fast"][p]) - unit(ctx["grav"][i])
         return [Transition(job.at / TICK_HZ, "sit_to_stand" if rise > 0 else "stand_to_sit",
                            rise, lean, direction)]
 

@@ -41,6 +41,14 @@ def test_a_push_counts_only_when_the_lean_around_it_agrees(swing: float,
     assert (tr.weight, tr.score) == ((1.0, pytest.approx(1.0)) if counted else (0.0, 0.0))
 
 
+def test_a_push_with_no_swing_direction_is_no_evidence() -> None:
+    """A sit-down that leaned under ``TRANSITION_LEAN_DEG`` carries no direction (its
+    swing is too shallow to show one): it is no evidence, even with a lean around it."""
+    tr = _tracker_with_a_lean((9, 11))
+    tr._transition(Transition(12.3, "stand_to_sit", -0.4, 5.0, np.zeros(3)))
+    assert tr.weight == 0.0
+
+
 def test_a_push_with_no_data_around_it_is_no_evidence() -> None:
     tr = _tracker_with_a_lean((9, 11))
     tr._transition(Transition(40.0, "sit_to_stand", 0.4, 20.0, tr.ref.copy()))

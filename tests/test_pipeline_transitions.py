@@ -132,11 +132,14 @@ def test_a_sit_down_with_a_shallow_lean_counts_and_a_stand_up_as_shallow_does_no
     """Some people sit down leaning only a few degrees more than they stood (a 10° lean
     from a posture already 6° forward): a drop needs ``SIT_DOWN_LEAN_DEG`` of lean, a
     rise still ``TRANSITION_LEAN_DEG`` (a seated reach or typing leaks a rise with a
-    shallow lean); a drop with hardly any lean is still no sit-down."""
+    shallow lean), and a swing under that is no evidence of the forward sign; a drop
+    with hardly any lean is still no sit-down."""
     moves = [("rise", 10.0, 2.5, 0.4), ("drop", 35.0, 2.0, 0.45)]
     got = pushes(body_day(moves, lean_deg=5.0))
     assert [tr.kind for tr in got] == ["stand_to_sit"]
     assert SIT_DOWN_LEAN_DEG <= got[0].lean_deg < TRANSITION_LEAN_DEG
+    assert not got[0].direction.any()  # too shallow a swing to be forward evidence
+    assert np.linalg.norm(pushes(body_day(moves))[1].direction) > 0.1
     assert pushes(body_day(moves, lean_deg=3.0)) == []
 
 
