@@ -322,10 +322,10 @@ class PushDetector:
         # thrust): out of a walk, a drop needs a stand-up's lean there
         floor = TRANSITION_LEAN_DEG if rise > 0 or (walked and not tracked) \
             else SIT_DOWN_LEAN_DEG
-        if not (max(lean, trunk) >= floor
-                and trunk <= top + (UNTRACKED_THRUST_DEG if thrust else 0.0)):
+        leaned = max(lean, trunk)
+        if not (leaned >= floor and trunk <= top + (UNTRACKED_THRUST_DEG if thrust else 0.0)):
             return []
-        shallow = max(lean, trunk) < TRANSITION_LEAN_DEG
+        shallow = leaned < TRANSITION_LEAN_DEG
         lean = trunk
         lo, hi = job.windows[0]
         i, j = int(np.searchsorted(kk, lo)), int(np.searchsorted(kk, hi))

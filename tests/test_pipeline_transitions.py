@@ -438,51 +438,39 @@ def test_a_deep_stand_up_with_a_forward_thrust_is_a_rise_where_there_is_a_gyro()
         [(tr.t, tr.kind, tr.lift_m) for tr in got]
 
 
-def _drop_ticks(walk_from_s: float | None) -> list[Transition]:
-    """A 0.4 m drop with a 25° lean at 10–11.5 s (ticks at 25 Hz), walking from
-    ``walk_from_s`` to the movement's end if given."""
+def _drop_ticks(walking_s: tuple[float, float] | None, lean_deg: float = 25.0,
+                gyro: bool = True) -> list[Transition]:
+    """A 0.4 m drop with a ``lean_deg`` lean at 10–11.5 s (ticks at 25 Hz) in a movement
+    from 9.6 to 12.8 s, walking over ``walking_s`` (start, end) if given; the trunk's own
+    lean known (``gyro``) or not."""
     k = np.arange(0, 25 * 25)
     t = k / 25.0
     z = _step(t, 10.0, 1.5, -0.4)
     vert = np.gradient(np.gradient(z, t), t)
     moving = (t >= 9.6) & (t < 12.8)
-    lean = _pulse(t, 9.6, 1.4, 25.0)
-    walking = np.zeros(len(k), bool) if walk_from_s is None else (t >= walk_from_s) & moving
+    lean = _pulse(t, 9.6, 1.4, lean_deg)
+    walking = np.zeros(len(k), bool) if walking_s is None else \
+        (t >= walking_s[0]) & (t < walking_s[1]) & moving
     up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
-    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean, lean,
-                               np.zeros(len(k), bool), walking)
+    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean,
+                               lean if gyro else None, np.zeros(len(k), bool), walking)
 
 
 def test_a_walk_after_the_lean_rules_out_a_sit_down() -> None:
     """Any walk lies on the standing side of a transition: a drop read across the first
     steps after a stand-up's lean is the walk's drift, not a sit-down."""
     assert [tr.kind for tr in _drop_ticks(None)] == ["stand_to_sit"]
-    assert _drop_ticks(10.4) == []
-    assert [tr.kind for tr in _drop_ticks(11.6)] == ["stand_to_sit"]  # a rhythmic second
-
-
-def _shallow_drop_ticks(walk_until_s: float | None, gyro: bool) -> list[Transition]:
-    """A 0.4 m drop with a 6° lean at 10–11.5 s (ticks at 25 Hz) in a movement from 9 s,
-    walking until ``walk_until_s`` if given; the trunk's own lean known (``gyro``) or not."""
-    k = np.arange(0, 25 * 25)
-    t = k / 25.0
-    vert = np.gradient(np.gradient(_step(t, 10.0, 1.5, -0.4), t), t)
-    moving = (t >= 9.0) & (t < 12.8)
-    lean = _pulse(t, 9.6, 1.4, 6.0)
-    walking = np.zeros(len(k), bool) if walk_until_s is None else \
-        (t >= 9.0) & (t < walk_until_s)
-    up = np.tile([0.0, 0.0, 1.0], (len(k), 1))
-    return PushDetector().feed(k, np.ones(len(k), bool), vert, moving, up, up, lean,
-                               lean if gyro else None, np.zeros(len(k), bool), walking)
+    assert _drop_ticks((10.4, 12.8)) == []
+    assert [tr.kind for tr in _drop_ticks((11.6, 12.8))] == ["stand_to_sit"]  # a rhythmic second
 
 
 def test_a_shallow_drop_out_of_a_walk_needs_a_gyro_to_count() -> None:
     """Without a gyro the vertical tilts with every step's thrust, so a walk that stops
     reads as a drop with a few degrees of force tilt: out of a walk, a drop needs the
     full ``TRANSITION_LEAN_DEG`` unless the gyro tracks the trunk's own lean."""
-    assert [tr.kind for tr in _shallow_drop_ticks(None, gyro=False)] == ["stand_to_sit"]
-    assert _shallow_drop_ticks(9.8, gyro=False) == []
-    assert [tr.kind for tr in _shallow_drop_ticks(9.8, gyro=True)] == ["stand_to_sit"]
+    assert [tr.kind for tr in _drop_ticks(None, 6.0, gyro=False)] == ["stand_to_sit"]
+    assert _drop_ticks((9.6, 9.8), 6.0, gyro=False) == []
+    assert [tr.kind for tr in _drop_ticks((9.6, 9.8), 6.0)] == ["stand_to_sit"]
 
 
 def _drop_then_typing_ticks(step_times: list[float]) -> list[Transition]:
