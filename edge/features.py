@@ -5,7 +5,8 @@ while the pipeline is still learning its calibration. For steps, vertical moveme
 from the *magnitude* of the specific force, which to first order is 1 g plus the vertical
 acceleration whatever the sensor's tilt or mounting; sit/stand pushes
 (`edge.transitions`) use the acceleration along a fast gravity direction instead, which
-fast trunk rotations do not inflate.
+fast trunk rotations do not inflate, less the accelerometer's own error at that
+orientation (`edge.accel_fit`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal
 
+from spinesense.edge.accel_fit import MagnitudeFit
 from spinesense.edge.filters import (
     TICK_HZ,
     StreamSOS,
@@ -149,6 +151,7 @@ class FrontEnd:
         self.gait = GaitDetector()
         self._walk_last: int | None = None       # the last walking second seen
         self.pushes = PushDetector()
+        self.magnitude = MagnitudeFit()
         self._vert_prev: list[np.ndarray | None] = [None] * VERTICAL_PASSES
 
     def ticks(self, tk: Ticks) -> TickFeatures:
@@ -165,8 +168,11 @@ class FrontEnd:
         up = self.f_vert.run(acc, starts)   # a gravity direction that keeps up with a push
         if tk.gyro is not None:  # ... better: turned with the trunk by the gyro
             up = self._gyro_vertical(acc, tk.gyro, up, tk.valid, starts)
-        vert = (np.einsum("ij,ij->i", acc, up) / _norm_rows(up) - 1.0) * G
         dyn_mg = _norm_rows(acc - grav) * 1000.0
+        # less the accelerometer's own error at this orientation (`edge.accel_fit`)
+        up = up / _norm_rows(up)[:, None]
+        err = self.magnitude.error(tk.k, tk.valid, grav, dyn_mg, up)
+        vert = (np.einsum("ij,ij->i", acc, up) - 1.0 - err) * G
         with np.errstate(invalid="ignore"):
             moving = self.f_moving.run(dyn_mg[:, None], starts)[:, 0] > MOVING_MG
         lean = _angle_deg(fast, slow)
