@@ -29,9 +29,7 @@ from spinesense.edge.filters import TICK_HZ
 WINDOW_S = 60           # the fit in use changes only at these aligned boundaries
 STILL_MG = 15.0         # a tick this close to the low-passed gravity is still ...
 SAMPLE_EVERY = TICK_HZ  # ... and one still tick a second is a sample (enough, and cheap)
-RIDGE = 10.0            # prior weight, in samples (seconds), holding the fit at zero
-MIN_SAMPLES = 300       # ... and no fit from fewer (the first minutes: few postures, and
-#                         the bias still drifting as the chip warms up)
+RIDGE = 10.0           # prior weight, in samples (seconds), holding the fit at zero
 SCALE = 2.0 ** 24       # fixed point of the summed products
 N_FEAT = 10
 _IU = np.triu_indices(N_FEAT)
@@ -111,8 +109,8 @@ class MagnitudeFit:
         return np.rint(prod * SCALE).astype(np.int64)
 
     def _solve(self, sums: np.ndarray) -> np.ndarray | None:
-        """The ridge fit of the summed products (None before ``MIN_SAMPLES``)."""
-        if sums[0] < MIN_SAMPLES * SCALE:
+        """The ridge fit of the summed products (None before any still sample)."""
+        if sums[0] == 0:
             return None
         n_pairs = len(_IU[0])
         a = np.zeros((N_FEAT, N_FEAT))
