@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pipeline_transitions import RATE, _gyro_pushes, _pulse, _step
+from test_pipeline_transitions import RATE, _gyro_pushes, _pulse, _sensor_chunk, _step
 
 from spinesense.edge.accel_fit import WINDOW_S, MagnitudeFit
-from spinesense.edge.features import G
 from spinesense.edge.filters import TICK_HZ
 from spinesense.samples import SampleChunk
 
@@ -88,16 +87,9 @@ def _miscalibrated_stand_up(seed: int = 0) -> SampleChunk:
     t = np.arange(0.0, 280.0, 1.0 / RATE)
     flex = (_step(t, 60.0, 2.0, 35.0) + _step(t, 120.0, 2.0, -50.0)
             + _step(t, 180.0, 2.0, 15.0) + _pulse(t, 250.0, 2.0, 40.0))
-    hip_z = _step(t, 250.6, 1.4, 0.4)
-    th = np.radians(flex)
-    x, z = 0.45 * np.sin(th), hip_z + 0.45 * np.cos(th)
-    ax, az = (np.gradient(np.gradient(v, t), t) / G for v in (x, z))
-    az = az + 1.0
-    acc = np.stack([ax * np.cos(th) - az * np.sin(th), np.zeros_like(t),
-                    ax * np.sin(th) + az * np.cos(th)], axis=1)
-    acc = acc @ LEAN_GAIN.T + LEAN_BIAS + np.random.default_rng(seed).normal(0.0, 0.003, acc.shape)
+    true = _sensor_chunk(t, _step(t, 250.6, 1.4, 0.4), flex, seed=seed)
     rate = np.stack([np.zeros_like(t), np.gradient(flex, t), np.zeros_like(t)], axis=1)
-    return SampleChunk(t + 1000.0, acc, rate)
+    return SampleChunk(true.t, true.acc @ LEAN_GAIN.T + LEAN_BIAS, rate)
 
 
 def test_a_stand_up_on_a_miscalibrated_board_reads_its_true_rise(monkeypatch) -> None:
